@@ -1,0 +1,5 @@
+import sys
+
+from soartlab.cli import main
+
+sys.exit(main())
