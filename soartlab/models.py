@@ -1,0 +1,196 @@
+"""The seed's Siamese embedding network, with its sizes taken from a config.
+
+The layer attribute names (``linear1``, ``linear2``, ``linear3``, ``final``, ``relu``) and
+the ``embedding_net`` wrapper are the seed's, so a state_dict saved here loads with
+``load_state_dict(torch.load(path))`` into the seed's own classes and the other way round.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from numbers import Integral
+from typing import Any
+
+import torch
+from torch import nn
+
+from soartlab.errors import CheckpointError, DataError
+
+# Bounds that refuse absurd configs (from a user or a checkpoint) before any memory is
+# allocated for the model.
+MAX_LAYER_WIDTH = 100_000
+MAX_INPUT_FEATURES = 10_000_000
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights, the checkpoint size cap
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the embedding network; the model is built from this and nothing else."""
+
+    input_shape: tuple[int, ...] = (36, 39)  # one sample: (H, W) for images, (d,) for features
+    hidden: tuple[int, int, int] = (512, 256, 256)  # widths of linear1, linear2, linear3
+    embedding_dim: int = 128  # width of `final`, the embedding size e
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so configs compare and hash the same way.
+        if isinstance(self.input_shape, list):
+            self.input_shape = tuple(self.input_shape)
+        if isinstance(self.hidden, list):
+            self.hidden = tuple(self.hidden)
+        self.validate()
+
+    @property
+    def in_features(self) -> int:
+        """Number of inputs of ``linear1``: the product of ``input_shape``."""
+        return math.prod(self.input_shape)
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """``(in, out)`` of linear1, linear2, linear3 and final, in that order."""
+        widths = [self.in_features, *self.hidden, self.embedding_dim]
+        return list(zip(widths[:-1], widths[1:], strict=True))
+
+    def num_parameters(self) -> int:
+        return sum(n_in * n_out + n_out for n_in, n_out in self.layer_sizes())
+
+    def validate(self) -> None:
+        """Raise `CheckpointError` for sizes no real model has, before anything is built."""
+        if not isinstance(self.input_shape, tuple) or not 1 <= len(self.input_shape) <= 3:
+            raise CheckpointError(
+                f"Model config 'input_shape' must be 1 to 3 positive integers such as (36, 39); "
+                f"got {self.input_shape!r}."
+            )
+        for size in self.input_shape:
+            _check_int("input_shape", size, MAX_INPUT_FEATURES)
+        if self.in_features > MAX_INPUT_FEATURES:
+            raise CheckpointError(
+                f"Model config 'input_shape' {self.input_shape!r} gives {self.in_features} input "
+                f"features; at most {MAX_INPUT_FEATURES} are allowed."
+            )
+        if not isinstance(self.hidden, tuple) or len(self.hidden) != 3:
+            raise CheckpointError(
+                f"Model config 'hidden' must be exactly three layer widths such as "
+                f"(512, 256, 256); got {self.hidden!r}."
+            )
+        for width in self.hidden:
+            _check_int("hidden", width, MAX_LAYER_WIDTH)
+        _check_int("embedding_dim", self.embedding_dim, MAX_LAYER_WIDTH)
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise CheckpointError(
+                f"Model config {self.to_dict()} has {self.num_parameters()} parameters; "
+                f"at most {MAX_PARAMETERS} are allowed."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types: lists for the shapes."""
+        return {
+            "input_shape": list(self.input_shape),
+            "hidden": list(self.hidden),
+            "embedding_dim": self.embedding_dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """Build from `to_dict` output (e.g. checkpoint metadata); `CheckpointError` if invalid."""
+        if not isinstance(data, dict):
+            raise CheckpointError(
+                f"Model config must be a mapping with keys input_shape, hidden, embedding_dim; "
+                f"got {type(data).__name__}."
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(key) for key in data if key not in known)
+        if unknown:
+            raise CheckpointError(
+                f"Model config has unknown keys {unknown}; expected only {sorted(known)}."
+            )
+        values = dict(data)
+        for name in ("input_shape", "hidden"):
+            if name in values and not isinstance(values[name], list | tuple):
+                raise CheckpointError(
+                    f"Model config '{name}' must be a list of integers; got {values[name]!r}."
+                )
+        return cls(**values)
+
+
+def _check_int(name: str, value: Any, upper: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise CheckpointError(f"Model config '{name}' must hold integers; got {value!r}.")
+    if not 1 <= value <= upper:
+        raise CheckpointError(
+            f"Model config '{name}' must hold integers from 1 to {upper}; got {value!r}."
+        )
+
+
+class EmbeddingNet(nn.Module):
+    """Flatten one sample and map it to an embedding: ``(N, *input_shape) -> (N, e)``.
+
+    Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (seed: 1404→512→256→256→128).
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ModelConfig()
+        self.config.validate()
+        (n_in, h1), (_, h2), (_, h3), (_, emb) = self.config.layer_sizes()
+        self.linear1 = nn.Linear(n_in, h1)
+        self.linear2 = nn.Linear(h1, h2)
+        self.linear3 = nn.Linear(h2, h3)
+        self.final = nn.Linear(h3, emb)
+        self.relu = nn.ReLU()
+
+    @property
+    def in_features(self) -> int:
+        return self.config.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any tensor whose size is a multiple of ``in_features`` → ``(N, e)``."""
+        n_in = self.config.in_features
+        if x.numel() % n_in != 0:
+            raise DataError(
+                f"Input has {tuple(x.shape)} = {x.numel()} values, not a whole number of "
+                f"samples of {n_in} features; the model expects input shape "
+                f"{self.config.input_shape}."
+            )
+        # reshape, not view: slices and transposed batches are not contiguous.
+        x = x.reshape(-1, n_in)
+        x = self.relu(self.linear1(x))
+        x = self.relu(self.linear2(x))
+        x = self.relu(self.linear3(x))
+        return self.final(x)
+
+    def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+class SiameseNet(nn.Module):
+    """One `EmbeddingNet` applied to both inputs: ``(x1, x2) -> (e1, e2)``, each ``(N, e)``."""
+
+    def __init__(self, embedding_net: EmbeddingNet) -> None:
+        super().__init__()
+        self.embedding_net = embedding_net
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.embedding_net.config
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embedding_net(x1), self.embedding_net(x2)
+
+    def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding_net(x)
+
+
+def build_model(config: ModelConfig | None = None) -> SiameseNet:
+    """A freshly initialised `SiameseNet` of the given sizes (seed sizes by default)."""
+    return SiameseNet(EmbeddingNet(config if config is not None else ModelConfig()))
+
+
+__all__ = [
+    "MAX_INPUT_FEATURES",
+    "MAX_LAYER_WIDTH",
+    "MAX_PARAMETERS",
+    "EmbeddingNet",
+    "ModelConfig",
+    "SiameseNet",
+    "build_model",
+]
