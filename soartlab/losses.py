@@ -1,0 +1,58 @@
+"""Contrastive loss over any distance (SOART3 gamma, Euclidean, ...), never a fixed metric."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from soartlab.errors import SoartLabError
+
+
+class PairwiseDistance(Protocol):
+    """What the loss needs from a distance: row i of ``a`` against row i of ``b``."""
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (N, e), (N, e) -> (N,)
+        ...
+
+
+class ContrastiveLoss(nn.Module):
+    """``mean(y·d² + (1−y)·max(margin − d, 0)²)`` with ``d = distance.pairwise(e1, e2)``.
+
+    ``y`` is 1 for a matched pair (same label) and 0 for an unmatched one: matched pairs
+    are pulled to distance 0, unmatched ones pushed beyond ``margin``.
+    """
+
+    def __init__(self, distance: PairwiseDistance, margin: float = 1.0) -> None:
+        super().__init__()
+        if not callable(getattr(distance, "pairwise", None)):
+            raise SoartLabError(
+                f"ContrastiveLoss needs a distance with a pairwise(a, b) method; "
+                f"got {type(distance).__name__}."
+            )
+        if isinstance(margin, bool) or not isinstance(margin, int | float):
+            raise SoartLabError(f"Contrastive margin must be a number; got {margin!r}.")
+        if not math.isfinite(margin) or margin <= 0:
+            raise SoartLabError(f"Contrastive margin must be finite and > 0; got {margin!r}.")
+        self.distance = distance
+        self.margin = float(margin)
+
+    def forward(self, e1: torch.Tensor, e2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``e1``, ``e2``: ``(N, e)`` embeddings; ``target``: ``(N,)`` of 1/0 → scalar."""
+        d = self.distance.pairwise(e1, e2)
+        target = torch.as_tensor(target, device=d.device)
+        if target.numel() != d.numel():
+            raise SoartLabError(
+                f"Contrastive target has {target.numel()} values for {d.numel()} pairs; "
+                f"give one 1/0 target per pair."
+            )
+        # Same shape as d: an (N, 1) target must not broadcast against (N,) into (N, N).
+        target = target.reshape(d.shape).to(d.dtype)
+        matched = target * d.pow(2)
+        unmatched = (1 - target) * torch.clamp(self.margin - d, min=0).pow(2)
+        return (matched + unmatched).mean()
+
+    def extra_repr(self) -> str:
+        return f"distance={type(self.distance).__name__}, margin={self.margin}"
