@@ -1,0 +1,199 @@
+"""Command line: `python -m soartlab demo|train|evaluate|predict`.
+
+Bad input ends with exit status 2 and one line on stderr; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from soartlab.errors import SoartLabError
+
+EXIT_BAD_INPUT = 2
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        parts = tuple(int(p) for p in text.lower().replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"input shape must look like 36x39 or 1404; got {text!r}"
+        ) from None
+    if not parts or any(p <= 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"input shape must be positive integers; got {text!r}")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m soartlab",
+        description="SOART Lab: SOART3-distance Siamese networks for visual inspection.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="write the built-in demo set (.csv or .parquet)")
+    demo.add_argument("--out", required=True, type=Path, help="output file, .csv or .parquet")
+    demo.add_argument("--samples", type=int, default=3000, help="number of samples (default 3000)")
+    demo.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train a Siamese model and write a run folder")
+    train.add_argument(
+        "--data", required=True, type=Path, help="CSV/TSV/Parquet/NPZ/zip of class folders"
+    )
+    train.add_argument("--out", required=True, type=Path, help="run folder to write")
+    train.add_argument("--loss", choices=["soart3", "euclidean"], default="soart3")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--pairs-per-epoch", type=int, default=20000)
+    train.add_argument("--margin", type=float, default=1.0)
+    train.add_argument("--scale", type=float, default=0.5, help="gamma transform scale")
+    train.add_argument("--offset", type=float, default=-0.25, help="gamma transform offset")
+    train.add_argument("--floor", type=float, default=0.0, help="gamma transform floor")
+    train.add_argument("--test-size", type=float, default=0.2, help="held-out share")
+    train.add_argument("--good-class", default=None, help="name of the good class")
+    train.add_argument("--input-shape", type=_shape, default=None, help="e.g. 36x39")
+    train.add_argument("--label", default="", help="a name for the run (a label only)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="print a run's metrics on a labelled data file as JSON"
+    )
+    evaluate.add_argument("--run", required=True, type=Path)
+    evaluate.add_argument("--data", required=True, type=Path)
+
+    predict = sub.add_parser("predict", help="predict a new lot and write a CSV")
+    predict.add_argument("--run", required=True, type=Path)
+    predict.add_argument("--data", required=True, type=Path)
+    predict.add_argument("--out", required=True, type=Path, help="output .csv")
+    return parser
+
+
+class _ProgressPrinter:
+    """Progress lines on stderr: one per epoch, and a step line about every 2 seconds."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        if p.kind == "step" and now - self.last > 2.0:
+            self.last = now
+            print(
+                f"  epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps_per_epoch} loss {p.loss:.4f}",
+                file=sys.stderr,
+            )
+        elif p.kind == "epoch" and p.record:
+            r = p.record
+            print(
+                f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}, held-out accuracy {r['test_accuracy']:.3f}, "
+                f"escape {r['escape_rate']:.3f}, overkill {r['overkill_rate']:.3f} ({r['seconds']:.1f} s)",
+                file=sys.stderr,
+            )
+        elif p.kind in ("stopped", "nan"):
+            print(f"training stopped: {p.message}", file=sys.stderr)
+
+
+def _cmd_demo(args) -> int:
+    from soartlab.demo import write_demo
+
+    if args.out.suffix.lower() not in (".csv", ".parquet"):
+        raise SoartLabError(f"--out must end in .csv or .parquet; got {args.out.name!r}.")
+    if not 10 <= args.samples <= 200_000:
+        raise SoartLabError(f"--samples must be from 10 to 200000; got {args.samples}.")
+    write_demo(args.out, n_samples=args.samples, seed=args.seed)
+    print(f"wrote {args.samples} demo samples to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from soartlab.data import load_dataset
+    from soartlab.training import TrainConfig, Trainer
+    from soartlab.transform import GammaTransform
+    from soartlab.workflow import save_result
+
+    config = TrainConfig(
+        loss=args.loss,
+        margin=args.margin,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        pairs_per_epoch=args.pairs_per_epoch,
+        seed=args.seed,
+        device=args.device,
+        transform=GammaTransform(args.scale, args.offset, args.floor),
+        test_size=args.test_size,
+        good_class=args.good_class,
+    )
+    config.validate()
+    dataset = load_dataset(args.data, input_shape=args.input_shape)
+    started = time.process_time()
+    wall = time.perf_counter()
+    trainer = Trainer(config, callback=None if args.quiet else _ProgressPrinter())
+    result = trainer.fit(dataset)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    result.metadata["cpu_seconds"] = time.process_time() - started
+    result.metadata["wall_seconds"] = time.perf_counter() - wall
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_result(args.out, result, label=args.label)
+    m = result.metrics
+    print(
+        f"wrote {args.out}/model.pth: held-out accuracy {m['accuracy']:.4f}, "
+        f"escape {m['escape_rate']:.4f}, overkill {m['overkill_rate']:.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from soartlab.data import load_dataset
+    from soartlab.workflow import evaluate_run, load_run
+
+    run = load_run(args.run)
+    metrics = evaluate_run(run, load_dataset(args.data, input_shape=run.input_shape))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from soartlab.data import load_dataset
+    from soartlab.workflow import load_run, predict
+
+    if args.out.suffix.lower() != ".csv":
+        raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
+    run = load_run(args.run)
+    table = predict(run, load_dataset(args.data, input_shape=run.input_shape))
+    table.to_csv(args.out, index=False)
+    fails = int((table["pass_fail"] == "fail").sum())
+    print(f"wrote {len(table)} predictions to {args.out} ({fails} fail)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "demo": _cmd_demo,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SoartLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,466 @@
+"""Contrastive training of the Siamese embedding network.
+
+The loop knows nothing about the UI: it reports through a callback and checks a stop
+flag. It is rank-aware: under `torch.distributed` each rank draws its own share of pairs
+(seeded by seed, epoch and rank), gradients are averaged by DistributedDataParallel and
+the loss and NaN flag are reduced across ranks, so every rank stops together.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from soartlab import data as D
+from soartlab.checkpoint import atomic_write_bytes
+from soartlab.distances import EuclideanDistance, SOART3Distance
+from soartlab.errors import CheckpointError, SoartLabError
+from soartlab.evaluation import classification_metrics, classify, embed
+from soartlab.losses import ContrastiveLoss
+from soartlab.models import ModelConfig, SiameseNet, build_model
+from soartlab.transform import GammaTransform
+
+LOSSES = ("soart3", "euclidean")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data."""
+
+    loss: str = "soart3"  # "soart3": SOART3 gamma + transform; "euclidean": the baseline
+    margin: float = 1.0  # contrastive margin for unmatched pairs
+    epochs: int = 10
+    batch_size: int = 128  # pairs per optimiser step
+    lr: float = 1e-3  # Adam learning rate
+    pairs_per_epoch: int = 20000  # fresh pairs drawn every epoch (over all ranks)
+    matched_fraction: float = 0.5  # share of matched (same-label) pairs
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    transform: GammaTransform = field(default_factory=GammaTransform)
+    p_v: float = 4.0  # SOART3 Minkowski order of v
+    p_m: float = 1.0  # SOART3 Minkowski order of m
+    test_size: float = 0.2  # held-out share, stratified
+    good_class: str | None = None  # None: a label named good/ok/pass, else the first
+    knn_k: int = 1  # neighbours for held-out classification
+    hidden: tuple[int, int, int] = (512, 256, 256)
+    embedding_dim: int = 128
+
+    def validate(self) -> None:
+        """Raise SoartLabError naming the first setting out of range."""
+        if self.loss not in LOSSES:
+            raise SoartLabError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
+        if self.device not in DEVICES:
+            raise SoartLabError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
+        checks = [
+            ("epochs", self.epochs, 1, 10_000),
+            ("batch_size", self.batch_size, 2, 1_000_000),
+            ("pairs_per_epoch", self.pairs_per_epoch, 2, 100_000_000),
+            ("knn_k", self.knn_k, 1, 1000),
+        ]
+        for name, value, low, high in checks:
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise SoartLabError(
+                    f"{name} must be an integer from {low} to {high}; got {value!r}."
+                )
+        reals = [
+            ("margin", self.margin, 0.0, 1e6),
+            ("lr", self.lr, 0.0, 10.0),
+            ("matched_fraction", self.matched_fraction, 0.0, 1.0),
+            ("test_size", self.test_size, 0.0, 0.9),
+            ("p_v", self.p_v, 0.0, 64.0),
+            ("p_m", self.p_m, 0.0, 64.0),
+        ]
+        for name, value, low, high in reals:
+            if (
+                not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not low < value <= high
+            ):
+                raise SoartLabError(f"{name} must be in ({low}, {high}]; got {value!r}.")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SoartLabError(
+                "device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'."
+            )
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["transform"] = self.transform.to_dict()
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        values = dict(values)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SoartLabError(f"Unknown training settings: {', '.join(unknown)}.")
+        if isinstance(values.get("transform"), dict):
+            values["transform"] = GammaTransform.from_dict(values["transform"])
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+
+def training_distance(config: TrainConfig):
+    """The distance the loss uses."""
+    if config.loss == "soart3":
+        return SOART3Distance(transform=config.transform, p_v=config.p_v, p_m=config.p_m)
+    return EuclideanDistance()
+
+
+def evaluation_distance(loss: str, p_v: float = 4.0, p_m: float = 1.0):
+    """The distance for nearest-neighbour classification: the untransformed metric the
+    model was trained with (the floor of the transform would only create ties)."""
+    if loss == "soart3":
+        return SOART3Distance(transform=None, p_v=p_v, p_m=p_m)
+    return EuclideanDistance()
+
+
+def distance_spec(loss: str, p_v: float, p_m: float) -> dict:
+    """JSON form of `evaluation_distance`, stored in run metadata."""
+    if loss == "soart3":
+        return {"name": "soart3", "p_v": p_v, "p_m": p_m}
+    return {"name": "euclidean"}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SoartLabError("device 'cuda' was asked for but no CUDA GPU is available.")
+    return torch.device(device)
+
+
+@dataclass
+class Progress:
+    """One progress event for the callback."""
+
+    kind: str  # "step" | "epoch" | "done" | "stopped" | "nan"
+    epoch: int  # 1-based
+    epochs: int
+    step: int = 0  # 1-based within the epoch
+    steps_per_epoch: int = 0
+    loss: float = float("nan")
+    record: dict | None = None  # the epoch's history row, for "epoch"
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """Share of the whole run done, 0..1."""
+        if self.kind in ("done",):
+            return 1.0
+        per_epoch = max(self.steps_per_epoch, 1)
+        return min(1.0, ((self.epoch - 1) + self.step / per_epoch) / max(self.epochs, 1))
+
+
+@dataclass
+class TrainResult:
+    model: SiameseNet
+    history: list[dict]
+    metrics: dict
+    metadata: dict
+    references: tuple[np.ndarray, np.ndarray]  # train-split embeddings (N, e), labels (N,)
+    stopped: bool = False
+    stop_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def pair_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed for one rank's pairs in one epoch: distinct per (seed, epoch, rank)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class Trainer:
+    """Trains a SiameseNet on a dataset with the contrastive loss.
+
+    callback(Progress) is called on every step and epoch (on rank 0 only when
+    distributed). Setting `stop_event` ends training at the next step and keeps the last
+    good state; a NaN loss stops with the epoch named and restores the state from the
+    end of the last good epoch.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        callback: Callable[[Progress], None] | None = None,
+        stop_event: threading.Event | None = None,
+    ):
+        config.validate()
+        self.config = config
+        self.callback = callback
+        self.stop_event = stop_event or threading.Event()
+        self.rank, self.world_size = _rank_world()
+        self.device = resolve_device(config.device)
+
+    # -- helpers ---------------------------------------------------------------
+    def _emit(self, progress: Progress) -> None:
+        if self.callback is not None and self.rank == 0:
+            self.callback(progress)
+
+    def _all_reduce(self, values: list[float]) -> list[float]:
+        """Sum a few floats over ranks (identity in a single process)."""
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    @property
+    def _comm_device(self) -> torch.device:
+        if dist.is_initialized() and dist.get_backend() == "nccl":
+            return self.device
+        return torch.device("cpu")
+
+    def _wrap(self, model: SiameseNet) -> torch.nn.Module:
+        if self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    # -- the loop --------------------------------------------------------------
+    def fit(
+        self,
+        dataset,
+        *,
+        init_from: dict | None = None,
+        state_path: str | Path | None = None,
+        resume_state: bool = False,
+    ) -> TrainResult:
+        """Train on `dataset` (the `soartlab.data` dataset object).
+
+        init_from: metadata + state_dict of an earlier run to warm-start from (a new round:
+            weights and normalisation are reused, the optimiser starts fresh).
+        state_path: where to keep a training state after every epoch (model, optimiser,
+            epoch, history) so that an interrupted run can resume exactly.
+        resume_state: continue from `state_path` when it exists.
+        """
+        cfg = self.config
+        warnings = D.check_trainable(dataset)
+        names = D.label_names(dataset)
+        good = D.good_index(names, cfg.good_class)
+        shape = tuple(D.input_shape(dataset))
+        train_ds, test_ds = D.split(dataset, test_size=cfg.test_size, seed=cfg.seed)
+        x_train, y_train = D.to_arrays(train_ds)
+        x_test, y_test = D.to_arrays(test_ds)
+
+        model_config = ModelConfig(
+            input_shape=shape, hidden=tuple(cfg.hidden), embedding_dim=cfg.embedding_dim
+        )
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_config)
+        if init_from is not None:
+            normalization = D.Normalization.from_dict(init_from["metadata"]["normalization"])
+            _load_weights(model, init_from["state_dict"])
+        else:
+            normalization = D.Normalization.fit(x_train, per_feature=len(shape) == 1)
+        x_train = normalization.apply(x_train).astype(np.float32, copy=False)
+        x_test = normalization.apply(x_test).astype(np.float32, copy=False)
+
+        model.to(self.device)
+        wrapped = self._wrap(model)
+        optimizer = torch.optim.Adam(wrapped.parameters(), lr=cfg.lr)
+        loss_fn = ContrastiveLoss(training_distance(cfg), margin=cfg.margin)
+        eval_distance = evaluation_distance(cfg.loss, cfg.p_v, cfg.p_m)
+
+        history: list[dict] = []
+        start_epoch = 1
+        state_path = Path(state_path) if state_path else None
+        if resume_state and state_path is not None and state_path.exists():
+            start_epoch, history = _restore_state(state_path, model, optimizer)
+            start_epoch += 1
+
+        # The whole training split lives on the device; a step gathers its pairs by index.
+        x_dev = torch.as_tensor(x_train, device=self.device)
+        y_np = y_train
+        share = max(cfg.pairs_per_epoch // self.world_size, 1)
+        steps = math.ceil(share / cfg.batch_size)
+        last_good = copy.deepcopy(model.state_dict())
+        stopped, stop_reason = False, ""
+
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            started = time.perf_counter()
+            wrapped.train()
+            i, j, target = D.sample_pairs(
+                y_np, share, cfg.matched_fraction, seed=pair_seed(cfg.seed, epoch, self.rank)
+            )
+            i_t = torch.as_tensor(i, device=self.device)
+            j_t = torch.as_tensor(j, device=self.device)
+            t_t = torch.as_tensor(target, device=self.device)
+            loss_sum, seen = 0.0, 0
+            for step in range(steps):
+                stop_now = self.stop_event.is_set()
+                if self.world_size > 1:
+                    stop_now = self._all_reduce([float(stop_now)])[0] > 0
+                if stop_now:
+                    stopped, stop_reason = True, f"stopped by the user in epoch {epoch}"
+                    break
+                sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+                e1, e2 = wrapped(x_dev[i_t[sl]], x_dev[j_t[sl]])
+                loss = loss_fn(e1, e2, t_t[sl])
+                bad = not torch.isfinite(loss).item()
+                if self.world_size > 1:
+                    bad = self._all_reduce([float(bad)])[0] > 0
+                if bad:
+                    stopped, stop_reason = True, f"loss became NaN in epoch {epoch}"
+                    model.load_state_dict(last_good)
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                n = len(t_t[sl])
+                loss_sum += loss.item() * n
+                seen += n
+                self._emit(Progress("step", epoch, cfg.epochs, step + 1, steps, loss.item()))
+            if stopped and seen == 0:
+                break
+            total_loss, total_seen = self._all_reduce([loss_sum, float(seen)])
+            record = {"epoch": epoch, "loss": total_loss / max(total_seen, 1.0)}
+            record.update(
+                _held_out(
+                    model,
+                    x_train,
+                    y_train,
+                    x_test,
+                    y_test,
+                    eval_distance,
+                    names,
+                    good,
+                    cfg,
+                    self.device,
+                )
+            )
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            if not stopped:
+                last_good = copy.deepcopy(model.state_dict())
+            if state_path is not None and self.rank == 0 and not stopped:
+                _save_state(state_path, model, optimizer, epoch, history)
+            self._emit(
+                Progress("epoch", epoch, cfg.epochs, steps, steps, record["loss"], record=record)
+            )
+            if stopped:
+                break
+
+        if self.world_size > 1:
+            dist.barrier()
+        model.eval()
+        ref_emb = embed(model, x_train, device=self.device)
+        test_emb = embed(model, x_test, device=self.device)
+        pred, _ = classify(
+            ref_emb, y_train, test_emb, eval_distance, k=cfg.knn_k, n_classes=len(names)
+        )
+        metrics = classification_metrics(y_test, pred, names, good)
+        metrics["n_train"] = int(len(y_train))
+        model.cpu()
+        metadata = {
+            "format": "soartlab-run/1",
+            "config": cfg.to_dict(),
+            "model": model_config.to_dict(),
+            "label_names": names,
+            "good_index": good,
+            "input_shape": list(shape),
+            "normalization": normalization.to_dict(),
+            "transform": cfg.transform.to_dict(),
+            "distance": distance_spec(cfg.loss, cfg.p_v, cfg.p_m),
+            "metrics": metrics,
+            "history": history,
+            "stopped": stopped,
+            "stop_reason": stop_reason,
+            "world_size": self.world_size,
+        }
+        kind = "nan" if "NaN" in stop_reason else ("stopped" if stopped else "done")
+        self._emit(Progress(kind, len(history), cfg.epochs, message=stop_reason or "finished"))
+        return TrainResult(
+            model=model,
+            history=history,
+            metrics=metrics,
+            metadata=metadata,
+            references=(ref_emb, y_train.astype(np.int64)),
+            stopped=stopped,
+            stop_reason=stop_reason,
+            warnings=warnings,
+        )
+
+
+def _held_out(model, x_train, y_train, x_test, y_test, distance, names, good, cfg, device) -> dict:
+    """Held-out accuracy and rates with the current weights (train split as references)."""
+    ref = embed(model, x_train, device=device)
+    query = embed(model, x_test, device=device)
+    pred, _ = classify(ref, y_train, query, distance, k=cfg.knn_k, n_classes=len(names))
+    m = classification_metrics(y_test, pred, names, good)
+    return {
+        "test_accuracy": m["accuracy"],
+        "escape_rate": m["escape_rate"],
+        "overkill_rate": m["overkill_rate"],
+    }
+
+
+def _load_weights(model: SiameseNet, state_dict: dict) -> None:
+    own = model.state_dict()
+    problems = [
+        f"{k}: {tuple(v.shape)} here, {tuple(state_dict[k].shape)} in the checkpoint"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    missing = sorted(set(own) - set(state_dict))
+    if problems or missing:
+        raise CheckpointError(
+            "The earlier model does not fit this data: "
+            + "; ".join(problems + [f"missing {k}" for k in missing])
+        )
+    model.load_state_dict(state_dict)
+
+
+def _save_state(path: Path, model, optimizer, epoch: int, history: list[dict]) -> None:
+    """Training state after `epoch`: tensors and plain types only (weights_only loads it)."""
+    import io
+    import json
+
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": json.dumps(history),
+        },
+        buffer,
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _restore_state(path: Path, model, optimizer) -> tuple[int, list[dict]]:
+    import json
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return int(state["epoch"]), list(json.loads(state["history"]))
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        raise CheckpointError(f"Training state {path} is not a valid checkpoint: {exc}") from exc
+
+
+def train(dataset, config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
+    """Train with `config` (defaults if None). kwargs go to `Trainer`."""
+    return Trainer(config or TrainConfig(), **kwargs).fit(dataset)
