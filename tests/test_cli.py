@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from seed_classes import EmbeddingNet, SiameseNet
+from soartlab.data import load_dataset, to_arrays
+
+from soartlab.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "soartlab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    data = tmp / "demo.csv"
+    out = tmp / "run"
+    done = run_cli("demo", "--out", data, "--samples", 300)
+    assert done.returncode == 0, done.stderr
+    done = run_cli(
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--pairs-per-epoch",
+        512,
+        "--device",
+        "cpu",
+    )
+    assert done.returncode == 0, done.stderr
+    return data, out, done
+
+
+def test_train_writes_run_folder_and_reports_progress(trained):
+    _, out, done = trained
+    assert (out / "model.pth").exists() and (out / "model.safetensors").exists()
+    run = json.loads((out / "run.json").read_text())
+    for key in ("config", "label_names", "input_shape", "normalization", "transform", "metrics"):
+        assert key in run
+    assert {"accuracy", "escape_rate", "overkill_rate"} <= set(run["metrics"])
+    assert "epoch 1/2" in done.stderr and "epoch 2/2" in done.stderr
+
+
+def test_pth_loads_into_the_seeds_own_classes(trained):
+    data, out, _ = trained
+    seed_model = SiameseNet(EmbeddingNet())
+    seed_model.load_state_dict(torch.load(out / "model.pth"))
+    seed_model.eval()
+    from soartlab.workflow import embed_dataset, load_run
+
+    run = load_run(out)
+    X, _ = to_arrays(load_dataset(data))
+    x = torch.from_numpy(run.normalization.apply(X[:50]).astype(np.float32)).reshape(-1, 36, 39)
+    with torch.no_grad():
+        ours = run.model.get_embedding(x)
+        theirs = seed_model.get_embedding(x)
+    assert torch.equal(ours, theirs)
+    assert np.allclose(embed_dataset(run, load_dataset(data))[:50], theirs.numpy(), atol=1e-6)
+
+
+def test_evaluate_prints_metrics_json(trained):
+    data, out, _ = trained
+    done = run_cli("evaluate", "--run", out, "--data", data)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert metrics["n_samples"] == 300 and 0 <= metrics["accuracy"] <= 1
+
+
+def test_predict_writes_csv(trained, tmp_path):
+    data, out, _ = trained
+    csv = tmp_path / "pred.csv"
+    done = run_cli("predict", "--run", out, "--data", data, "--out", csv)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(csv)
+    assert len(table) == 300 and {"predicted", "pass_fail", "distance"} <= set(table.columns)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "missing.csv", "--out", "r"], "missing.csv"),
+        (["train", "--data", "bad.csv", "--out", "r"], "bad.csv"),
+        (["train", "--data", "x.csv", "--out", "r", "--epochs", "0"], "epochs must be"),
+        (["evaluate", "--run", "nowhere", "--data", "x.csv"], "nowhere"),
+        (["demo", "--out", "demo.txt"], ".csv or .parquet"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.csv").write_text("label,a,b\ngood,1,2\ndent,1\n")
+    (tmp_path / "x.csv").write_text("label,a\ngood,1\ndent,2\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
+    assert "Traceback" not in err
