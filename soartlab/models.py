@@ -39,6 +39,10 @@ class ModelConfig:
         if isinstance(self.hidden, list):
             self.hidden = tuple(self.hidden)
         self.validate()
+        # Plain ints (not NumPy's) so to_dict() is always JSON-serialisable.
+        self.input_shape = tuple(int(v) for v in self.input_shape)
+        self.hidden = tuple(int(v) for v in self.hidden)
+        self.embedding_dim = int(self.embedding_dim)
 
     @property
     def in_features(self) -> int:

@@ -1,3 +1,6 @@
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +99,10 @@ def test_state_dict_keys_match_the_seed():
         for layer in ("linear1", "linear2", "linear3", "final")
         for kind in ("weight", "bias")
     ]
+
+
+def test_numpy_integers_become_plain_ints():
+    shape = np.array([36, 39])
+    config = ModelConfig(input_shape=tuple(shape), embedding_dim=np.int64(16))
+    assert json.loads(json.dumps(config.to_dict()))["input_shape"] == [36, 39]
+    assert type(config.embedding_dim) is int
