@@ -1,0 +1,257 @@
+"""Distances between embeddings, all behind one contract:
+
+- `pairwise(a, b)`: `(N, d), (N, d) → (N,)`, row i of `a` against row i of `b`;
+- `matrix(q, r)`: `(Nq, d), (Nr, d) → (Nq, Nr)`, computed in bounded memory;
+- smaller means closer; NumPy in → NumPy out, torch in → torch out (differentiable).
+
+A new distance is one small class: `name`, `_rows` (and optionally a faster `_matrix`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+from soartlab.errors import SoartLabError
+from soartlab.metric import (
+    DEFAULT_MAX_CHUNK_BYTES,
+    _check_eps,
+    _check_order,
+    _to_output,
+    as_tensor_pair,
+    soart3,
+    soart3_pairwise,
+)
+from soartlab.transform import GammaTransform
+
+_SEED_TRANSFORM = GammaTransform()
+
+
+class Distance:
+    """Base class: subclasses set `name` and implement `_rows`."""
+
+    name: str = ""
+    smaller_is_closer: bool = True
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments as plain values: `get_distance(d.name, **d.params())`
+        rebuilds an equal distance."""
+        return {}
+
+    def pairwise(self, a: Any, b: Any) -> Any:
+        """`(N, d), (N, d) → (N,)`: distance of row i of `a` to row i of `b`."""
+        a_t, b_t, tensor_out = as_tensor_pair(a, b, names=("a", "b"))
+        if a_t.ndim != 2 or a_t.shape != b_t.shape:
+            raise SoartLabError(
+                f"{self.name}: pairwise needs a and b of the same shape (N, d); "
+                f"got a {tuple(a_t.shape)} and b {tuple(b_t.shape)}."
+            )
+        return _to_output(self._rows(a_t, b_t), tensor_out)
+
+    def matrix(self, q: Any, r: Any) -> Any:
+        """`(Nq, d), (Nr, d) → (Nq, Nr)`: entry `[i, j]` is the distance of `q[i]` to `r[j]`."""
+        q_t, r_t, tensor_out = as_tensor_pair(q, r, names=("q", "r"))
+        if q_t.ndim != 2 or r_t.ndim != 2 or q_t.shape[1] != r_t.shape[1]:
+            raise SoartLabError(
+                f"{self.name}: matrix needs q (Nq, d) and r (Nr, d) with the same d; "
+                f"got q {tuple(q_t.shape)} and r {tuple(r_t.shape)}."
+            )
+        return _to_output(self._matrix(q_t, r_t), tensor_out)
+
+    def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Distance over the last axis; leading axes broadcast."""
+        raise NotImplementedError
+
+    def _matrix(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Generic matrix: `_rows` on broadcast `(cq, 1, d), (1, Nr, d)` blocks."""
+        row_bytes = max(1, r.shape[0] * q.shape[1] * q.element_size())
+        chunk_q = max(1, self.max_chunk_bytes // row_bytes)
+        blocks = [
+            self._rows(q[start : start + chunk_q, None, :], r[None, :, :])
+            for start in range(0, q.shape[0], chunk_q)
+        ]
+        return torch.cat(blocks) if blocks else q.new_zeros((0, r.shape[0]))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.params() == other.params()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self.params())))
+
+
+class SOART3Distance(Distance):
+    """SOART3 between embeddings: `a` (or `q`) is the signal, `b` (or `r`) the unit.
+
+    component "gamma": `transform(gamma)` (raw gamma when `transform=None`);
+    "yita": yita; "beta": `|1 − beta|`, so that smaller is closer (beta = 1 means the
+    signal is the unit up to no rescaling). A transform applies to gamma only.
+    """
+
+    def __init__(
+        self,
+        transform: GammaTransform | dict | None = _SEED_TRANSFORM,
+        p_v: float = 4,
+        p_m: float = 1,
+        eps: float = 1e-4,
+        component: str = "gamma",
+        *,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    ) -> None:
+        if component not in ("gamma", "yita", "beta"):
+            raise SoartLabError(f"component must be gamma, yita or beta; got {component!r}.")
+        if component != "gamma":
+            if transform is not _SEED_TRANSFORM and transform is not None:
+                raise SoartLabError(
+                    f"a gamma transform applies to component 'gamma' only; got one with "
+                    f"component {component!r}."
+                )
+            transform = None
+        if isinstance(transform, dict):
+            transform = GammaTransform.from_dict(transform)
+        if transform is not None and not isinstance(transform, GammaTransform):
+            raise SoartLabError(
+                f"transform must be a GammaTransform, a dict of its fields or None; "
+                f"got {type(transform).__name__}."
+            )
+        self.transform = transform
+        self.p_v, self.p_m = _check_order("p_v", p_v), _check_order("p_m", p_m)
+        self.eps = _check_eps(eps)
+        self.component = component
+        self.max_chunk_bytes = max_chunk_bytes
+        self.name = "soart3" if component == "gamma" else f"soart3_{component}"
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"p_v": self.p_v, "p_m": self.p_m, "eps": self.eps}
+        if self.component == "gamma":
+            params["transform"] = None if self.transform is None else self.transform.to_dict()
+        return params
+
+    def _finish(self, score: torch.Tensor) -> torch.Tensor:
+        if self.component == "beta":
+            return (1.0 - score).abs()
+        if self.transform is not None:
+            return self.transform(score)
+        return score
+
+    def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        beta, yita, gamma = soart3(a, b, p_v=self.p_v, p_m=self.p_m, eps=self.eps)
+        return self._finish({"beta": beta, "yita": yita, "gamma": gamma}[self.component])
+
+    def _matrix(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        score = soart3_pairwise(
+            q,
+            r,
+            p_v=self.p_v,
+            p_m=self.p_m,
+            eps=self.eps,
+            component=self.component,
+            max_chunk_bytes=self.max_chunk_bytes,
+        )
+        return self._finish(score)
+
+
+class MinkowskiDistance(Distance):
+    """`||a − b||_p` (p = inf gives Chebyshev)."""
+
+    name = "minkowski"
+
+    def __init__(self, p: float = 3.0) -> None:
+        self.p = _check_order("p", p)
+
+    def params(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # vector_norm's gradient is zero, not NaN, at a == b.
+        return torch.linalg.vector_norm(a - b, ord=self.p, dim=-1)
+
+    def _matrix(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        # cdist never holds the (Nq, Nr, d) difference; the exact (non-matmul) mode keeps
+        # near-identical pairs accurate.
+        return torch.cdist(q, r, p=self.p, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+class EuclideanDistance(MinkowskiDistance):
+    """`||a − b||_2`."""
+
+    name = "euclidean"
+
+    def __init__(self) -> None:
+        super().__init__(p=2.0)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class ChebyshevDistance(MinkowskiDistance):
+    """`max_k |a_k − b_k|`."""
+
+    name = "chebyshev"
+
+    def __init__(self) -> None:
+        super().__init__(p=math.inf)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class CosineDistance(Distance):
+    """`1 − cos(a, b)`, in [0, 2]; a zero vector has cosine 0 with everything (distance 1)."""
+
+    name = "cosine"
+    _tiny = 1e-12
+
+    def _unit(self, a: torch.Tensor) -> torch.Tensor:
+        return a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp(min=self._tiny)
+
+    def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (1.0 - torch.linalg.vecdot(self._unit(a), self._unit(b))).clamp(0.0, 2.0)
+
+    def _matrix(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return (1.0 - self._unit(q) @ self._unit(r).T).clamp(0.0, 2.0)
+
+
+_FACTORIES: dict[str, tuple[type[Distance], dict[str, Any]]] = {
+    "soart3": (SOART3Distance, {"component": "gamma"}),
+    "soart3_yita": (SOART3Distance, {"component": "yita"}),
+    "soart3_beta": (SOART3Distance, {"component": "beta"}),
+    "euclidean": (EuclideanDistance, {}),
+    "minkowski": (MinkowskiDistance, {}),
+    "chebyshev": (ChebyshevDistance, {}),
+    "cosine": (CosineDistance, {}),
+}
+DISTANCE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def get_distance(name: str, **params: Any) -> Distance:
+    """The distance called `name` (one of `DISTANCE_NAMES`), built with `params`."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _FACTORIES:
+        raise SoartLabError(
+            f"unknown distance {name!r}; valid names are {', '.join(DISTANCE_NAMES)}."
+        )
+    cls, fixed = _FACTORIES[key]
+    allowed = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("self", "max_chunk_bytes", *fixed)
+    ]
+    if key != "soart3":
+        allowed = [p for p in allowed if p != "transform"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        expected = ", ".join(allowed) if allowed else "none"
+        raise SoartLabError(
+            f"distance {key!r} takes no parameter(s) {', '.join(unknown)}; "
+            f"valid parameters: {expected}."
+        )
+    return cls(**fixed, **params)
