@@ -1,0 +1,110 @@
+"""Data: upload inspection data or pick the demo set; see classes, samples and shape."""
+
+import streamlit as st
+
+from soartlab.plots import class_counts_bar, sample_grid
+from soartlab.ui import data_io, state
+from soartlab.ui.feedback import EngineErrors
+
+MAX_UPLOAD_MB = st.get_option("server.maxUploadSize")
+
+st.title("Data")
+
+with st.container(border=True):
+    st.markdown("**Load data**")
+    left, right = st.columns([3, 1])
+    with left:
+        uploaded = st.file_uploader(
+            f"CSV, TSV, Parquet, NPZ, or a zip of class folders (up to {MAX_UPLOAD_MB} MB)",
+            type=list(data_io.UPLOAD_TYPES),
+            key="data_upload",
+            help=(
+                "Tables: a label column and numeric feature columns (px_<row>_<col> for "
+                "images) or a 'features' column of lists. Zip: one folder per class."
+            ),
+        )
+    with right:
+        if st.button("Use the demo set", width="stretch"):
+            state.set_dataset(state.demo_dataset(), "demo set")
+            st.session_state.pop(data_io.UPLOAD_MESSAGE, None)
+            st.session_state.pop(data_io.LAST_UPLOAD, None)
+
+    if uploaded is not None:
+        raw = uploaded.getvalue()
+        columns = data_io.table_columns(uploaded.name, raw)
+        label_column = "label"
+        shape_text = ""
+        options = st.columns(2)
+        if columns:
+            label_column = options[0].selectbox(
+                "Label column",
+                columns,
+                index=columns.index("label") if "label" in columns else 0,
+                key="data_label_column",
+            )
+            shape_text = options[1].text_input(
+                "Image shape H×W (optional)",
+                key="data_shape",
+                placeholder="e.g. 36x39",
+                help="Only for feature tables whose columns are not named px_<row>_<col>.",
+            )
+        signature = (uploaded.file_id, label_column, shape_text)
+        if st.session_state.get(data_io.LAST_UPLOAD) != signature:
+            st.session_state[data_io.LAST_UPLOAD] = signature
+            st.session_state[state.PENDING_UPLOAD] = (uploaded.name, raw, label_column, shape_text)
+
+    # The uploader and tests both hand bytes over through PENDING_UPLOAD.
+    if state.PENDING_UPLOAD in st.session_state:
+        with st.spinner("Checking the file…"):
+            data_io.apply_pending_upload()
+    data_io.show_upload_message()
+
+data = state.loaded_data()
+if data is None:
+    st.info("Upload a file above, or use the demo set.")
+    st.stop()
+
+guard = EngineErrors()
+with guard:
+    summary = data_io.summarize(data)
+if guard.failed:
+    st.stop()
+
+st.subheader(f"{data.name}: {len(data.dataset):,} samples, {len(summary.label_names)} classes")
+good = st.selectbox(
+    "The good (pass) class",
+    summary.label_names,
+    index=summary.label_names.index(data.good_class)
+    if data.good_class in summary.label_names
+    else 0,
+    help="Escape and overkill rates are counted against this class.",
+)
+if good != data.good_class:
+    state.set_good_class(good)
+    st.rerun()
+
+shape = "×".join(str(s) for s in summary.input_shape)
+kind = "grayscale images" if summary.is_image else "feature vectors"
+st.markdown(f"**Input** · {kind}, shape {shape}  \n**Normalisation** · {summary.normalization}")
+small = [n for n, c in zip(summary.label_names, summary.counts, strict=True) if c < 5]
+if small:
+    st.warning(f"Classes with fewer than 5 samples: {', '.join(small)}. Training may be unstable.")
+
+good_index = (
+    summary.label_names.index(data.good_class) if data.good_class in summary.label_names else 0
+)
+st.plotly_chart(
+    class_counts_bar(summary.label_names, summary.counts, good_index=good_index),
+    key="data_counts",
+    width="stretch",
+)
+
+if summary.is_image:
+    st.subheader("Samples per class")
+    st.caption("One row per class (its name over the first image).")
+    images, titles = data_io.example_grid(summary)
+    st.plotly_chart(
+        sample_grid(images, titles, columns=data_io.EXAMPLES_PER_CLASS),
+        key="data_grid",
+        width="stretch",
+    )

@@ -1,0 +1,130 @@
+"""Explore: embeddings, confusion matrix, escape/overkill and the samples behind them."""
+
+import streamlit as st
+
+from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
+from soartlab.ui import explore, state
+from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.widgets import require_data, require_run, run_title
+
+st.title("Explore")
+data = require_data()
+run = require_run("explore its embeddings")
+
+guard = EngineErrors()
+view = None
+with guard, st.spinner("Embedding the held-out samples…"):
+    view = explore.held_out_view(run, data)
+if view is None:
+    st.page_link(state.DATA_PAGE, label="Load the data this model was trained on", icon="📂")
+    st.stop()
+
+st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")
+explore.rates_row(view.metrics)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Embeddings (PCA)")
+    dims = st.radio(
+        "Projection", ["2D", "3D"], horizontal=True, key=state.persisted("explore_dims", "2D")
+    )
+    with guard:
+        points = explore.projected(view, 3 if dims == "3D" else 2)
+        figure = pca_scatter(
+            points,
+            view.y_true,
+            view.label_names,
+            good_index=view.good_index,
+            predictions=view.y_pred,
+        )
+        figure.update_layout(height=480, margin={"t": 30})
+        st.plotly_chart(figure, key="explore_pca", width="stretch")
+    st.caption(
+        "Green circles: good. Crosses: misclassified. Hover for index, label and prediction."
+    )
+
+with right:
+    st.subheader("Confusion matrix")
+    heatmap = confusion_heatmap(view.metrics["confusion"], view.label_names)
+    heatmap.update_layout(height=480, margin={"t": 30})
+    event = st.plotly_chart(
+        heatmap,
+        key="explore_confusion",
+        on_select="rerun",
+        selection_mode="points",
+        width="stretch",
+    )
+    st.caption(
+        "Counts with row % in brackets. Click a cell, or pick one below, to see its samples."
+    )
+
+st.subheader("Per class")
+st.dataframe(explore.per_class_table(view.metrics), hide_index=True, width="stretch")
+
+st.subheader("Samples in a cell")
+names = view.label_names
+cells = [
+    (t, p)
+    for t in range(len(names))
+    for p in range(len(names))
+    if view.metrics["confusion"][t][p] > 0
+]
+# Mistakes first: they are what one opens this view for.
+cells.sort(key=lambda cell: (cell[0] == cell[1], -view.metrics["confusion"][cell[0]][cell[1]]))
+points_selected = event.selection.points if event and event.selection else []
+if points_selected:
+    clicked = points_selected[0]
+    cell = (names.index(str(clicked["y"])), names.index(str(clicked["x"])))
+    if cell not in cells:
+        cells.insert(0, cell)
+    st.session_state["explore_cell"] = cell
+cell = st.selectbox(
+    "True → predicted",
+    cells,
+    format_func=lambda c: (
+        f"{names[c[0]]} → {names[c[1]]} ({view.metrics['confusion'][c[0]][c[1]]})"
+    ),
+    key="explore_cell",
+)
+if cell is not None:
+    members = explore.cell_samples(view, *cell)
+    if view.images is None:
+        st.dataframe({"held-out index": members}, hide_index=True)
+    elif len(members):
+        st.plotly_chart(
+            sample_grid(view.images[members], [f"#{i}" for i in members], columns=10),
+            key="explore_cell_grid",
+            width="stretch",
+        )
+
+st.subheader("Compare with another run")
+others = [info for info in state.run_store().list() if str(info.path) != str(run.run_dir)]
+if not others:
+    st.caption("Train a second run (e.g. the Euclidean baseline) to compare it here.")
+else:
+    other_info = st.selectbox(
+        "Run",
+        [None, *others],
+        format_func=lambda info: (
+            "—" if info is None else f"{info.label or info.run_id} ({info.loss or '?'})"
+        ),
+        key="explore_compare",
+    )
+    if other_info is not None:
+        with guard:
+            from soartlab.workflow import load_run
+
+            other = load_run(other_info.path)
+            other_view = explore.held_out_view(other, data, test_split_of=run)
+            a, b = st.columns(2)
+            for column, shown_run, shown in ((a, run, view), (b, other, other_view)):
+                with column:
+                    loss = shown_run.metadata.get("config", {}).get("loss", "?")
+                    st.markdown(f"**{run_title(shown_run)}** · {loss}")
+                    explore.rates_row(shown.metrics)
+                    figure = confusion_heatmap(shown.metrics["confusion"], shown.label_names)
+                    figure.update_layout(height=380, margin={"t": 20})
+                    st.plotly_chart(figure, key=f"compare_{column is a}", width="stretch")
+            st.caption(
+                "Both runs are scored on the same held-out samples (the split of the current run)."
+            )

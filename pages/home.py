@@ -1,0 +1,39 @@
+"""Home: what the app does, where this session stands, and the next step."""
+
+import streamlit as st
+
+from soartlab.ui import state
+from soartlab.ui.widgets import session_status
+
+st.title("SOART Lab")
+st.markdown(
+    "Train a Siamese network that tells good parts from defects, with the SOART3 distance.  \n"
+    "1. **Tune** the distance until matched and unmatched pairs separate.  \n"
+    "2. **Train** on your inspection data, then **explore**, **download** and **predict** "
+    "new lots."
+)
+
+status = session_status()
+st.subheader("This session")
+cols = st.columns(4)
+cols[0].metric("Data", "loaded" if status["data"] else "none")
+cols[0].caption(status["data"] or "Load a file on the Data page.")
+cols[1].metric("Tuned transform", "stored" if status["transform"] else "seed values")
+cols[1].caption(status["transform"] or "scale 0.5, offset −0.25, floor 0 (from the seed)")
+cols[2].metric("Trained model", "ready" if status["model"] else "none")
+cols[2].caption(status["model"] or "Train one on the Train page.")
+cols[3].metric("Training", "running" if status["training"] else "idle")
+cols[3].caption(status["training"] or "No training in progress.")
+
+st.subheader("Next step")
+if status["data"] is None:
+    st.page_link(state.DATA_PAGE, label="Load your data (or the demo set)", icon="📂")
+elif status["training"]:
+    st.page_link(state.TRAIN_PAGE, label="Watch the training", icon="🏋️")
+elif status["model"] is None:
+    st.page_link(state.TRAIN_PAGE, label="Train a model on this data", icon="🏋️")
+    st.page_link(state.TUNE_PAGE, label="Or first tune the SOART3 distance", icon="🎚️")
+else:
+    st.page_link(state.EXPLORE_PAGE, label="Explore the trained model", icon="🔍")
+    st.page_link(state.PREDICT_PAGE, label="Predict a new lot", icon="🏷️")
+    st.page_link(state.TUNE_PAGE, label="Next round: re-tune on the new embeddings", icon="🎚️")

@@ -1,0 +1,80 @@
+"""Runs: every saved run; open, compare, rename (label only) and delete them."""
+
+import streamlit as st
+
+from soartlab.ui import runs_view, state
+from soartlab.ui.feedback import EngineErrors
+
+st.title("Runs")
+store = state.run_store()
+st.caption(f"Saved under {store.home}. A refresh or a closed tab loses nothing.")
+guard = EngineErrors()
+
+infos = store.list()
+notice = st.session_state.pop("runs_notice", None)
+if notice:
+    st.success(notice)
+if not infos:
+    st.info("No runs yet.")
+    st.page_link(state.TRAIN_PAGE, label="Train the first model", icon="🏋️")
+    st.stop()
+
+st.dataframe(runs_view.runs_table(infos, state.current_run_dir()), hide_index=True, width="stretch")
+
+by_id = {info.run_id: info for info in infos}
+ids = list(by_id)
+current = state.current_run_dir()
+run_id = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(current.name) if current is not None and current.name in ids else 0,
+    format_func=lambda rid: runs_view.describe(by_id[rid]),
+    key="runs_selected",
+)
+chosen = by_id[run_id]
+
+actions = st.columns(3)
+with actions[0]:
+    st.markdown("**Open**")
+    if st.button("Make it the current model", key="runs_open", disabled=chosen.status == "created"):
+        with guard:
+            state.set_current_run(store.open(run_id))
+            state.current_run()  # loads now, so a broken run shows its error here
+            st.session_state["runs_notice"] = f"Opened {runs_view.describe(chosen)}."
+            st.rerun()
+    st.page_link(state.EXPLORE_PAGE, label="Explore the current model", icon="🔍")
+with actions[1]:
+    st.markdown("**Rename**")
+    new_label = st.text_input(
+        "New name (a label only)", value=chosen.label, key=f"runs_label_{run_id}", max_chars=100
+    )
+    if st.button("Rename", key="runs_rename"):
+        with guard:
+            store.rename(run_id, new_label)
+            st.session_state["runs_notice"] = "Renamed."
+            st.rerun()
+with actions[2]:
+    st.markdown("**Delete**")
+    sure = st.checkbox("Yes, delete this run and its files", key=f"runs_sure_{run_id}")
+    if st.button("Delete", key="runs_delete", disabled=not sure):
+        with guard:
+            store.delete(run_id)
+            if current is not None and current.name == run_id:
+                state.set_current_run(None)
+            st.session_state["runs_notice"] = f"Deleted {run_id}."
+            st.rerun()
+
+st.subheader("Compare")
+compared = st.multiselect(
+    "Runs side by side",
+    ids,
+    default=ids[:2],
+    format_func=lambda rid: runs_view.describe(by_id[rid]),
+    key="runs_compare",
+    max_selections=4,
+)
+if compared:
+    runs_view.compare([by_id[rid] for rid in compared])
+    st.caption(
+        "Metrics as saved with each run (on its own held-out split). The Explore page scores two runs on the same samples."
+    )

@@ -1,0 +1,101 @@
+"""What the Explore and Runs pages show about a trained run on its held-out data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from soartlab.ui import state
+
+
+@dataclass(frozen=True)
+class HeldOutView:
+    """A run's predictions on the held-out split of the session's data."""
+
+    label_names: list[str]
+    good_index: int
+    y_true: np.ndarray  # (n,) class ids in the run's label order
+    y_pred: np.ndarray  # (n,)
+    embeddings: np.ndarray  # (n, e)
+    images: np.ndarray | None  # (n, H, W) raw samples when they are images
+    metrics: dict  # accuracy, escape_rate, overkill_rate, confusion, per_class
+
+
+def held_out_split(run: Any, dataset: Any) -> Any:
+    """The held-out split the run was scored on (same test share and seed)."""
+    from soartlab.data import split
+
+    config = run.metadata.get("config", {})
+    _, test = split(
+        dataset, test_size=float(config.get("test_size", 0.2)), seed=int(config.get("seed", 0))
+    )
+    return test
+
+
+def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -> HeldOutView:
+    """Embeddings, predictions and metrics of ``run`` on the held-out split.
+
+    ``test_split_of``: the run whose split defines the held-out data (default ``run``),
+    so that two runs compare on exactly the same samples. Cached per session.
+    """
+    from soartlab.data import to_arrays
+    from soartlab.evaluation import classification_metrics
+    from soartlab.workflow import embed_dataset, predict
+
+    split_run = test_split_of or run
+    key = (data.version, str(run.run_dir), str(split_run.run_dir))
+
+    def compute() -> HeldOutView:
+        test = held_out_split(split_run, data.dataset)
+        table = predict(run, test)
+        names = run.label_names
+        lookup = {name: i for i, name in enumerate(names)}
+        y_true = table["label"].map(lookup).to_numpy(dtype=np.int64)
+        y_pred = table["predicted"].map(lookup).to_numpy(dtype=np.int64)
+        metrics = classification_metrics(y_true, y_pred, names, run.good_index)
+        X, _ = to_arrays(test)
+        shape = tuple(run.input_shape)
+        images = X.reshape((len(X),) + shape) if len(shape) == 2 else None
+        return HeldOutView(
+            names, run.good_index, y_true, y_pred, embed_dataset(run, test), images, metrics
+        )
+
+    return state.cached(f"held_out_{id(split_run) == id(run)}", key, compute)
+
+
+def projected(view: HeldOutView, components: int) -> np.ndarray:
+    """PCA of the held-out embeddings to 2 or 3 components, cached per session."""
+    from soartlab.evaluation import pca
+
+    key = (id(view), components)
+    return state.cached("explore_pca", key, lambda: pca(view.embeddings, n_components=components))
+
+
+def per_class_table(metrics: dict) -> Any:
+    import pandas as pd
+
+    table = pd.DataFrame(metrics.get("per_class", []))
+    return table
+
+
+def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndarray:
+    """Indices (into the held-out split) of samples in confusion cell (true, pred)."""
+    return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
+
+
+def rates_row(metrics: dict, prefix: str = "") -> None:
+    cols = st.columns(3)
+    cols[0].metric(f"{prefix}Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
+    cols[1].metric(
+        f"{prefix}Escape",
+        f"{metrics.get('escape_rate', float('nan')):.1%}",
+        help="Defects judged good (見逃し)",
+    )
+    cols[2].metric(
+        f"{prefix}Overkill",
+        f"{metrics.get('overkill_rate', float('nan')):.1%}",
+        help="Good parts judged defective (過検出)",
+    )

@@ -1,0 +1,93 @@
+"""The Predict page's loading: a saved run or an uploaded checkpoint, and new samples."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from soartlab.errors import CheckpointError
+from soartlab.ui import data_io, state
+
+MODEL_TYPES = ("pth", "pt", "json", "zip", "safetensors")
+UPLOADED_MODEL = "soart_uploaded_model"  # (signature, LoadedRun)
+SAMPLES = "soart_predict_samples"  # (signature, dataset, name)
+
+
+def load_saved_run(run_dir: Path) -> Any:
+    """A saved run, loaded once per session (the current run reuses its loaded copy)."""
+    if state.current_run_dir() == Path(run_dir):
+        return state.current_run()
+    from soartlab.workflow import load_run
+
+    return state.cached("predict_run", (str(run_dir),), lambda: load_run(run_dir))
+
+
+def load_model_files(files: list[tuple[str, bytes]]) -> Any:
+    """A ``LoadedRun`` from uploaded files: a bundle .zip, a .safetensors file, or a .pth
+    (or .pt) with its run.json. ``CheckpointError`` names what is missing."""
+    from soartlab.workflow import load_uploaded
+
+    by_suffix: dict[str, tuple[str, bytes]] = {}
+    for name, data in files:
+        suffix = Path(name).suffix.lower().lstrip(".")
+        if suffix not in MODEL_TYPES:
+            raise CheckpointError(
+                f"'{name}' is not a model file; expected .pth/.pt with run.json, .zip or .safetensors."
+            )
+        by_suffix[suffix] = (name, data)
+    model = next(
+        (by_suffix[s] for s in ("zip", "safetensors", "pth", "pt") if s in by_suffix), None
+    )
+    if model is None:
+        raise CheckpointError(
+            "Upload the model too: a .pth with its run.json, the bundle .zip, or a .safetensors file."
+        )
+    suffix = Path(model[0]).suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="soartlab-model-") as folder:
+        path = Path(folder) / f"model{suffix}"
+        path.write_bytes(model[1])
+        run_json = None
+        if suffix in (".pth", ".pt"):
+            if "json" not in by_suffix:
+                raise CheckpointError(
+                    f"'{model[0]}' holds only weights; upload its run.json with it (or the bundle .zip)."
+                )
+            run_json = Path(folder) / "run.json"
+            run_json.write_bytes(by_suffix["json"][1])
+        return load_uploaded(path, run_json) if run_json else load_uploaded(path)
+
+
+def uploaded_model(files: list[Any]) -> Any:
+    """The run from ``st.file_uploader`` files, loaded once per set of files."""
+    signature = tuple(sorted(f.file_id for f in files))
+    cached = st.session_state.get(UPLOADED_MODEL)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    run = load_model_files([(f.name, f.getvalue()) for f in files])
+    st.session_state[UPLOADED_MODEL] = (signature, run)
+    return run
+
+
+def uploaded_samples(file: Any) -> Any:
+    """New samples from an uploaded file, loaded once per file."""
+    cached = st.session_state.get(SAMPLES)
+    if cached is not None and cached[0] == file.file_id:
+        return cached[1]
+    dataset = data_io.load_from_bytes(file.name, file.getvalue())
+    st.session_state[SAMPLES] = (file.file_id, dataset)
+    return dataset
+
+
+def predictions(run: Any, dataset: Any, key: tuple) -> tuple[Any, dict | None]:
+    """The prediction table and, when the samples carry labels, the metrics."""
+    from soartlab.workflow import evaluate_run, predict
+
+    def compute() -> tuple[Any, dict | None]:
+        table = predict(run, dataset)
+        metrics = evaluate_run(run, dataset) if "label" in table.columns else None
+        return table, metrics
+
+    return state.cached("predict_table", key, compute)

@@ -1,0 +1,68 @@
+"""Tables and the side-by-side comparison of the Runs page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+
+def describe(info: Any) -> str:
+    """'label (run id, loss)' for selectboxes."""
+    name = info.label or info.run_id
+    details = info.run_id if info.label else ""
+    if info.loss:
+        details = f"{details}, {info.loss}" if details else info.loss
+    return f"{name} ({details})" if details else name
+
+
+def runs_table(infos: list[Any], current: Path | None) -> Any:
+    import pandas as pd
+
+    rows = []
+    for info in infos:
+        metrics = info.metrics or {}
+        rows.append(
+            {
+                "current": "●" if current is not None and current.name == info.run_id else "",
+                "name": info.label,
+                "run id": info.run_id,
+                "created": info.created,
+                "loss": info.loss or "",
+                "status": info.status,
+                "accuracy": metrics.get("accuracy"),
+                "escape": metrics.get("escape_rate"),
+                "overkill": metrics.get("overkill_rate"),
+            }
+        )
+    table = pd.DataFrame(rows)
+    return table.style.format({c: "{:.1%}" for c in ("accuracy", "escape", "overkill")}, na_rep="–")
+
+
+def _history(info: Any) -> list[dict]:
+    from soartlab.errors import CheckpointError
+    from soartlab.runs import read_run_json
+
+    try:
+        history = read_run_json(info.path).get("history", [])
+    except CheckpointError:
+        return []
+    return history if isinstance(history, list) else []
+
+
+def compare(infos: list[Any]) -> None:
+    """Saved metrics and training curves of up to four runs, side by side."""
+    from soartlab.plots import training_curves
+
+    columns = st.columns(len(infos))
+    for column, info in zip(columns, infos, strict=True):
+        with column:
+            st.markdown(f"**{describe(info)}**")
+            metrics = info.metrics or {}
+            st.metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
+            st.metric("Escape", f"{metrics.get('escape_rate', float('nan')):.1%}")
+            st.metric("Overkill", f"{metrics.get('overkill_rate', float('nan')):.1%}")
+            figure = training_curves(_history(info))
+            figure.update_layout(height=300, margin={"t": 40, "b": 20}, showlegend=False)
+            st.plotly_chart(figure, key=f"runs_curves_{info.run_id}", width="stretch")

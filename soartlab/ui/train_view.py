@@ -1,0 +1,194 @@
+"""The Train page's live part: start a job, poll it from a fragment, show the result."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from soartlab.ui import state
+from soartlab.ui.jobs import JobSnapshot, TrainingJob
+
+POLL_SECONDS = 0.5
+FINISHED_JOB = "soart_finished_job"  # id() of the job whose end was already taken in
+
+
+def job() -> TrainingJob | None:
+    return st.session_state.get(state.TRAIN_JOB)
+
+
+def start(dataset: Any, config: Any, *, label: str, resume_from: Path | None) -> TrainingJob:
+    """Start training in a worker thread; the job lives in this session only."""
+    running = job()
+    if running is not None and running.is_running():
+        return running
+    new_job = TrainingJob(
+        dataset, config, store=state.run_store(), label=label, resume_from=resume_from
+    )
+    st.session_state[state.TRAIN_JOB] = new_job
+    return new_job.start()
+
+
+def _take_in(finished: TrainingJob, snap: JobSnapshot) -> bool:
+    """Once per finished job: make its run the session's current run. True if new."""
+    if st.session_state.get(FINISHED_JOB) == id(finished):
+        return False
+    st.session_state[FINISHED_JOB] = id(finished)
+    if snap.run_dir is not None:
+        state.set_current_run(snap.run_dir)
+        st.session_state.pop(state.RESUME_FROM, None)
+    return True
+
+
+def _progress_text(snap: JobSnapshot) -> str:
+    if snap.stop_requested and snap.status == "running":
+        return "Stopping at the next step…"
+    if snap.epoch == 0:
+        return "Preparing the data and the model…"
+    loss = f", loss {snap.loss:.4f}" if snap.loss == snap.loss else ""
+    return f"Epoch {snap.epoch}/{snap.epochs}, step {snap.step}/{snap.steps_per_epoch}{loss} · {snap.seconds:.0f} s"
+
+
+def _render_progress(snap: JobSnapshot) -> None:
+    from soartlab.plots import training_curves
+
+    st.progress(min(max(snap.fraction, 0.0), 1.0), text=_progress_text(snap))
+    if snap.history:
+        figure = training_curves(snap.history)
+        figure.update_layout(height=340, margin={"t": 40, "b": 40})
+        st.plotly_chart(figure, key="train_curves", width="stretch")
+
+
+def monitor() -> None:
+    """The poller: a fragment that reruns every ``POLL_SECONDS`` while a job runs."""
+    current = job()
+    if current is None:
+        return
+    running = current.is_running()
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def poll() -> None:
+        snap = current.snapshot()
+        if snap.status == "running":
+            if st.button(
+                "Stop", key="train_stop", help="Ends at the next step; keeps the last good model."
+            ):
+                current.stop()
+                snap = current.snapshot()
+            _render_progress(snap)
+            return
+        if _take_in(current, snap) and running:
+            # The job ended since the page drew: redraw the whole page with the result.
+            st.rerun(scope="app")
+        _render_progress(snap)
+
+    poll()
+
+
+def results() -> None:
+    """Metrics and downloads of the finished job, and the "Next round" button."""
+    current = job()
+    if current is None:
+        return
+    snap = current.snapshot()
+    if snap.status == "running":
+        return
+    _take_in(current, snap)
+    if snap.status == "failed":
+        st.error(snap.error)
+        return
+    if snap.status == "stopped":
+        st.warning(f"Training {snap.message}; the last good model was kept and saved.")
+    else:
+        st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
+    if snap.run_dir is None:
+        return
+    metrics_row(snap.metrics)
+    downloads(snap.run_dir)
+    st.button(
+        "Next round: re-tune on the new embeddings",
+        on_click=_next_round,
+        args=(str(snap.run_dir),),
+        help="Tune the distance on this model's embeddings, then continue training from it.",
+    )
+
+
+def metrics_row(metrics: dict) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Held-out accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
+    cols[1].metric(
+        "Escape rate", f"{metrics.get('escape_rate', float('nan')):.1%}", help="Defects judged good"
+    )
+    cols[2].metric(
+        "Overkill rate",
+        f"{metrics.get('overkill_rate', float('nan')):.1%}",
+        help="Good parts judged defective",
+    )
+    cols[3].metric("Held-out samples", f"{metrics.get('n_test', 0):,}")
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def downloads(run_dir: Path) -> None:
+    """Download buttons for the .pth state_dict and the bundle .zip (built on click)."""
+    from soartlab.workflow import make_bundle
+
+    cols = st.columns(2)
+    cols[0].download_button(
+        "Download model (.pth)",
+        data=functools.partial(_read, Path(run_dir) / "model.pth"),
+        file_name=f"soartlab-{Path(run_dir).name}.pth",
+        mime="application/octet-stream",
+        on_click="ignore",
+        type="primary",
+        key=f"download_pth_{Path(run_dir).name}",
+        help="A plain state_dict: load_state_dict(torch.load(path)) into the seed's SiameseNet.",
+        width="stretch",
+    )
+    cols[1].download_button(
+        "Download bundle (.zip)",
+        data=functools.partial(make_bundle, Path(run_dir)),
+        file_name=f"soartlab-{Path(run_dir).name}.zip",
+        mime="application/zip",
+        on_click="ignore",
+        key=f"download_zip_{Path(run_dir).name}",
+        help="Weights (safetensors), reference embeddings and run.json: upload it on the Predict page.",
+        width="stretch",
+    )
+
+
+def _next_round(run_dir: str) -> None:
+    """Button callback: continue from this run after re-tuning on its embeddings."""
+    from soartlab.ui.tune import SOURCE_MODEL
+
+    state.set_current_run(run_dir)
+    st.session_state[state.RESUME_FROM] = run_dir
+    state.remember(state.TUNE_SOURCE, SOURCE_MODEL)
+    st.session_state["soart_goto"] = state.TUNE_PAGE
+
+
+def gpu_name() -> str | None:
+    """The CUDA GPU's name, or None when training can only run on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(0)
+
+
+def make_config(*, tuned: state.TunedTransform | None, **settings: Any) -> Any:
+    """A validated ``TrainConfig`` from the page's settings and the tuned transform."""
+    from soartlab.training import TrainConfig
+    from soartlab.transform import GammaTransform
+
+    if tuned is not None:
+        settings.update(transform=tuned.transform, p_v=float(tuned.p_v), p_m=float(tuned.p_m))
+    else:
+        settings.update(transform=GammaTransform())
+    config = TrainConfig(**settings)
+    config.validate()
+    return config

@@ -1,0 +1,82 @@
+"""Small pieces shared by the pages: guards for missing data/runs, the sidebar status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from soartlab.ui import state
+from soartlab.ui.feedback import EngineErrors
+
+
+def require_data() -> state.LoadedData:
+    """The session's data; without any, a short hint and a link to the Data page."""
+    data = state.loaded_data()
+    if data is None:
+        st.info("No data loaded yet. Load your inspection data (or the demo set) first.")
+        st.page_link(state.DATA_PAGE, label="Go to the Data page", icon="📂")
+        st.stop()
+    return data
+
+
+def require_run(purpose: str) -> Any:
+    """The opened run (``LoadedRun``); without one, a hint and links to Train and Runs."""
+    guard = EngineErrors("Could not open the current run: ")
+    run = None
+    with guard:
+        run = state.current_run()
+    if run is None:
+        if not guard.failed:
+            st.info(f"No trained model yet. Train one (or open a saved run) to {purpose}.")
+        st.page_link(state.TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
+        st.page_link(state.RUNS_PAGE, label="Open a saved run", icon="🗂️")
+        st.stop()
+    return run
+
+
+def run_title(run: Any) -> str:
+    """A short name for a loaded run: its label, else its id."""
+    metadata = getattr(run, "metadata", {}) or {}
+    label = metadata.get("label") or ""
+    run_dir = getattr(run, "run_dir", None)
+    run_id = run_dir.name if run_dir is not None else "uploaded model"
+    return f"{label} ({run_id})" if label else run_id
+
+
+def session_status() -> dict[str, str | None]:
+    """Where the session stands, as short strings (None: not there yet)."""
+    data = state.loaded_data()
+    tuned = state.tuned_transform()
+    job = st.session_state.get(state.TRAIN_JOB)
+    run_dir = state.current_run_dir()
+    status: dict[str, str | None] = {
+        "data": None,
+        "transform": None,
+        "model": None,
+        "training": None,
+    }
+    if data is not None:
+        status["data"] = (
+            f"{data.name}: {len(data.dataset):,} samples, good class '{data.good_class}'"
+        )
+    if tuned is not None:
+        t = tuned.transform
+        status["transform"] = f"scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g}"
+    if run_dir is not None:
+        status["model"] = run_dir.name
+    if job is not None and job.is_running():
+        status["training"] = job.summary()
+    return status
+
+
+def sidebar_status() -> None:
+    """The session's data, tuned transform, model and training job, in the sidebar."""
+    status = session_status()
+    with st.sidebar:
+        st.caption("This session")
+        st.markdown(f"**Data** · {status['data'] or 'none'}")
+        st.markdown(f"**Tuned transform** · {status['transform'] or 'seed values (not tuned)'}")
+        st.markdown(f"**Model** · {status['model'] or 'not trained yet'}")
+        if status["training"]:
+            st.markdown(f"**Training** · {status['training']}")
