@@ -184,6 +184,7 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, monkeypatch, 
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_raw_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
