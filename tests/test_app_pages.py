@@ -1,0 +1,375 @@
+"""Every page of the app, driven through streamlit.testing's AppTest."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from soartlab.ui import state
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [
+    "pages/home.py",
+    "pages/data.py",
+    "pages/tune.py",
+    "pages/train.py",
+    "pages/explore.py",
+    "pages/predict.py",
+    "pages/runs.py",
+]
+TIMEOUT = 120
+TINY_TRAINING = {"train_epochs": 1, "train_pairs": 256, "train_batch": 64}
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SOARTLAB_HOME", str(tmp_path / "runs"))
+    at = new_app()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One small run on the demo set, saved the way the Train page saves it."""
+    from soartlab.demo import make_demo
+    from soartlab.runs import RunStore
+    from soartlab.training import TrainConfig
+    from soartlab.workflow import train_run
+
+    home = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(epochs=1, pairs_per_epoch=256, batch_size=64)
+    run_dir, _ = train_run(make_demo(), config, store=RunStore(home), label="fixture run")
+    return run_dir
+
+
+@pytest.fixture
+def app_with_run(trained_run, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SOARTLAB_HOME", str(trained_run.parent))
+    at = new_app()
+    at.run()
+    at.session_state[state.CURRENT_RUN] = str(trained_run)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, f"{page}: {at.exception}"
+    return at
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def wait_for_job(at: AppTest, seconds: float = 90) -> None:
+    job = at.session_state[state.TRAIN_JOB]
+    deadline = time.monotonic() + seconds
+    while job.is_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not job.is_running(), "training did not finish in time"
+    at.run()
+    assert not at.exception, at.exception
+
+
+# --- home and data ------------------------------------------------------------------------
+
+
+def test_first_open_loads_the_demo_set(app):
+    data = app.session_state[state.DATASET]
+    assert data.name == "demo set" and len(data.dataset) > 0
+    text = " ".join(m.value for m in app.markdown) + " ".join(c.value for c in app.caption)
+    assert "demo set" in text
+    assert app.get("page_link"), "home shows the next step as a link"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_before_training(app, page):
+    open_page(app, page)
+    assert not app.error, [e.value for e in app.error]
+
+
+@pytest.mark.parametrize("page", PAGES[2:5])
+def test_pages_without_data_show_a_hint_and_link(app, page):
+    app.session_state[state.DATASET] = None
+    open_page(app, page)
+    assert any("No data loaded" in i.value for i in app.info)
+    links = [link.proto.page for link in app.get("page_link")]
+    assert any("data" in link for link in links), links
+
+
+def test_data_page_shows_counts_and_samples(app):
+    open_page(app, "pages/data.py")
+    specs = chart_specs(app)
+    assert len(specs) == 2  # class counts and the sample grid
+    bar = specs[0]["data"][0]
+    assert bar["type"] == "bar"
+    assert bar["x"] == app.session_state[state.DATASET].dataset.features["label"].names
+    assert any("Normalisation" in m.value for m in app.markdown)
+
+
+def test_bad_upload_shows_error_and_keeps_the_data(app):
+    before = app.session_state[state.DATASET]
+    app.session_state[state.PENDING_UPLOAD] = (
+        "broken.csv",
+        b"label,f1\ngood,1\nbad,abc\n",
+        "label",
+        "",
+    )
+    open_page(app, "pages/data.py")
+    assert app.error, "a bad file must show st.error"
+    assert "broken.csv" in app.error[0].value
+    assert app.session_state[state.DATASET] is before
+
+
+def test_good_upload_replaces_the_data(app, tmp_path):
+    from soartlab.demo import write_demo
+
+    path = tmp_path / "small.csv"
+    write_demo(path, n_samples=120, seed=1)
+    app.session_state[state.PENDING_UPLOAD] = ("small.csv", path.read_bytes(), "label", "")
+    open_page(app, "pages/data.py")
+    assert not app.error, [e.value for e in app.error]
+    data = app.session_state[state.DATASET]
+    assert data.name == "small.csv" and len(data.dataset) == 120
+
+
+def test_unsupported_upload_type_is_refused(app):
+    app.session_state[state.PENDING_UPLOAD] = ("notes.txt", b"hello", "label", "")
+    open_page(app, "pages/data.py")
+    assert app.error and "unsupported type" in app.error[0].value
+
+
+# --- tune ---------------------------------------------------------------------------------
+
+
+def test_tune_slider_redraws_the_histograms(app):
+    open_page(app, "pages/tune.py")
+    before = chart_specs(app)
+    assert len(before) == 1
+    traces = before[0]["data"]
+    assert {t["type"] for t in traces} == {"bar"}  # binned server-side
+    app.slider(key="tune_offset").set_value(-1.0).run()
+    assert not app.exception
+    after = chart_specs(app)
+    assert after[0]["data"] != traces, "moving the offset must change the after-tune bars"
+    # The raw (before tune) panel keeps its bars: only the transform is re-applied.
+    assert after[0]["data"][0] == traces[0]
+
+
+def test_suggest_and_use_for_training(app):
+    open_page(app, "pages/tune.py")
+    offset = app.slider(key="tune_offset").value
+    button(app, "Suggest").click().run()
+    assert not app.exception and not app.error
+    assert app.slider(key="tune_offset").value != offset
+    button(app, "Use for training").click().run()
+    tuned = app.session_state[state.TRANSFORM]
+    assert tuned.transform.offset == pytest.approx(app.slider(key="tune_offset").value)
+    open_page(app, "pages/train.py")
+    assert any(f"{tuned.transform.scale:.3g}" in c.value for c in app.caption)
+
+
+@pytest.mark.parametrize("distance", ["Euclidean", "Minkowski-p", "Cosine", "SOART3 yita"])
+def test_tune_other_distances(app, distance):
+    open_page(app, "pages/tune.py")
+    app.selectbox(key="tune_distance").set_value(distance).run()
+    assert not app.exception and not app.error
+    assert len(chart_specs(app)) == 1
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+def start_training(at: AppTest, **settings) -> None:
+    for key, value in {**TINY_TRAINING, **settings}.items():
+        at.session_state[key] = value
+    open_page(at, "pages/train.py")
+    button(at, "Start training").click().run()
+    assert not at.exception, at.exception
+
+
+def test_training_finishes_offers_downloads_and_next_round(app):
+    start_training(app)
+    assert any(p.proto.value >= 0 for p in app.get("progress")), "a progress bar while it runs"
+    wait_for_job(app)
+    assert not app.error, [e.value for e in app.error]
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert "Download model (.pth)" in labels and "Download bundle (.zip)" in labels
+    run_dir = app.session_state[state.CURRENT_RUN]
+    assert (Path(run_dir) / "model.pth").exists() and (Path(run_dir) / "run.json").exists()
+    assert any(m.label == "Held-out accuracy" for m in app.metric)
+    # After training every page still renders.
+    for page in PAGES:
+        open_page(app, page)
+        assert not app.error, (page, [e.value for e in app.error])
+    # "Next round": re-tune on this model's embeddings, then continue from it.
+    open_page(app, "pages/train.py")
+    button(app, "Next round: re-tune on the new embeddings").click().run()
+    assert not app.exception
+    assert app.session_state[state.RESUME_FROM] == run_dir
+    assert app.radio(key=state.TUNE_SOURCE).value == "Current model's embeddings"
+    assert len(chart_specs(app)) == 1
+    open_page(app, "pages/train.py")
+    assert any("Next round" in i.value for i in app.info)
+
+
+def test_stop_ends_training_and_clicks_elsewhere_do_not(app):
+    start_training(app, train_epochs=200, train_pairs=20_000)
+    job = app.session_state[state.TRAIN_JOB]
+    # Moving around the app reruns scripts but leaves the worker alone.
+    open_page(app, "pages/data.py")
+    open_page(app, "pages/home.py")
+    assert job.is_running()
+    assert any(m.label == "Training" and m.value == "running" for m in app.metric)
+    open_page(app, "pages/train.py")
+    button(app, "Stop").click().run()
+    wait_for_job(app, seconds=90)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.run_dir is not None
+    assert any("stopped" in w.value for w in app.warning)
+    assert [b for b in app.get("download_button") if b.proto.label == "Download model (.pth)"]
+
+
+def test_training_error_is_shown_not_raised(app):
+    from soartlab.data import from_arrays
+
+    one_class = from_arrays(
+        np.random.default_rng(0).random((20, 36 * 39)), np.zeros(20, int), ["good"], (36, 39)
+    )
+    app.session_state[state.DATASET] = state.LoadedData(one_class, "one class", "good", 99)
+    start_training(app)
+    wait_for_job(app)
+    assert not app.exception
+    assert any("2 classes" in e.value for e in app.error), [e.value for e in app.error]
+
+
+# --- after training -----------------------------------------------------------------------
+
+
+def test_explore_shows_scatter_confusion_and_cell_samples(app_with_run):
+    at = open_page(app_with_run, "pages/explore.py")
+    assert not at.error, [e.value for e in at.error]
+    specs = chart_specs(at)
+    kinds = [{t["type"] for t in spec["data"]} for spec in specs]
+    assert {"scattergl"} in kinds and {"heatmap"} in kinds
+    assert at.selectbox(key="explore_cell").options, "cells to look into"
+    assert len(specs) >= 3  # scatter, confusion, the chosen cell's samples
+    at.radio(key="explore_dims").set_value("3D").run()
+    assert not at.exception
+    assert any({"scatter3d"} == {t["type"] for t in spec["data"]} for spec in chart_specs(at))
+
+
+def test_explore_compares_two_runs(app_with_run, trained_run):
+    from soartlab.demo import make_demo
+    from soartlab.runs import RunStore
+    from soartlab.training import TrainConfig
+    from soartlab.workflow import train_run
+
+    config = TrainConfig(loss="euclidean", epochs=1, pairs_per_epoch=256, batch_size=64)
+    other, _ = train_run(make_demo(), config, store=RunStore(trained_run.parent), label="baseline")
+    at = open_page(app_with_run, "pages/explore.py")
+    infos = RunStore(trained_run.parent).list()
+    baseline = next(i for i in infos if i.path == other)
+    at.selectbox(key="explore_compare").set_value(baseline).run()
+    assert not at.exception and not at.error
+    compared = [c for c in at.get("plotly_chart") if "compare_" in c.proto.id]
+    assert len(compared) == 2
+
+
+def test_tune_on_the_model_embeddings(app_with_run):
+    at = open_page(app_with_run, "pages/tune.py")
+    at.radio(key=state.TUNE_SOURCE).set_value("Current model's embeddings").run()
+    assert not at.exception and not at.error
+    assert len(chart_specs(at)) == 1
+
+
+def test_predict_on_held_out_data(app_with_run):
+    at = open_page(app_with_run, "pages/predict.py")
+    at.radio(key="predict_sample_source").set_value("The held-out part of the session's data").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [b for b in at.get("download_button") if "predictions" in b.proto.label]
+    assert at.dataframe and {"predicted", "pass_fail", "distance"} <= set(
+        at.dataframe[0].value.columns
+    )
+
+
+def test_predict_refuses_a_model_upload_without_weights():
+    from soartlab.errors import CheckpointError
+    from soartlab.ui.predict import load_model_files
+
+    with pytest.raises(CheckpointError, match="run.json"):
+        load_model_files([("model.pth", b"not really")])
+    with pytest.raises(CheckpointError, match="Upload the model"):
+        load_model_files([("run.json", b"{}")])
+
+
+def test_predict_loads_an_uploaded_bundle_and_pth(trained_run):
+    from soartlab.ui.predict import load_model_files
+    from soartlab.workflow import make_bundle
+
+    run = load_model_files([("bundle.zip", make_bundle(trained_run))])
+    assert run.references is not None
+    run = load_model_files(
+        [
+            ("m.pth", (trained_run / "model.pth").read_bytes()),
+            ("run.json", (trained_run / "run.json").read_bytes()),
+        ]
+    )
+    assert run.label_names
+
+
+def test_runs_page_opens_renames_and_deletes(app_with_run, trained_run, tmp_path):
+    import shutil
+
+    from soartlab.runs import RunStore
+
+    # Work on a copy so the module's fixture run stays.
+    copy = trained_run.parent / "20000101-000000-abcdef"
+    shutil.copytree(trained_run, copy)
+    at = open_page(app_with_run, "pages/runs.py")
+    at.selectbox(key="runs_selected").set_value(copy.name).run()
+    at.text_input(key=f"runs_label_{copy.name}").set_value("renamed ../../x").run()
+    button(at, "Rename").click().run()
+    assert not at.exception and not at.error
+    assert RunStore(trained_run.parent).info(copy.name).label == "renamed ../../x"
+    button(at, "Make it the current model").click().run()
+    assert at.session_state[state.CURRENT_RUN] == str(copy)
+    at.checkbox(key=f"runs_sure_{copy.name}").check().run()
+    button(at, "Delete").click().run()
+    assert not at.exception and not copy.exists()
+    assert at.session_state[state.CURRENT_RUN] is None
+    open_page(at, "pages/explore.py")
+    assert any("No trained model" in i.value for i in at.info)
+
+
+def test_two_sessions_never_share_data(app, monkeypatch, tmp_path):
+    from soartlab.demo import write_demo
+
+    other = new_app()
+    other.run()
+    path = tmp_path / "mine.csv"
+    write_demo(path, n_samples=80, seed=3)
+    app.session_state[state.PENDING_UPLOAD] = ("mine.csv", path.read_bytes(), "label", "")
+    open_page(app, "pages/data.py")
+    assert app.session_state[state.DATASET].name == "mine.csv"
+    other.run()
+    assert other.session_state[state.DATASET].name == "demo set"
