@@ -1,0 +1,99 @@
+"""2. The seed's histogram pipeline against SOART Lab's.
+
+Seed: 2,000 random pairs from 5,000 samples of 36×39; each pair's two samples embedded
+one at a time through the seed's EmbeddingNet (`get_embedding(...).data.cpu().numpy()`,
+no `no_grad`, as the article wrote it), scored with `calc_soaRT3`, transformed with
+`max(0.5·gamma − 0.25, 0)` and split into matched / unmatched.
+
+SOART Lab: `evaluation.embed` once in batch (all 5,000 samples), gather the pairs,
+`soart3` row-wise, `GammaTransform`. Timed also with the embeddings already cached, which
+is what the Tune page does when it re-draws. Both use the same weights; gamma must agree
+to 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from common import SeedEmbeddingNet, SeedSiameseNet, calc_soaRT3, timed
+
+from soartlab.evaluation import embed
+from soartlab.metric import soart3
+from soartlab.models import build_model
+from soartlab.transform import GammaTransform
+
+N_SAMPLES = 5_000
+N_PAIRS = 2_000
+
+
+def seed_pipeline(model, images: torch.Tensor, labels: np.ndarray, i: np.ndarray, j: np.ndarray):
+    arr_gamma, matched, unmatched = [], [], []
+    for a, b in zip(i, j, strict=True):
+        tsr_sig_array = torch.unsqueeze(images[a], 1)
+        tsr_tani_array = torch.unsqueeze(images[b], 1)
+        embedding_sig_array = model.get_embedding(tsr_sig_array).data.cpu().numpy()
+        embedding_tani_array = model.get_embedding(tsr_tani_array).data.cpu().numpy()
+        _, _, log_gamma = calc_soaRT3(embedding_sig_array[0], embedding_tani_array[0])
+        arr_gamma.append(log_gamma)
+        target = max([0.5 * log_gamma - 0.25, 0.0])
+        (matched if labels[a] == labels[b] else unmatched).append(target)
+    return np.array(arr_gamma), matched, unmatched
+
+
+def soartlab_histogram_data(emb: np.ndarray, labels, i, j, transform: GammaTransform):
+    _, _, gamma = soart3(emb[i], emb[j])
+    distance = transform(gamma)
+    same = labels[i] == labels[j]
+    return gamma, distance[same], distance[~same]
+
+
+def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
+    images, labels = images[:N_SAMPLES], labels[:N_SAMPLES]
+    if model is None:
+        torch.manual_seed(0)
+        model = build_model()
+    seed_model = SeedSiameseNet(SeedEmbeddingNet())
+    seed_model.load_state_dict(model.state_dict())  # SOART Lab checkpoints load unchanged
+    seed_model.eval()
+    model.eval()
+    rng = np.random.default_rng(0)
+    i = rng.integers(N_SAMPLES, size=N_PAIRS)
+    j = rng.integers(N_SAMPLES, size=N_PAIRS)
+    images_t = torch.from_numpy(images)
+    flat = images.reshape(len(images), -1)
+    transform = GammaTransform()
+
+    seed_seconds = timed(lambda: seed_pipeline(seed_model, images_t, labels, i, j), repeats=3)
+    seed_gamma, _, _ = seed_pipeline(seed_model, images_t, labels, i, j)
+
+    def full():
+        emb = embed(model, flat)
+        return soartlab_histogram_data(emb, labels, i, j, transform)
+
+    full_seconds = timed(full, repeats=5)
+    emb = embed(model, flat)
+    cached_seconds = timed(
+        lambda: soartlab_histogram_data(emb, labels, i, j, transform), repeats=20
+    )
+    gamma, _, _ = full()
+    embed_seconds = timed(lambda: embed(model, flat), repeats=5)
+    return {
+        "pairs": N_PAIRS,
+        "samples": N_SAMPLES,
+        "seed_seconds": seed_seconds,
+        "soartlab_seconds": full_seconds,
+        "soartlab_embed_seconds": embed_seconds,
+        "soartlab_cached_seconds": cached_seconds,
+        "speedup": seed_seconds / full_seconds,
+        "speedup_cached": seed_seconds / cached_seconds,
+        "max_abs_gamma_diff": float(np.max(np.abs(seed_gamma - gamma))),
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    from common import demo_arrays
+
+    X, y = demo_arrays(N_SAMPLES)
+    print(json.dumps(run(X, y), indent=2))

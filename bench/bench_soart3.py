@@ -1,0 +1,69 @@
+"""1. SOART3 row-wise scoring: `soartlab.soart3` on N pairs of 128-d float32 against the
+seed's per-pair `calc_soaRT3` (np.dot + scipy minkowski) in a Python loop.
+
+The seed loop is timed on a subsample and extrapolated per pair. The memory-bandwidth
+bound: soart3 must at least read both inputs once, 2·N·d·4 bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from common import memory_bandwidth, seed_loop, timed
+
+from soartlab.metric import soart3
+
+DIM = 128
+MAIN_PAIRS = 100_000
+GROWTH_PAIRS = (10_000, 30_000, 100_000, 300_000)
+SEED_SUBSAMPLE = 3_000
+
+
+def pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((n, DIM), dtype=np.float32)
+    x = y * rng.uniform(0.5, 1.5, (n, 1)).astype(np.float32)
+    x += 0.5 * rng.standard_normal((n, DIM), dtype=np.float32)
+    return y, x
+
+
+def run() -> dict:
+    bandwidth = memory_bandwidth()
+    limit_gbs = max(bandwidth["copy_gbs"], bandwidth["add_gbs"])
+    y, x = pairs(SEED_SUBSAMPLE, seed=1)
+    seed_seconds = timed(lambda: seed_loop(y, x), repeats=3)
+    seed_per_pair = seed_seconds / SEED_SUBSAMPLE
+    agreement = float(np.max(np.abs(seed_loop(y, x) - soart3(y, x)[2])))
+
+    growth = []
+    for n in GROWTH_PAIRS:
+        y, x = pairs(n)
+        seconds = timed(lambda y=y, x=x: soart3(y, x), repeats=7)
+        bytes_read = 2 * n * DIM * 4
+        growth.append(
+            {
+                "pairs": n,
+                "seconds": seconds,
+                "pairs_per_s": n / seconds,
+                "seed_seconds_extrapolated": seed_per_pair * n,
+                "speedup": seed_per_pair * n / seconds,
+                "bytes_read": bytes_read,
+                "gbs": bytes_read / seconds / 1e9,
+                "bandwidth_fraction": bytes_read / seconds / 1e9 / limit_gbs,
+            }
+        )
+    main = next(row for row in growth if row["pairs"] == MAIN_PAIRS)
+    return {
+        "bandwidth": bandwidth,
+        "bandwidth_limit_gbs": limit_gbs,
+        "seed_subsample": SEED_SUBSAMPLE,
+        "seed_per_pair_s": seed_per_pair,
+        "max_abs_gamma_diff_vs_seed": agreement,
+        "main": main,
+        "growth": growth,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,92 @@
+"""Run every benchmark and rewrite BENCHMARKS.md and bench/growth.png.
+
+    make bench        (or: .venv/bin/python bench/run_all.py)
+
+Set BENCH_THREADS to pin torch's intra-op threads (default: torch's own choice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import report  # noqa: E402
+import torch  # noqa: E402
+from common import ROOT, demo_arrays, machine  # noqa: E402
+
+N_DEMO = 25_000
+
+
+def attempt(name: str, fn, results: dict):
+    print(f"[bench] {name} …", flush=True)
+    start = time.perf_counter()
+    try:
+        value = fn()
+    except Exception:  # a failing benchmark is reported, the others still run
+        results[name] = {"error": traceback.format_exc(limit=4)}
+        print(results[name]["error"], flush=True)
+        value = None
+    print(f"[bench] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
+    return value
+
+
+@torch.no_grad()
+def embed_all(model, images: np.ndarray) -> np.ndarray:
+    model.eval()
+    flat = torch.from_numpy(images.reshape(len(images), -1))
+    return torch.cat([model.get_embedding(b) for b in flat.split(2048)]).numpy()
+
+
+def main() -> None:
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    started = time.perf_counter()
+    results: dict = {"machine": machine()}
+    import bench_app
+    import bench_histogram
+    import bench_knn
+    import bench_slider
+    import bench_soart3
+    import bench_training
+
+    demo = attempt("demo_data", lambda: demo_arrays(N_DEMO, seed=1), results)
+    images, labels = demo if demo else (None, None)
+    results["soart3"] = attempt("soart3", bench_soart3.run, results)
+    results["slider"] = attempt("slider", bench_slider.run, results)
+    model = None
+    if images is not None:
+        trained = attempt(
+            "training", lambda: bench_training.run(images[:5000], labels[:5000]), results
+        )
+        if trained:
+            results["training"], model = trained
+        results["histogram"] = attempt(
+            "histogram", lambda: bench_histogram.run(images, labels, model), results
+        )
+        if model is not None:
+            embeddings = embed_all(model, images)
+            results["knn"] = attempt("knn", lambda: bench_knn.run(embeddings), results)
+    results["app"] = attempt("app", bench_app.run, results)
+    results["total_seconds"] = time.perf_counter() - started
+    results["machine"]["load_average_end"] = machine()["load_average"]
+
+    plot_path = ROOT / "bench" / "growth.png"
+    report.growth_plot(results, plot_path, plt)
+    (ROOT / "BENCHMARKS.md").write_text(report.markdown(results, "bench/growth.png"))
+    Path("/tmp/soartlab_bench_results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"[bench] wrote BENCHMARKS.md and {plot_path} in {results['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
