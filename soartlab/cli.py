@@ -1,6 +1,9 @@
 """Command line: `python -m soartlab demo|train|evaluate|predict`.
 
 Bad input ends with exit status 2 and one line on stderr; no traceback.
+
+`train` also runs under torchrun (`torchrun --nproc_per_node=N -m soartlab train ...`):
+every worker trains its share, rank 0 alone prints progress and writes the run folder.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from soartlab.errors import SoartLabError
 
 EXIT_BAD_INPUT = 2
+STATE_FILE = "train_state.pt"  # per-epoch training state in the run folder, for --resume
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -61,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-shape", type=_shape, default=None, help="e.g. 36x39")
     train.add_argument("--label", default="", help="a name for the run (a label only)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument(
+        "--resume",
+        choices=["auto", "never"],
+        default="never",
+        help=f"auto: continue from OUT/{STATE_FILE} when it exists (the state is saved "
+        "after every epoch), e.g. after torchrun restarted a failed worker",
+    )
+    train.add_argument(
+        "--backend",
+        choices=["auto", "gloo", "nccl"],
+        default=None,
+        help="process-group backend under torchrun (default: $SOARTLAB_DIST_BACKEND, "
+        "else auto: nccl on GPUs, gloo on CPUs)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate", help="print a run's metrics on a labelled data file as JSON"
@@ -98,6 +116,8 @@ class _ProgressPrinter:
             )
         elif p.kind in ("stopped", "nan"):
             print(f"training stopped: {p.message}", file=sys.stderr)
+        elif p.kind == "resumed":
+            print(p.message, file=sys.stderr)
 
 
 def _cmd_demo(args) -> int:
@@ -113,6 +133,17 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from soartlab import distributed
+
+    if not distributed.launched_by_torchrun():
+        return _train(args, None)  # one process: --backend has nothing to choose
+    with distributed.process_group(args.backend, args.device) as context:
+        return _train(args, context)
+
+
+def _train(args, context) -> int:
+    """Train and, on rank 0 (or alone), write the run folder. context: the process group
+    when started by torchrun, else None."""
     from soartlab.data import load_dataset
     from soartlab.training import TrainConfig, Trainer
     from soartlab.transform import GammaTransform
@@ -133,10 +164,19 @@ def _cmd_train(args) -> int:
     )
     config.validate()
     dataset = load_dataset(args.data, input_shape=args.input_shape)
+    main = context is None or context.is_main
+    if main and context is not None:
+        for warning in context.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
     started = time.process_time()
     wall = time.perf_counter()
     trainer = Trainer(config, callback=None if args.quiet else _ProgressPrinter())
-    result = trainer.fit(dataset)
+    result = trainer.fit(
+        dataset, state_path=args.out / STATE_FILE, resume_state=args.resume == "auto"
+    )
+    if not main:
+        return 0  # rank 0 writes the run folder; the Trainer ended with a barrier
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     result.metadata["cpu_seconds"] = time.process_time() - started

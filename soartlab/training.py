@@ -1,15 +1,22 @@
 """Contrastive training of the Siamese embedding network.
 
 The loop knows nothing about the UI: it reports through a callback and checks a stop
-flag. It is rank-aware: under `torch.distributed` each rank draws its own share of pairs
-(seeded by seed, epoch and rank), gradients are averaged by DistributedDataParallel and
-the loss and NaN flag are reduced across ranks, so every rank stops together.
+flag. It is rank-aware: under `torch.distributed` (see `soartlab.distributed`) each rank
+draws its own share of pairs (seeded by seed, epoch and rank) and `batch_size // world`
+pairs per step, so one optimiser step still sees `batch_size` pairs; gradients are
+averaged by DistributedDataParallel, and the loss, stop flag and NaN flag are reduced
+across ranks, so every rank stops together. Rank 0 alone writes the training state;
+on resume it reads the state and sends it to the other ranks.
 """
 
 from __future__ import annotations
 
 import copy
+import io
+import json
 import math
+import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from soartlab import data as D
+from soartlab import distributed
 from soartlab.checkpoint import atomic_write_bytes
 from soartlab.distances import EuclideanDistance, SOART3Distance
 from soartlab.errors import CheckpointError, SoartLabError
@@ -147,7 +155,7 @@ def resolve_device(device: str) -> torch.device:
 class Progress:
     """One progress event for the callback."""
 
-    kind: str  # "step" | "epoch" | "done" | "stopped" | "nan"
+    kind: str  # "step" | "epoch" | "done" | "stopped" | "nan" | "resumed"
     epoch: int  # 1-based
     epochs: int
     step: int = 0  # 1-based within the epoch
@@ -178,9 +186,7 @@ class TrainResult:
 
 
 def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return distributed.rank_world()
 
 
 def pair_seed(seed: int, epoch: int, rank: int) -> int:
@@ -192,7 +198,8 @@ class Trainer:
     """Trains a SiameseNet on a dataset with the contrastive loss.
 
     callback(Progress) is called on every step and epoch (on rank 0 only when
-    distributed). Setting `stop_event` ends training at the next step and keeps the last
+    distributed), and once with kind "resumed" when training continues from a saved
+    state. Setting `stop_event` ends training at the next step and keeps the last
     good state; a NaN loss stops with the epoch named and restores the state from the
     end of the last good epoch.
     """
@@ -208,7 +215,12 @@ class Trainer:
         self.callback = callback
         self.stop_event = stop_event or threading.Event()
         self.rank, self.world_size = _rank_world()
-        self.device = resolve_device(config.device)
+        if self.world_size > 1:
+            # one device per worker: GPU number LOCAL_RANK when training on CUDA
+            local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
+            self.device = distributed.local_device(config.device, local_rank)
+        else:
+            self.device = resolve_device(config.device)
 
     # -- helpers ---------------------------------------------------------------
     def _emit(self, progress: Progress) -> None:
@@ -277,23 +289,40 @@ class Trainer:
         x_test = normalization.apply(x_test).astype(np.float32, copy=False)
 
         model.to(self.device)
-        wrapped = self._wrap(model)
-        optimizer = torch.optim.Adam(wrapped.parameters(), lr=cfg.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         loss_fn = ContrastiveLoss(training_distance(cfg), margin=cfg.margin)
         eval_distance = evaluation_distance(cfg.loss, cfg.p_v, cfg.p_m)
 
         history: list[dict] = []
         start_epoch = 1
         state_path = Path(state_path) if state_path else None
-        if resume_state and state_path is not None and state_path.exists():
-            start_epoch, history = _restore_state(state_path, model, optimizer)
-            start_epoch += 1
+        if resume_state and state_path is not None:
+            # Rank 0 reads the state and sends it on, so other machines need not see the file.
+            raw = state_path.read_bytes() if self.rank == 0 and state_path.exists() else b""
+            if self.world_size > 1:
+                raw = distributed.broadcast_bytes(raw, device=self._comm_device)
+            if raw:
+                done, history = _restore_state(raw, str(state_path), model, optimizer, cfg)
+                start_epoch = done + 1
+                self._emit(
+                    Progress(
+                        "resumed",
+                        start_epoch,
+                        cfg.epochs,
+                        message=f"resuming from {state_path} after epoch {done}",
+                    )
+                )
+        # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
+        wrapped = self._wrap(model)
 
         # The whole training split lives on the device; a step gathers its pairs by index.
         x_dev = torch.as_tensor(x_train, device=self.device)
         y_np = y_train
         share = max(cfg.pairs_per_epoch // self.world_size, 1)
-        steps = math.ceil(share / cfg.batch_size)
+        # Each rank takes its part of a step's batch: one optimiser step sees batch_size
+        # pairs whatever the number of ranks, so a run behaves like a single-process one.
+        batch = max(cfg.batch_size // self.world_size, 1)
+        steps = math.ceil(share / batch)
         last_good = copy.deepcopy(model.state_dict())
         stopped, stop_reason = False, ""
 
@@ -308,18 +337,22 @@ class Trainer:
             t_t = torch.as_tensor(target, device=self.device)
             loss_sum, seen = 0.0, 0
             for step in range(steps):
-                stop_now = self.stop_event.is_set()
-                if self.world_size > 1:
-                    stop_now = self._all_reduce([float(stop_now)])[0] > 0
-                if stop_now:
+                if self.world_size == 1 and self.stop_event.is_set():
                     stopped, stop_reason = True, f"stopped by the user in epoch {epoch}"
                     break
-                sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+                sl = slice(step * batch, (step + 1) * batch)
                 e1, e2 = wrapped(x_dev[i_t[sl]], x_dev[j_t[sl]])
                 loss = loss_fn(e1, e2, t_t[sl])
                 bad = not torch.isfinite(loss).item()
                 if self.world_size > 1:
-                    bad = self._all_reduce([float(bad)])[0] > 0
+                    # one collective per step carries both flags: every rank stops together
+                    stop_flag, bad_flag = self._all_reduce(
+                        [float(self.stop_event.is_set()), float(bad)]
+                    )
+                    bad = bad_flag > 0
+                    if stop_flag > 0 and not bad:
+                        stopped, stop_reason = True, f"stopped by the user in epoch {epoch}"
+                        break
                 if bad:
                     stopped, stop_reason = True, f"loss became NaN in epoch {epoch}"
                     model.load_state_dict(last_good)
@@ -354,7 +387,7 @@ class Trainer:
             if not stopped:
                 last_good = copy.deepcopy(model.state_dict())
             if state_path is not None and self.rank == 0 and not stopped:
-                _save_state(state_path, model, optimizer, epoch, history)
+                _save_state(state_path, model, optimizer, epoch, history, cfg)
             self._emit(
                 Progress("epoch", epoch, cfg.epochs, steps, steps, record["loss"], record=record)
             )
@@ -387,6 +420,7 @@ class Trainer:
             "stopped": stopped,
             "stop_reason": stop_reason,
             "world_size": self.world_size,
+            "backend": dist.get_backend() if self.world_size > 1 else None,
         }
         kind = "nan" if "NaN" in stop_reason else ("stopped" if stopped else "done")
         self._emit(Progress(kind, len(history), cfg.epochs, message=stop_reason or "finished"))
@@ -431,11 +465,22 @@ def _load_weights(model: SiameseNet, state_dict: dict) -> None:
     model.load_state_dict(state_dict)
 
 
-def _save_state(path: Path, model, optimizer, epoch: int, history: list[dict]) -> None:
-    """Training state after `epoch`: tensors and plain types only (weights_only loads it)."""
-    import io
-    import json
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = ("epochs", "device")
 
+
+def _state_settings(config: TrainConfig) -> dict:
+    """The settings a training state must be resumed with, in their JSON form."""
+    settings = json.loads(json.dumps(config.to_dict()))
+    for name in _RESUMABLE_CHANGES:
+        settings.pop(name)
+    return settings
+
+
+def _save_state(
+    path: Path, model, optimizer, epoch: int, history: list[dict], config: TrainConfig
+) -> None:
+    """Training state after `epoch`: tensors and plain types only (weights_only loads it)."""
     buffer = io.BytesIO()
     torch.save(
         {
@@ -443,22 +488,37 @@ def _save_state(path: Path, model, optimizer, epoch: int, history: list[dict]) -
             "optimizer": optimizer.state_dict(),
             "epoch": epoch,
             "history": json.dumps(history),
+            "settings": json.dumps(_state_settings(config)),
         },
         buffer,
     )
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _restore_state(path: Path, model, optimizer) -> tuple[int, list[dict]]:
-    import json
-
+def _restore_state(
+    raw: bytes, source: str, model, optimizer, config: TrainConfig
+) -> tuple[int, list[dict]]:
+    """Load a state written by `_save_state` into model and optimizer; (epoch, history)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        saved = json.loads(state["settings"]) if "settings" in state else None
+    except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"Training state {source} is not a valid checkpoint: {exc}") from exc
+    if saved is not None:
+        current = _state_settings(config)
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if changed:
+            raise CheckpointError(
+                f"Training state {source} was written with other settings "
+                f"({', '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} now' for k in changed)}); "
+                "train into a new folder or delete the state to start afresh."
+            )
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         return int(state["epoch"]), list(json.loads(state["history"]))
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        raise CheckpointError(f"Training state {path} is not a valid checkpoint: {exc}") from exc
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"Training state {source} is not a valid checkpoint: {exc}") from exc
 
 
 def train(dataset, config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
