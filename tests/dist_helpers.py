@@ -27,12 +27,12 @@ CRASH_RANK_ENV = "SOARTLAB_TEST_CRASH_RANK"
 
 
 def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings: dict) -> None:
-    """One rank of a spawned gloo group: train on the small demo set, rank 0 saves the run
+    """One rank of a spawned gloo group: train on settings["data"], rank 0 saves the run
     folder (as the CLI does), every rank dumps its final weights and history for the test."""
     import torch
+    from soartlab.data import load_dataset
 
     from soartlab import distributed
-    from soartlab.demo import make_demo
     from soartlab.training import TrainConfig, Trainer
     from soartlab.workflow import save_result
 
@@ -41,7 +41,7 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
     with distributed.process_group(
         "gloo", "cpu", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     ) as context:
-        dataset = make_demo(n_samples=settings.pop("n_samples"), seed=settings.pop("data_seed"))
+        dataset = load_dataset(settings.pop("data"))
         run_dir = out_dir / "run"
         result = Trainer(TrainConfig(**settings)).fit(
             dataset, state_path=run_dir / "train_state.pt"

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from dist_helpers import CRASH_EPOCH_ENV, CRASH_RANK_ENV, spawn_worker
+from soartlab.data import load_dataset
 
 from soartlab import distributed
 from soartlab.demo import make_demo, write_demo
@@ -23,7 +24,7 @@ from soartlab.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(epochs=3, pairs_per_epoch=512, batch_size=64, device="cpu", seed=0)
-DATA = dict(n_samples=300, data_seed=1)
+DEMO = dict(n_samples=300, seed=1)
 RUN_FILES = {
     "model.pth",
     "model.safetensors",
@@ -40,9 +41,16 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
+    # The same file feeds the spawned workers, the single process and torchrun.
+    write_demo(out / "demo.parquet", **DEMO)
     mp.spawn(
         spawn_worker,
-        args=(2, str(out / "rendezvous"), str(out), {**SETTINGS, **DATA}),
+        args=(
+            2,
+            str(out / "rendezvous"),
+            str(out),
+            {**SETTINGS, "data": str(out / "demo.parquet")},
+        ),
         nprocs=2,
         join=True,
     )
@@ -80,7 +88,7 @@ def test_two_workers_match_single_process_quality(two_workers):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker has
     try:
-        dataset = make_demo(n_samples=DATA["n_samples"], seed=DATA["data_seed"])
+        dataset = load_dataset(two_workers / "demo.parquet")
         single = Trainer(TrainConfig(**SETTINGS)).fit(dataset)
     finally:
         torch.set_num_threads(threads)
@@ -100,8 +108,7 @@ def test_two_workers_match_single_process_quality(two_workers):
 
 
 def test_torchrun_restarts_a_killed_worker_which_resumes_and_finishes(two_workers, tmp_path):
-    data = tmp_path / "demo.parquet"
-    write_demo(data, n_samples=DATA["n_samples"], seed=DATA["data_seed"])
+    data = two_workers / "demo.parquet"
     out = tmp_path / "run"
     env = {
         **os.environ,
