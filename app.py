@@ -9,19 +9,21 @@ import streamlit as st
 from soartlab.ui import state
 from soartlab.ui.widgets import sidebar_status
 
-st.set_page_config(page_title="SOART Lab", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
 
 # Every page works at once: a first visit starts on the demo set.
 state.ensure_demo_loaded()
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
-    st.Page(state.DATA_PAGE, title="Data", icon="📂", url_path="data"),
-    st.Page(state.TUNE_PAGE, title="Tune", icon="🎚️", url_path="tune"),
-    st.Page(state.TRAIN_PAGE, title="Train", icon="🏋️", url_path="train"),
-    st.Page(state.EXPLORE_PAGE, title="Explore", icon="🔍", url_path="explore"),
-    st.Page(state.PREDICT_PAGE, title="Predict", icon="🏷️", url_path="predict"),
-    st.Page(state.RUNS_PAGE, title="Runs", icon="🗂️", url_path="runs"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page(state.DATA_PAGE, title="Data", icon=":material/folder_open:", url_path="data"),
+    st.Page(state.TUNE_PAGE, title="Tune", icon=":material/tune:", url_path="tune"),
+    st.Page(state.TRAIN_PAGE, title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page(
+        state.EXPLORE_PAGE, title="Explore", icon=":material/scatter_plot:", url_path="explore"
+    ),
+    st.Page(state.PREDICT_PAGE, title="Predict", icon=":material/label:", url_path="predict"),
+    st.Page(state.RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
 sidebar_status()

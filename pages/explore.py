@@ -16,7 +16,11 @@ view = None
 with guard, st.spinner("Embedding the held-out samples…"):
     view = explore.held_out_view(run, data)
 if view is None:
-    st.page_link(state.DATA_PAGE, label="Load the data this model was trained on", icon="📂")
+    st.page_link(
+        state.DATA_PAGE,
+        label="Load the data this model was trained on",
+        icon=":material/folder_open:",
+    )
     st.stop()
 
 st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")

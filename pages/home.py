@@ -27,13 +27,21 @@ cols[3].caption(status["training"] or "No training in progress.")
 
 st.subheader("Next step")
 if status["data"] is None:
-    st.page_link(state.DATA_PAGE, label="Load your data (or the demo set)", icon="📂")
+    st.page_link(
+        state.DATA_PAGE, label="Load your data (or the demo set)", icon=":material/folder_open:"
+    )
 elif status["training"]:
-    st.page_link(state.TRAIN_PAGE, label="Watch the training", icon="🏋️")
+    st.page_link(state.TRAIN_PAGE, label="Watch the training", icon=":material/model_training:")
 elif status["model"] is None:
-    st.page_link(state.TRAIN_PAGE, label="Train a model on this data", icon="🏋️")
-    st.page_link(state.TUNE_PAGE, label="Or first tune the SOART3 distance", icon="🎚️")
+    st.page_link(
+        state.TRAIN_PAGE, label="Train a model on this data", icon=":material/model_training:"
+    )
+    st.page_link(state.TUNE_PAGE, label="Or first tune the SOART3 distance", icon=":material/tune:")
 else:
-    st.page_link(state.EXPLORE_PAGE, label="Explore the trained model", icon="🔍")
-    st.page_link(state.PREDICT_PAGE, label="Predict a new lot", icon="🏷️")
-    st.page_link(state.TUNE_PAGE, label="Next round: re-tune on the new embeddings", icon="🎚️")
+    st.page_link(
+        state.EXPLORE_PAGE, label="Explore the trained model", icon=":material/scatter_plot:"
+    )
+    st.page_link(state.PREDICT_PAGE, label="Predict a new lot", icon=":material/label:")
+    st.page_link(
+        state.TUNE_PAGE, label="Next round: re-tune on the new embeddings", icon=":material/tune:"
+    )

@@ -20,7 +20,9 @@ if model_source == MODEL_SAVED:
     finished = [info for info in runs if info.status != "created"]
     if not finished:
         st.info("No saved runs yet. Train a model, or upload a checkpoint.")
-        st.page_link(state.TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
+        st.page_link(
+            state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
+        )
     else:
         current = state.current_run_dir()
         paths = [str(info.path) for info in finished]

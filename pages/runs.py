@@ -16,7 +16,7 @@ if notice:
     st.success(notice)
 if not infos:
     st.info("No runs yet.")
-    st.page_link(state.TRAIN_PAGE, label="Train the first model", icon="🏋️")
+    st.page_link(state.TRAIN_PAGE, label="Train the first model", icon=":material/model_training:")
     st.stop()
 
 st.dataframe(runs_view.runs_table(infos, state.current_run_dir()), hide_index=True, width="stretch")
@@ -42,7 +42,9 @@ with actions[0]:
             state.current_run()  # loads now, so a broken run shows its error here
             st.session_state["runs_notice"] = f"Opened {runs_view.describe(chosen)}."
             st.rerun()
-    st.page_link(state.EXPLORE_PAGE, label="Explore the current model", icon="🔍")
+    st.page_link(
+        state.EXPLORE_PAGE, label="Explore the current model", icon=":material/scatter_plot:"
+    )
 with actions[1]:
     st.markdown("**Rename**")
     new_label = st.text_input(

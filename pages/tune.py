@@ -74,4 +74,6 @@ if tuned is not None:
         f"Stored for training: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g} "
         f"(orders v={tuned.p_v:g}, m={tuned.p_m:g})."
     )
-    st.page_link(state.TRAIN_PAGE, label="Train with these values", icon="🏋️")
+    st.page_link(
+        state.TRAIN_PAGE, label="Train with these values", icon=":material/model_training:"
+    )

@@ -132,8 +132,20 @@ def _visit(page, name: str) -> None:
 
 
 def _screenshot(page, name: str) -> None:
+    """A full-page screenshot. Streamlit scrolls inside its main container, not the
+    document, so the viewport is grown to the content's height first."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate(
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stMainBlockContainer"]\')].map(e => e.scrollHeight))'
+    )
+    page.set_viewport_size(
+        {"width": size["width"], "height": max(size["height"], int(height) + 40)}
+    )
+    page.wait_for_timeout(800)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
 
 
 def test_every_page_trains_and_downloads(server, browser):
@@ -154,10 +166,14 @@ def test_every_page_trains_and_downloads(server, browser):
         for label, value in (("Epochs", "2"), ("Pairs per epoch", "2000")):
             field = page.get_by_label(label, exact=True)
             field.fill(value)
-            field.press("Enter")
+            field.press("Tab")  # Enter would submit the form before every field is set
         page.get_by_role("button", name="Start training").click()
         download_button = page.get_by_role("button", name="Download model (.pth)")
-        download_button.wait_for(timeout=240_000)
+        try:
+            download_button.wait_for(timeout=240_000)
+        except Exception:
+            _screenshot(page, "train-failed")
+            raise
         _settle(page)
         _no_exception(page, "train")
         _screenshot(page, "train")
@@ -169,6 +185,13 @@ def test_every_page_trains_and_downloads(server, browser):
 
         for name in PAGES[4:]:
             _visit(page, name)
+            if name == "predict":
+                page.get_by_text("The held-out part of the session's data").click()
+                page.get_by_role("button", name="Download predictions (.csv)").wait_for(
+                    timeout=60_000
+                )
+                _settle(page)
+                _no_exception(page, name)
             _screenshot(page, name)
         # And the pages seen before training, now with a model.
         for name in ("home", "tune"):

@@ -78,7 +78,8 @@ def per_class_table(metrics: dict) -> Any:
     import pandas as pd
 
     table = pd.DataFrame(metrics.get("per_class", []))
-    return table
+    rates = [c for c in ("precision", "recall", "f1", "escape_rate", "overkill_rate") if c in table]
+    return table.style.format({c: "{:.1%}" for c in rates}, na_rep="–")
 
 
 def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndarray:

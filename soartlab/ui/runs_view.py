@@ -55,8 +55,8 @@ def compare(infos: list[Any]) -> None:
     """Saved metrics and training curves of up to four runs, side by side."""
     from soartlab.plots import training_curves
 
-    columns = st.columns(len(infos))
-    for column, info in zip(columns, infos, strict=True):
+    columns = st.columns(max(len(infos), 2))
+    for column, info in zip(columns, infos, strict=False):
         with column:
             st.markdown(f"**{describe(info)}**")
             metrics = info.metrics or {}

@@ -43,6 +43,10 @@ def _take_in(finished: TrainingJob, snap: JobSnapshot) -> bool:
 
 
 def _progress_text(snap: JobSnapshot) -> str:
+    if snap.status != "running":
+        return (
+            f"{snap.status.capitalize()} after {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
+        )
     if snap.stop_requested and snap.status == "running":
         return "Stopping at the next step…"
     if snap.epoch == 0:

@@ -183,7 +183,9 @@ def _report_metrics(before: Any, after: Any) -> None:
         delta_color="inverse",
     )
     cols[2].metric(
-        "Best threshold", f"{after.threshold:.3g}", f"raw {before.threshold:.3g}", delta_color="off"
+        "Best threshold",
+        f"{after.threshold:.3g}",
+        help=f"Pairs at or below it are called matched. Before tuning: {before.threshold:.3g}.",
     )
     cols[3].metric(
         "Escape", f"{after.escape_rate:.1%}", help="Unmatched pairs called matched at the threshold"

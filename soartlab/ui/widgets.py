@@ -15,7 +15,7 @@ def require_data() -> state.LoadedData:
     data = state.loaded_data()
     if data is None:
         st.info("No data loaded yet. Load your inspection data (or the demo set) first.")
-        st.page_link(state.DATA_PAGE, label="Go to the Data page", icon="📂")
+        st.page_link(state.DATA_PAGE, label="Go to the Data page", icon=":material/folder_open:")
         st.stop()
     return data
 
@@ -29,8 +29,10 @@ def require_run(purpose: str) -> Any:
     if run is None:
         if not guard.failed:
             st.info(f"No trained model yet. Train one (or open a saved run) to {purpose}.")
-        st.page_link(state.TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
-        st.page_link(state.RUNS_PAGE, label="Open a saved run", icon="🗂️")
+        st.page_link(
+            state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
+        )
+        st.page_link(state.RUNS_PAGE, label="Open a saved run", icon=":material/history:")
         st.stop()
     return run
 
