@@ -10,7 +10,6 @@ resident set of a fresh subprocess that runs only the search.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from common import ROOT
 
 from soartlab.search import DEFAULT_CANDIDATES, soart3_knn
@@ -57,12 +57,13 @@ def agreement(Q: np.ndarray, R: np.ndarray, n_queries: int = BRUTE_QUERIES) -> d
 
 
 def peak_memory(Q: np.ndarray, R: np.ndarray) -> dict:
-    """Run the search in a fresh process; maxrss before and after (bytes)."""
+    """Run the search in a fresh process with the same torch threads; its resident set
+    before the search and at its peak (bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "q.npy", Q)
         np.save(Path(tmp) / "r.npy", R)
         out = subprocess.run(
-            [sys.executable, __file__, "--memory", tmp],
+            [sys.executable, __file__, "--memory", tmp, str(torch.get_num_threads())],
             capture_output=True,
             text=True,
             check=True,
@@ -72,14 +73,25 @@ def peak_memory(Q: np.ndarray, R: np.ndarray) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _memory_child(folder: str) -> None:
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return -1
+
+
+def _memory_child(folder: str, threads: int) -> None:
+    torch.set_num_threads(threads)
     Q, R = np.load(Path(folder) / "q.npy"), np.load(Path(folder) / "r.npy")
     soart3_knn(Q[:50], R[:500])  # import and warm torch before the baseline
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Reset the peak-RSS mark (VmHWM) so that it measures the search alone; ru_maxrss
+    # would also carry the parent's peak across fork and exec.
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_bytes("VmRSS")
     start = time.perf_counter()
     soart3_knn(Q, R, k=1)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = _status_bytes("VmHWM")
     print(
         json.dumps({"before": before, "after": after, "delta": after - before, "seconds": seconds})
     )
@@ -121,8 +133,8 @@ def run(embeddings: np.ndarray) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
-        _memory_child(sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory":
+        _memory_child(sys.argv[2], int(sys.argv[3]))
     else:
         data = clustered(N_REFS + N_QUERIES, seed=5)
         print(json.dumps(run(data), indent=2))

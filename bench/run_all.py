@@ -7,6 +7,7 @@ Set BENCH_THREADS to pin torch's intra-op threads (default: torch's own choice).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -26,6 +27,12 @@ import torch  # noqa: E402
 from common import ROOT, demo_arrays, machine  # noqa: E402
 
 N_DEMO = 25_000
+
+
+def _bench(name: str):
+    """Import a benchmark module when it runs, so one whose imports fail is reported
+    like any other failure."""
+    return importlib.import_module(name)
 
 
 def attempt(name: str, fn, results: dict):
@@ -49,35 +56,38 @@ def embed_all(model, images: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    threads_note = "torch default"
     if os.environ.get("BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+        threads_note = "BENCH_THREADS"
+    elif os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5:
+        # On a machine already busy, every multi-threaded torch op waits for all its
+        # threads to be scheduled; one thread per op is then several times faster.
+        torch.set_num_threads(1)
+        threads_note = (
+            f"1: the machine was busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
     started = time.perf_counter()
     results: dict = {"machine": machine()}
-    import bench_app
-    import bench_histogram
-    import bench_knn
-    import bench_slider
-    import bench_soart3
-    import bench_training
-
+    results["machine"]["threads_note"] = threads_note
     demo = attempt("demo_data", lambda: demo_arrays(N_DEMO, seed=1), results)
     images, labels = demo if demo else (None, None)
-    results["soart3"] = attempt("soart3", bench_soart3.run, results)
-    results["slider"] = attempt("slider", bench_slider.run, results)
+    results["soart3"] = attempt("soart3", _bench("bench_soart3").run, results)
+    results["slider"] = attempt("slider", _bench("bench_slider").run, results)
     model = None
     if images is not None:
         trained = attempt(
-            "training", lambda: bench_training.run(images[:5000], labels[:5000]), results
+            "training", lambda: _bench("bench_training").run(images[:5000], labels[:5000]), results
         )
         if trained:
             results["training"], model = trained
         results["histogram"] = attempt(
-            "histogram", lambda: bench_histogram.run(images, labels, model), results
+            "histogram", lambda: _bench("bench_histogram").run(images, labels, model), results
         )
         if model is not None:
             embeddings = embed_all(model, images)
-            results["knn"] = attempt("knn", lambda: bench_knn.run(embeddings), results)
-    results["app"] = attempt("app", bench_app.run, results)
+            results["knn"] = attempt("knn", lambda: _bench("bench_knn").run(embeddings), results)
+    results["app"] = attempt("app", _bench("bench_app").run, results)
     results["total_seconds"] = time.perf_counter() - started
     results["machine"]["load_average_end"] = machine()["load_average"]
 
