@@ -116,9 +116,7 @@ else:
     )
     if other_info is not None:
         with guard:
-            from soartlab.workflow import load_run
-
-            other = load_run(other_info.path)
+            other = explore.load_other_run(other_info.path)
             other_view = explore.held_out_view(other, data, test_split_of=run)
             a, b = st.columns(2)
             for column, shown_run, shown in ((a, run, view), (b, other, other_view)):

@@ -66,6 +66,13 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
     return state.cached(f"held_out_{id(split_run) == id(run)}", key, compute)
 
 
+def load_other_run(run_dir: Any) -> Any:
+    """A second run to compare with, loaded once per session."""
+    from soartlab.workflow import load_run
+
+    return state.cached("explore_other_run", (str(run_dir),), lambda: load_run(run_dir))
+
+
 def projected(view: HeldOutView, components: int) -> np.ndarray:
     """PCA of the held-out embeddings to 2 or 3 components, cached per session."""
     from soartlab.evaluation import pca

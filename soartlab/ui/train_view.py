@@ -42,6 +42,14 @@ def _take_in(finished: TrainingJob, snap: JobSnapshot) -> bool:
     return True
 
 
+def collect_finished() -> None:
+    """Take in a job that ended while another page was open (called by app.py on every
+    run), so the sidebar and the other pages see the new model at once."""
+    current = job()
+    if current is not None and not current.is_running():
+        _take_in(current, current.snapshot())
+
+
 def _progress_text(snap: JobSnapshot) -> str:
     if snap.status != "running":
         return (
