@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from soartlab.ui import runs_view, state
+from soartlab.ui import runs_view, state, train_view
 from soartlab.ui.feedback import EngineErrors
 
 st.title("Runs")
@@ -65,6 +65,11 @@ with actions[2]:
                 state.set_current_run(None)
             st.session_state["runs_notice"] = f"Deleted {run_id}."
             st.rerun()
+
+if chosen.status != "created" and (chosen.path / "model.pth").exists():
+    train_view.downloads(chosen.path)
+else:
+    st.caption("This run has not finished training yet: nothing to open or download.")
 
 st.subheader("Compare")
 compared = st.multiselect(

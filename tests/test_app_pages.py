@@ -347,6 +347,7 @@ def test_runs_page_opens_renames_and_deletes(app_with_run, trained_run, tmp_path
     shutil.copytree(trained_run, copy)
     at = open_page(app_with_run, "pages/runs.py")
     at.selectbox(key="runs_selected").set_value(copy.name).run()
+    assert [b for b in at.get("download_button") if b.proto.label == "Download model (.pth)"]
     at.text_input(key=f"runs_label_{copy.name}").set_value("renamed ../../x").run()
     button(at, "Rename").click().run()
     assert not at.exception and not at.error
