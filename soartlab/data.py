@@ -1,0 +1,583 @@
+"""Datasets: loading and validating user files, and the array helpers training needs.
+
+A dataset is a ``datasets.Dataset`` with
+
+- an ``"image"`` column, ``Array2D(shape=(H, W), dtype="float32")``, when samples are
+  images, or a ``"features"`` column, ``Sequence(Value("float32"), length=d)``;
+- a ``"label"`` column, ``ClassLabel(names=[...])``.
+
+``load_dataset`` reads ``.csv``, ``.tsv``, ``.parquet``, ``.npz`` and ``.zip`` (one folder
+per class) and turns every problem with the file into a ``DataError`` that says what is
+wrong and what is expected. Class names: integer labels become ``"0"``, ``"1"``, … (the
+distinct values, sorted); text labels keep their names, sorted, with a good/ok/pass name
+first. Image values from image files are scaled to [0, 1]; numbers from tables and arrays
+are kept as they are (normalise with ``Normalization``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, Sequence, Value
+from datasets.table import InMemoryTable
+
+from soartlab import archives, tables
+from soartlab.errors import DataError
+
+SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet", ".npz", ".zip")
+GOOD_NAMES = ("good", "ok", "pass")
+"""Label names taken as the good (合格) class, case-insensitive, in order of preference."""
+
+MIN_SAMPLES_PER_CLASS = 2
+WARN_SAMPLES_PER_CLASS = 5
+STD_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what a user file may hold; each is checked before the bulk of the work."""
+
+    max_file_bytes: int = 200 * 1024**2  # size of the uploaded file itself
+    max_rows: int = 200_000  # samples (table rows, images in a zip)
+    max_columns: int = 20_000  # table columns / features per sample
+    max_zip_members: int = 20_000  # entries in a .zip or .npz
+    max_uncompressed_bytes: int = 1024**3  # declared unpacked size of a zip / npz / parquet
+    max_compression_ratio: float = 100.0  # per zip entry (entries of 1 MiB and more)
+    max_image_pixels: int = 4096 * 4096  # width × height declared by one image header
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    image_size: tuple[int, int] = (36, 39),
+    label_column: str = "label",
+    limits: Limits = Limits(),  # noqa: B008 - frozen, so a shared default is safe
+) -> Dataset:
+    """Read and validate a data file; return an image or feature dataset.
+
+    ``input_shape`` reshapes the d features of each sample ((H, W) → images, (d,) →
+    vectors; the product must equal d). ``image_size`` (H, W) is the size images from a
+    zip or an image Parquet are resized to. One class is allowed here; ``check_trainable``
+    says whether the data can train a model.
+    """
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise DataError(f"No data file at '{path}'.")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataError(
+            f"'{name}' has an unsupported file type '{suffix or '(none)'}'; supported "
+            f"formats: {', '.join(SUPPORTED_SUFFIXES)}."
+        )
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise DataError(
+            f"'{name}' is {size / 2**20:,.1f} MiB; the limit is "
+            f"{limits.max_file_bytes / 2**20:,.1f} MiB. It was not read."
+        )
+    image_size = _check_shape(image_size, "image_size")
+    if input_shape is not None:
+        input_shape = _check_shape(input_shape, "input_shape", allow_1d=True)
+
+    columns = None
+    stored_names = None
+    if suffix in (".csv", ".tsv"):
+        sep = "," if suffix == ".csv" else "\t"
+        raw = tables.read_delimited(path, limits, label_column, sep)
+        features, labels, shape = raw.features, raw.labels, raw.shape
+        stored_names, columns = raw.names, raw.columns
+    elif suffix == ".parquet":
+        raw = tables.read_parquet(path, limits, label_column, image_size)
+        features, labels, shape = raw.features, raw.labels, raw.shape
+        stored_names, columns = raw.names, raw.columns
+    elif suffix == ".npz":
+        features, labels, stored_names = archives.read_npz(path, limits)
+        shape = tuple(features.shape[1:]) if features.ndim == 3 else None
+    else:
+        features, labels = archives.read_image_zip(path, image_size, limits)
+        shape = tuple(image_size)
+
+    n = len(features)
+    if n == 0:
+        raise DataError(f"'{name}' holds no data rows.")
+    flat = features.reshape(n, -1)
+    d = flat.shape[1]
+    if n > limits.max_rows:
+        raise DataError(f"'{name}' has {n:,} rows; the limit is {limits.max_rows:,} rows.")
+    if d > limits.max_columns:
+        raise DataError(f"'{name}' has {d:,} features; the limit is {limits.max_columns:,}.")
+    flat = _finite_float32(flat, name, columns)
+    y, names = _encode_labels(labels, stored_names, name)
+    if input_shape is not None:
+        if math.prod(input_shape) != d:
+            raise DataError(
+                f"input_shape {input_shape} holds {math.prod(input_shape)} values, but each "
+                f"sample in '{name}' has {d} features."
+            )
+        shape = input_shape
+    return _build(flat, y, names, shape)
+
+
+def _check_shape(shape, what: str, allow_1d: bool = False) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be a tuple of positive integers; got {shape!r}.") from None
+    lengths = (1, 2) if allow_1d else (2,)
+    if len(shape) not in lengths or min(shape) < 1:
+        raise DataError(
+            f"{what} must be {'(d,) or ' if allow_1d else ''}(H, W) with positive sizes; "
+            f"got {shape!r}."
+        )
+    return shape
+
+
+def _finite_float32(flat: np.ndarray, name: str, columns: list[str] | None) -> np.ndarray:
+    """(N, d) → float32; non-finite values (NaN, inf, missing, beyond float32) refused."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.ascontiguousarray(flat, dtype=np.float32)
+    ok = np.isfinite(values)
+    if ok.all():
+        return values
+    bad_rows = np.flatnonzero(~ok.all(axis=1))
+    row = int(bad_rows[0])
+    col = int(np.flatnonzero(~ok[row])[0])
+    column = (
+        repr(columns[col]) if columns is not None and len(columns) == flat.shape[1] else str(col)
+    )
+    raise DataError(
+        f"'{name}': rows {tables.rows_text(bad_rows)} (counted from 1) hold missing, NaN or "
+        f"infinite values (row {row + 1}, column {column}: {flat[row, col]!r}). Every feature "
+        "must be a finite number."
+    )
+
+
+def _encode_labels(
+    labels: np.ndarray, stored_names: list[str] | None, name: str
+) -> tuple[np.ndarray, list[str]]:
+    """Raw labels (ints or strings) → class indices (N,) int64 and class names."""
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            raise DataError(f"'{name}': labels must be class names or whole numbers.")
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind in "iu":
+        if stored_names is not None and len(set(stored_names)) == len(stored_names):
+            if labels.min() >= 0 and labels.max() < len(stored_names):
+                return labels.astype(np.int64), list(stored_names)
+            raise DataError(
+                f"'{name}': labels run from {labels.min()} to {labels.max()}, but only "
+                f"{len(stored_names)} class names are given ({', '.join(stored_names)})."
+            )
+        values, y = np.unique(labels, return_inverse=True)
+        return y.astype(np.int64).reshape(-1), [str(v) for v in values.tolist()]
+    text = np.array([str(v).strip() for v in labels.tolist()], dtype=str)
+    empty = np.flatnonzero(text == "")
+    if len(empty):
+        raise DataError(
+            f"'{name}': rows {tables.rows_text(empty)} have an empty label; every row needs "
+            "a class."
+        )
+    values, inverse = np.unique(text, return_inverse=True)
+    names = sorted(values.tolist(), key=lambda n: (n.lower() not in GOOD_NAMES, n))
+    remap = np.array([names.index(v) for v in values.tolist()], dtype=np.int64)
+    return remap[inverse.reshape(-1)], names
+
+
+def _build(flat: np.ndarray, y: np.ndarray, names: list[str], shape) -> Dataset:
+    """float32 (N, d), int64 (N,), names, (H, W) | (d,) | None → Dataset, built in Arrow."""
+    n, d = flat.shape
+    values = pa.array(np.ascontiguousarray(flat, dtype=np.float32).reshape(-1))
+    label = ClassLabel(names=list(names))
+    if shape is not None and len(shape) == 2:
+        height, width = shape
+        features = Features(
+            {"image": Array2D(shape=(height, width), dtype="float32"), "label": label}
+        )
+        rows = pa.ListArray.from_arrays(
+            pa.array(np.arange(n * height + 1, dtype=np.int32) * width), values
+        )
+        images = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * height), rows)
+        column = pa.ExtensionArray.from_storage(features.arrow_schema.field("image").type, images)
+        data = {"image": column}
+    else:
+        features = Features({"features": Sequence(Value("float32"), length=d), "label": label})
+        data = {"features": pa.FixedSizeListArray.from_arrays(values, d)}
+    data["label"] = pa.array(np.asarray(y, dtype=np.int64))
+    table = pa.table(data, schema=features.arrow_schema)
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
+
+
+def from_arrays(X, y, label_names, input_shape: tuple[int, ...] | None = None) -> Dataset:
+    """Build a dataset from arrays: X (N, d) or (N, H, W), y (N,) class indices.
+
+    ``input_shape`` (H, W) makes images of (N, d) rows, (d,) makes vectors; a 3-D X is
+    images of its own shape unless told otherwise.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    names = [str(n) for n in label_names]
+    if X.ndim not in (2, 3) or X.dtype.kind not in "biuf":
+        raise DataError(f"X must be numeric (N, d) or (N, H, W); got {X.dtype} {X.shape}.")
+    if y.ndim != 1 or len(y) != len(X) or (len(y) and y.dtype.kind not in "iu"):
+        raise DataError(f"y must be (N,) integers with N = {len(X)}; got {y.dtype} {y.shape}.")
+    if len(set(names)) != len(names) or not names:
+        raise DataError(f"label_names must be distinct and non-empty; got {names}.")
+    if len(y) and (y.min() < 0 or y.max() >= len(names)):
+        raise DataError(
+            f"y holds class indices {y.min()}..{y.max()}, but there are {len(names)} names."
+        )
+    flat = X.reshape(len(X), -1)
+    shape = tuple(X.shape[1:]) if X.ndim == 3 else None
+    if input_shape is not None:
+        input_shape = _check_shape(input_shape, "input_shape", allow_1d=True)
+        if math.prod(input_shape) != flat.shape[1]:
+            raise DataError(
+                f"input_shape {input_shape} holds {math.prod(input_shape)} values, but X has "
+                f"{flat.shape[1]} features per sample."
+            )
+        shape = input_shape
+    return _build(_finite_float32(flat, "X", None), y.astype(np.int64), names, shape)
+
+
+# --- reading a dataset back -----------------------------------------------------------------
+
+
+def _data_column(ds: Dataset) -> str:
+    for column in ("image", "features"):
+        if column in ds.features:
+            return column
+    raise DataError(
+        f"The dataset has no 'image' or 'features' column; columns: {list(ds.features)}."
+    )
+
+
+def is_image(ds: Dataset) -> bool:
+    """True when samples are images (an ``image`` column), False for feature vectors."""
+    return _data_column(ds) == "image"
+
+
+def to_arrays(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """X float32 (N, d) with images flattened row-major, and y int64 (N,)."""
+    column = _data_column(ds)
+    n, d = len(ds), math.prod(input_shape(ds))
+    table = ds.with_format("arrow")[:]
+    values = table.column(column).combine_chunks()
+    if isinstance(values, pa.ExtensionArray):
+        values = values.storage
+    while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type):
+        values = values.flatten()
+    if len(values) == n * d and values.null_count == 0:
+        X = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, d)
+    else:  # an unusual storage layout: let datasets do the conversion
+        X = np.asarray(ds.with_format("numpy")[:][column], dtype=np.float32).reshape(n, d)
+    y = table.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+    return X, y
+
+
+def input_shape(ds: Dataset) -> tuple[int, ...]:
+    """(H, W) for an image dataset, (d,) for a feature dataset."""
+    column = _data_column(ds)
+    feature = ds.features[column]
+    if column == "image":
+        return tuple(int(s) for s in feature.shape)
+    length = getattr(feature, "length", -1)
+    if length is None or length < 0:
+        length = len(ds[0][column]) if len(ds) else 0
+    return (int(length),)
+
+
+def label_names(ds: Dataset) -> list[str]:
+    """Class names in label-index order."""
+    return list(ds.features["label"].names)
+
+
+def good_index(ds_or_names, good_class: str | int | None = None) -> int:
+    """Index of the good (合格) class.
+
+    Default: the first label named good, ok or pass (case-insensitive), else 0. A given
+    ``good_class`` (name or index) must exist; otherwise DataError lists the names.
+    """
+    names = label_names(ds_or_names) if isinstance(ds_or_names, Dataset) else list(ds_or_names)
+    names = [str(n) for n in names]
+    if good_class is None:
+        lowered = [n.lower() for n in names]
+        for good in GOOD_NAMES:
+            if good in lowered:
+                return lowered.index(good)
+        return 0
+    if isinstance(good_class, int | np.integer) and not isinstance(good_class, bool):
+        if 0 <= good_class < len(names):
+            return int(good_class)
+    elif str(good_class) in names:
+        return names.index(str(good_class))
+    else:
+        folded = [n.lower() for n in names]
+        if str(good_class).lower() in folded:
+            return folded.index(str(good_class).lower())
+    raise DataError(f"good_class {good_class!r} is not one of the classes: {', '.join(names)}.")
+
+
+# --- training checks and splits -------------------------------------------------------------
+
+
+def class_counts(ds: Dataset) -> np.ndarray:
+    """Samples per class (n_classes,), in label-index order."""
+    y = ds.with_format("arrow")[:].column("label").to_numpy(zero_copy_only=False)
+    return np.bincount(y.astype(np.int64), minlength=len(label_names(ds)))
+
+
+def check_trainable(ds: Dataset) -> list[str]:
+    """Whether the dataset can train a model; returns warnings (classes below 5 samples).
+
+    DataError when fewer than 2 classes hold samples, or a class holds a single sample.
+    """
+    names = label_names(ds)
+    counts = class_counts(ds)
+    present = [names[i] for i in np.flatnonzero(counts)]
+    if len(present) < 2:
+        only = f" (only {present[0]!r} is present)" if present else ""
+        raise DataError(
+            f"Training needs at least 2 classes{only}; add samples of another class, "
+            "e.g. good and a defect type."
+        )
+    too_small = [f"{names[i]!r} ({counts[i]})" for i in np.flatnonzero((counts > 0) & (counts < 2))]
+    if too_small:
+        raise DataError(
+            f"Class {', '.join(too_small)} has fewer than {MIN_SAMPLES_PER_CLASS} samples; "
+            "every class needs at least 2 to form matched pairs and a held-out split."
+        )
+    warnings = [
+        f"Class {names[i]!r} has only {counts[i]} samples; results for it will be unreliable "
+        f"(at least {WARN_SAMPLES_PER_CLASS} are advised)."
+        for i in np.flatnonzero((counts > 0) & (counts < WARN_SAMPLES_PER_CLASS))
+    ]
+    warnings += [f"Class {names[i]!r} has no samples." for i in np.flatnonzero(counts == 0)]
+    return warnings
+
+
+def split(ds: Dataset, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Stratified (train, test) split; each class keeps its share in both parts."""
+    if not 0.0 < float(test_size) < 1.0:
+        raise DataError(f"test_size must be between 0 and 1; got {test_size!r}.")
+    names = label_names(ds)
+    counts = class_counts(ds)
+    small = [f"{names[i]!r} ({counts[i]})" for i in np.flatnonzero((counts > 0) & (counts < 2))]
+    if small:
+        raise DataError(
+            f"Cannot split stratified: class {', '.join(small)} has fewer than 2 samples."
+        )
+    try:
+        parts = ds.train_test_split(
+            test_size=float(test_size), seed=int(seed), stratify_by_column="label"
+        )
+    except ValueError as exc:
+        n_classes = int((counts > 0).sum())
+        raise DataError(
+            f"Cannot split {len(ds)} samples of {n_classes} classes stratified with "
+            f"test_size={test_size}: {exc} Each part needs at least one sample per class."
+        ) from None
+    return parts["train"], parts["test"]
+
+
+# --- normalisation --------------------------------------------------------------------------
+
+
+@dataclass
+class Normalization:
+    """(X − mean) / std, fitted on the training split only.
+
+    Images: one global mean and std (floats). Feature tables: one per feature (lists of d
+    floats); std is floored at 1e-6 so constant features do not blow up.
+    """
+
+    mean: float | list[float]
+    std: float | list[float]
+
+    @classmethod
+    def fit(cls, X, per_feature: bool = False) -> Normalization:
+        """Fit to X (N, d) or (N, H, W)."""
+        flat = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        if len(flat) == 0:
+            raise DataError("Cannot fit a normalisation to zero samples.")
+        if per_feature:
+            mean = flat.mean(axis=0)
+            std = np.maximum(flat.std(axis=0), STD_FLOOR)
+            return cls(mean=mean.tolist(), std=std.tolist())
+        return cls(mean=float(flat.mean()), std=float(max(flat.std(), STD_FLOOR)))
+
+    @classmethod
+    def for_dataset(cls, ds: Dataset, X=None) -> Normalization:
+        """Fit the kind that suits ``ds``: global for images, per-feature for tables."""
+        if X is None:
+            X, _ = to_arrays(ds)
+        return cls.fit(X, per_feature=not is_image(ds))
+
+    @property
+    def per_feature(self) -> bool:
+        return isinstance(self.mean, list | tuple | np.ndarray)
+
+    def apply(self, X):
+        """Normalise X (N, d) or (N, H, W) — NumPy → float32 NumPy, torch → torch."""
+        if hasattr(X, "detach"):  # torch tensor, without importing torch here
+            mean = X.new_tensor(self.mean)
+            std = X.new_tensor(self.std)
+            if self.per_feature:
+                flat = X.reshape(X.shape[0], -1)
+                return ((flat - mean) / std).reshape(X.shape)
+            return (X - mean) / std
+        X = np.asarray(X, dtype=np.float32)
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        if self.per_feature:
+            flat = X.reshape(len(X), -1)
+            if flat.shape[1] != mean.size:
+                raise DataError(
+                    f"The normalisation was fitted to {mean.size} features; X has {flat.shape[1]}."
+                )
+            return ((flat - mean) / std).reshape(X.shape)
+        return (X - mean) / std
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        try:
+            mean, std = d["mean"], d["std"]
+        except (KeyError, TypeError):
+            raise DataError(f"A normalisation needs 'mean' and 'std'; got {d!r:.200}.") from None
+        mean_arr = np.asarray(mean, dtype=np.float64)
+        std_arr = np.asarray(std, dtype=np.float64)
+        if (
+            mean_arr.shape != std_arr.shape
+            or mean_arr.ndim > 1
+            or not np.all(np.isfinite(mean_arr))
+            or not np.all(np.isfinite(std_arr))
+            or np.any(std_arr <= 0)
+        ):
+            raise DataError(
+                "A normalisation needs finite mean and positive std of the same shape "
+                f"(scalars or lists); got mean shape {mean_arr.shape}, std shape {std_arr.shape}."
+            )
+        if mean_arr.ndim == 0:
+            return cls(mean=float(mean_arr), std=float(std_arr))
+        return cls(mean=mean_arr.tolist(), std=std_arr.tolist())
+
+
+# --- pairs ----------------------------------------------------------------------------------
+
+
+def sample_pairs(
+    labels, n_pairs: int, matched_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random index pairs for contrastive training, vectorised.
+
+    Matched pairs (target 1) join two different samples of one class, the class drawn in
+    proportion to its size among classes with ≥ 2 samples; unmatched pairs (target 0) join
+    samples of two different classes. ``round(n_pairs · matched_fraction)`` pairs are
+    matched; the pairs come back shuffled. Returns (i, j) int64 (n_pairs,) and target
+    float32 (n_pairs,).
+    """
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    n_pairs = int(n_pairs)
+    if n_pairs < 0:
+        raise DataError(f"n_pairs must be ≥ 0; got {n_pairs}.")
+    if not 0.0 <= float(matched_fraction) <= 1.0:
+        raise DataError(f"matched_fraction must be in [0, 1]; got {matched_fraction!r}.")
+    rng = np.random.default_rng(seed)
+    n_matched = int(round(n_pairs * float(matched_fraction)))
+    n_unmatched = n_pairs - n_matched
+
+    order = np.argsort(y, kind="stable")  # sample indices grouped by class
+    classes, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+
+    i_parts, j_parts = [], []
+    if n_matched:
+        eligible = np.flatnonzero(counts >= 2)
+        if len(eligible) == 0:
+            raise DataError("Matched pairs need a class with at least 2 samples.")
+        weights = counts[eligible] / counts[eligible].sum()
+        chosen = eligible[rng.choice(len(eligible), size=n_matched, p=weights)]
+        size = counts[chosen]
+        first = rng.integers(0, size)
+        second = rng.integers(0, size - 1)
+        second += second >= first  # a different sample of the same class
+        i_parts.append(order[starts[chosen] + first])
+        j_parts.append(order[starts[chosen] + second])
+    if n_unmatched:
+        if len(classes) < 2:
+            raise DataError("Unmatched pairs need at least 2 classes.")
+        first = rng.integers(0, len(y), size=n_unmatched)
+        position = np.searchsorted(classes, y[first])  # class slot of the first sample
+        others = len(y) - counts[position]
+        pick = rng.integers(0, others)
+        # skip over the first sample's own class block in the class-sorted order
+        pick += np.where(pick >= starts[position], counts[position], 0)
+        i_parts.append(first)
+        j_parts.append(order[pick])
+    i = np.concatenate(i_parts) if i_parts else np.empty(0, dtype=np.int64)
+    j = np.concatenate(j_parts) if j_parts else np.empty(0, dtype=np.int64)
+    target = np.concatenate([np.ones(n_matched), np.zeros(n_unmatched)]).astype(np.float32)
+    shuffle = rng.permutation(n_pairs)
+    return i[shuffle].astype(np.int64), j[shuffle].astype(np.int64), target[shuffle]
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write_table(path: str | Path, X, y, label_names, decimals: int | None = 4) -> Path:
+    """Write samples as a table: ``label`` (class names) then ``px_<r>_<c>`` columns for
+    images (N, H, W) or ``f0``… for vectors (N, d). ``.csv`` or ``.parquet`` by suffix.
+
+    CSV values are rounded to ``decimals`` places to keep files small; Parquet stores
+    float32 exactly.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise DataError(f"Cannot write '{path.name}'; use a .csv or .parquet file name.")
+    X = np.asarray(X, dtype=np.float32)
+    names = np.asarray([str(n) for n in label_names], dtype=object)
+    if X.ndim == 3:
+        height, width = X.shape[1:]
+        columns = [f"px_{r}_{c}" for r in range(height) for c in range(width)]
+    else:
+        columns = [f"f{k}" for k in range(X.shape[1])]
+    flat = X.reshape(len(X), -1)
+    if suffix == ".csv" and decimals is not None:
+        flat = np.round(flat, decimals)
+    arrays = [pa.array(names[np.asarray(y, dtype=np.int64)].tolist(), pa.string())]
+    arrays += [pa.array(flat[:, k]) for k in range(flat.shape[1])]
+    table = pa.Table.from_arrays(arrays, names=["label", *columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if suffix == ".csv":
+        import pyarrow.csv as pa_csv
+
+        pa_csv.write_csv(table, tmp)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
+def save_dataset(ds: Dataset, path: str | Path) -> Path:
+    """Write a dataset with ``write_table`` (images keep their shape via px_ columns)."""
+    X, y = to_arrays(ds)
+    shape = input_shape(ds)
+    if len(shape) == 2:
+        X = X.reshape(len(X), *shape)
+    return write_table(path, X, y, label_names(ds))

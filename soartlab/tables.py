@@ -1,0 +1,423 @@
+"""Reading table files (CSV, TSV, Parquet) into feature arrays and raw labels.
+
+A table has a label column and either numeric feature columns (``px_<row>_<col>`` names
+make them an image), a ``features`` column of lists (text such as ``"[0.1, 0.2]"`` in CSV),
+or, in Parquet, an ``image`` column as the Hugging Face hub writes it (``{bytes, path}``).
+Sizes are checked from the file header (line count, column count, Parquet footer) before
+everything is parsed. Rows in messages are data rows counted from 1; lines are file lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from soartlab.archives import decode_image
+from soartlab.errors import DataError
+
+if TYPE_CHECKING:
+    from soartlab.data import Limits
+
+PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
+"""Feature columns named px_<row>_<col> hold the pixels of a (rows × cols) image."""
+
+_INDEX_COLUMNS = ("", "__index_level_0__", "Unnamed: 0")
+
+
+class RawTable:
+    """What a table file holds before it becomes a dataset.
+
+    features: float (N, d), or float32 (N, H, W) for decoded images; labels: (N,) int64 or
+    object array of str; shape: image shape implied by the file or None; names: class names
+    stored with the file (Hugging Face metadata) or None.
+    """
+
+    def __init__(self, features, labels, shape=None, names=None, columns=None):
+        self.features = features
+        self.labels = labels
+        self.shape = shape
+        self.names = names
+        self.columns = columns  # feature column names, for messages
+
+
+def rows_text(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(r) + 1) for r in rows[:limit])
+    more = f" and {len(rows) - limit:,} more" if len(rows) > limit else ""
+    return f"{shown}{more}"
+
+
+def _columns_text(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" … ({len(names)} in all)" if len(names) > limit else "")
+
+
+# --- CSV / TSV ------------------------------------------------------------------------------
+
+
+def read_delimited(path: Path, limits: Limits, label_column: str, sep: str) -> RawTable:
+    """Parse a CSV (``sep=","``) or TSV (``sep="\\t"``) file into a RawTable."""
+    name = path.name
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"'{name}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
+            f"{exc.start:,} cannot be decoded). Save it as UTF-8 (in Excel: 'CSV UTF-8')."
+        ) from None
+    if not text.strip():
+        raise DataError(f"'{name}' is empty: no data rows. Expected a header line and data rows.")
+
+    # refuse oversized tables from the line count and the header before parsing
+    n_lines = text.rstrip("\r\n").count("\n") + 1
+    if n_lines - 1 > limits.max_rows:
+        raise DataError(
+            f"'{name}' has {n_lines - 1:,} data rows; the limit is {limits.max_rows:,} rows."
+        )
+    header_line = text.split("\n", 1)[0]
+    header = next(csv.reader([header_line], delimiter=sep))
+    if len(header) > limits.max_columns:
+        raise DataError(
+            f"'{name}' has {len(header):,} columns; the limit is {limits.max_columns:,} columns."
+        )
+    if len(header) == 1 and sep == "," and ";" in header_line:
+        raise DataError(
+            f"'{name}' looks separated by ';' rather than ','. Save it as comma-separated CSV."
+        )
+
+    bad_rows: list[tuple[int | None, int, int]] = []
+
+    def on_bad_row(row) -> str:
+        bad_rows.append((row.number, row.expected_columns, row.actual_columns))
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(
+                use_threads=False, block_size=max(len(data) + 1, 1 << 20)
+            ),
+            parse_options=pa_csv.ParseOptions(delimiter=sep, invalid_row_handler=on_bad_row),
+            convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"'{name}' cannot be read as {_kind(sep)}: {exc}") from None
+    if bad_rows:
+        line, expected, actual = bad_rows[0]
+        if line is None:
+            line = _first_ragged_line(text, sep, expected)
+        more = f" ({len(bad_rows)} such rows)" if len(bad_rows) > 1 else ""
+        raise DataError(
+            f"'{name}' line {line} has {actual} fields; the header has {expected}{more}. "
+            "Every row needs one value per column."
+        )
+    return table_to_raw(table, name, limits, label_column)
+
+
+def _kind(sep: str) -> str:
+    return "CSV" if sep == "," else "TSV"
+
+
+def _first_ragged_line(text: str, sep: str, expected: int) -> int | str:
+    for line_number, row in enumerate(csv.reader(io.StringIO(text), delimiter=sep), start=1):
+        if row and len(row) != expected:
+            return line_number
+    return "?"
+
+
+# --- Parquet --------------------------------------------------------------------------------
+
+
+def read_parquet(
+    path: Path, limits: Limits, label_column: str, image_size: tuple[int, int]
+) -> RawTable:
+    """Parse a Parquet file (plain columns, a ``features`` list column or hub images)."""
+    name = path.name
+    try:
+        parquet = pq.ParquetFile(path)
+        meta = parquet.metadata
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"'{name}' is not a valid Parquet file ({exc}).") from None
+    if meta.num_rows > limits.max_rows:
+        raise DataError(
+            f"'{name}' has {meta.num_rows:,} rows; the limit is {limits.max_rows:,} rows."
+        )
+    if len(schema) > limits.max_columns:
+        raise DataError(
+            f"'{name}' has {len(schema):,} columns; the limit is {limits.max_columns:,} columns."
+        )
+    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if unpacked > limits.max_uncompressed_bytes:
+        raise DataError(
+            f"'{name}' would unpack to {unpacked / 2**20:,.1f} MiB; the limit is "
+            f"{limits.max_uncompressed_bytes / 2**20:,.1f} MiB."
+        )
+    try:
+        table = parquet.read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"'{name}' is not a valid Parquet file ({exc}).") from None
+    return table_to_raw(table, name, limits, label_column, image_size, _hub_label_names(schema))
+
+
+def _hub_label_names(schema: pa.Schema) -> dict[str, list[str]]:
+    """ClassLabel names per column from the Hugging Face metadata a hub Parquet carries."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return {}
+    try:
+        features = json.loads(raw)["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    found = {}
+    if isinstance(features, dict):
+        for column, feature in features.items():
+            if isinstance(feature, dict) and isinstance(feature.get("names"), list):
+                found[column] = [str(n) for n in feature["names"]]
+    return found
+
+
+# --- table → arrays -------------------------------------------------------------------------
+
+
+def table_to_raw(
+    table: pa.Table,
+    name: str,
+    limits: Limits,
+    label_column: str,
+    image_size: tuple[int, int] = (36, 39),
+    stored_names: dict[str, list[str]] | None = None,
+) -> RawTable:
+    """Split an Arrow table into features and labels, checking both."""
+    columns = table.column_names
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise DataError(
+            f"'{name}' has more than one column named {duplicates[0]!r}; column names must "
+            "be unique."
+        )
+    if table.num_rows == 0:
+        raise DataError(f"'{name}' has a header but no data rows. Expected one row per sample.")
+    label_name = _find_label_column(columns, label_column, name)
+    labels = _labels(table.column(label_name), label_name, name)
+    names = (stored_names or {}).get(label_name)
+    rest = [c for c in columns if c != label_name and not _is_index(table, c)]
+
+    if "image" in rest and pa.types.is_struct(table.schema.field("image").type):
+        images = _decode_image_column(table.column("image"), name, image_size, limits)
+        return RawTable(images, labels, tuple(image_size), names, ["image"])
+    if "features" in rest:
+        features = _list_column(table.column("features"), name)
+        return RawTable(features, labels, None, names, ["features"])
+    if not rest:
+        raise DataError(
+            f"'{name}' has no feature columns besides {label_name!r}. Expected numeric feature "
+            "columns (or px_<row>_<col> pixel columns, or a 'features' column of lists)."
+        )
+    features = np.empty((table.num_rows, len(rest)), dtype=np.float64)
+    for j, column in enumerate(rest):
+        features[:, j] = _numeric_column(table.column(column), column, name)
+    order, shape = _pixel_layout(rest)
+    if order is not None:
+        features = features[:, order]
+        rest = [rest[i] for i in order]
+    return RawTable(features, labels, shape, names, rest)
+
+
+def _find_label_column(columns: list[str], label_column: str, name: str) -> str:
+    if label_column in columns:
+        return label_column
+    folded = [c for c in columns if c.lower() == label_column.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise DataError(
+        f"'{name}' has no {label_column!r} column; columns found: {_columns_text(columns)}. "
+        f"Expected a {label_column!r} column holding each row's class."
+    )
+
+
+def _is_index(table: pa.Table, column: str) -> bool:
+    """A leftover pandas index column (0, 1, 2, …) — not a feature."""
+    if column not in _INDEX_COLUMNS:
+        return False
+    values = table.column(column)
+    if not pa.types.is_integer(values.type) or values.null_count:
+        return False
+    return bool(np.array_equal(values.to_numpy(), np.arange(table.num_rows)))
+
+
+def _labels(column: pa.ChunkedArray, label_name: str, name: str) -> np.ndarray:
+    if column.null_count:
+        missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        raise DataError(
+            f"'{name}': rows {rows_text(missing)} have no {label_name!r}; every row needs a class."
+        )
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_integer(kind):
+        return column.to_numpy().astype(np.int64)
+    if pa.types.is_floating(kind):
+        values = column.to_numpy()
+        whole = np.isfinite(values) & (values == np.round(values))
+        if not whole.all():
+            row = int(np.flatnonzero(~whole)[0])
+            raise DataError(
+                f"'{name}': {label_name!r} holds {values[row]!r} in row {row + 1}; labels must be "
+                "class names or whole numbers."
+            )
+        return values.astype(np.int64)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind):
+        return np.array([str(v).strip() for v in column.to_pylist()], dtype=object)
+    raise DataError(
+        f"'{name}': {label_name!r} has type {kind}; labels must be class names or integers."
+    )
+
+
+def _numeric_column(column: pa.ChunkedArray, column_name: str, name: str) -> np.ndarray:
+    """One feature column as float64 (N,); missing values become NaN (caught later)."""
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_decimal(kind):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_null(kind):
+        return np.full(len(column), np.nan)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        # text that still reads as numbers ("1e400", "Infinity") is numeric; anything else is not
+        values = column.to_pylist()
+        out = np.empty(len(values), dtype=np.float64)
+        for row, value in enumerate(values):
+            if value is None:
+                out[row] = np.nan
+                continue
+            try:
+                out[row] = float(value)
+            except ValueError:
+                raise DataError(
+                    f"Column {column_name!r} holds text ({value!r} in row {row + 1}); "
+                    "feature columns must be numeric."
+                ) from None
+        return out
+    raise DataError(
+        f"Column {column_name!r} in '{name}' has type {kind}; feature columns must be numeric."
+    )
+
+
+def _pixel_layout(columns: list[str]) -> tuple[np.ndarray | None, tuple[int, int] | None]:
+    """Row-major order and (rows, cols) when every column is px_<r>_<c> over a full grid."""
+    cells = []
+    for column in columns:
+        match = PIXEL_COLUMN.match(column)
+        if not match:
+            return None, None
+        cells.append((int(match.group(1)), int(match.group(2))))
+    rows = max(r for r, _ in cells) + 1
+    cols = max(c for _, c in cells) + 1
+    if rows * cols != len(cells) or len(set(cells)) != len(cells):
+        return None, None
+    flat = np.array([r * cols + c for r, c in cells])
+    return np.argsort(flat, kind="stable"), (rows, cols)
+
+
+def _list_column(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    """A 'features' column of lists (Arrow lists, or text like "[0.1, 0.2]") → (N, d)."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _list_text_column(column.to_pylist(), name)
+    if not (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        raise DataError(
+            f"Column 'features' in '{name}' has type {kind}; expected a list of numbers per row."
+        )
+    array = column.combine_chunks()
+    if array.null_count:
+        missing = np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))
+        raise DataError(f"'{name}': rows {rows_text(missing)} have no 'features'.")
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    _check_lengths(lengths, name)
+    values = array.flatten()
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise DataError(
+            f"Column 'features' in '{name}' holds {values.type} values; features must be numeric."
+        )
+    flat = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return flat.reshape(len(lengths), int(lengths[0]))
+
+
+def _check_lengths(lengths: np.ndarray, name: str) -> None:
+    if lengths[0] == 0:
+        raise DataError(f"'{name}': row 1 of 'features' is an empty list.")
+    uneven = np.flatnonzero(lengths != lengths[0])
+    if len(uneven):
+        row = int(uneven[0])
+        raise DataError(
+            f"'{name}': row {row + 1} of 'features' has {lengths[row]} values; row 1 has "
+            f"{lengths[0]}. Every row needs the same number of features."
+        )
+
+
+def _list_text_column(texts: list[str | None], name: str) -> np.ndarray:
+    inner = []
+    for row, text in enumerate(texts):
+        if text is None:
+            raise DataError(f"'{name}': row {row + 1} has no 'features'.")
+        text = text.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        inner.append(text)
+    lengths = np.array([t.count(",") + 1 if t.strip() else 0 for t in inner])
+    _check_lengths(lengths, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        flat = np.fromstring(",".join(inner), sep=",")
+    if flat.size != lengths.sum():
+        for row, text in enumerate(inner):
+            try:
+                [float(v) for v in text.split(",")]
+            except ValueError:
+                raise DataError(
+                    f"'{name}': row {row + 1} of 'features' is not a list of numbers "
+                    f'({texts[row]!r}); expected text like "[0.1, 0.2, 0.3]".'
+                ) from None
+        raise DataError(f"'{name}': the 'features' column cannot be read as lists of numbers.")
+    return flat.reshape(len(inner), int(lengths[0]))
+
+
+def _decode_image_column(
+    column: pa.ChunkedArray, name: str, image_size: tuple[int, int], limits: Limits
+) -> np.ndarray:
+    """The hub's image column ({bytes, path} per row) → (N, H, W) float32."""
+    field_names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    if "bytes" not in field_names:
+        raise DataError(
+            f"Column 'image' in '{name}' has fields {field_names}; expected the Hugging Face "
+            "layout {bytes, path} with the image bytes embedded."
+        )
+    array = column.combine_chunks()
+    blobs = array.field("bytes").to_pylist()
+    paths = array.field("path").to_pylist() if "path" in field_names else [None] * len(blobs)
+    images = np.empty((len(blobs), *image_size), dtype=np.float32)
+    for row, (blob, image_path) in enumerate(zip(blobs, paths, strict=True)):
+        member = f"{name} row {row + 1}" + (f" ({image_path})" if image_path else "")
+        if blob is None:
+            raise DataError(
+                f"Image '{member}' has no embedded bytes; the images must be stored in the file."
+            )
+        images[row] = decode_image(blob, member, image_size, limits)
+    return images
