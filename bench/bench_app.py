@@ -78,8 +78,9 @@ def page_seconds() -> dict:
             at.switch_page(page).run()
             times.append(time.perf_counter() - start)
         pages[page] = sorted(times)[1]
-        if at.exception:
-            pages[page + " (exception)"] = str(at.exception[0].message)[:200]
+        problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
+        if problems:
+            pages[page] = f"{sorted(times)[1] * 1e3:.1f} ms, but it showed: {problems[0][:160]}"
     return pages
 
 
