@@ -230,13 +230,13 @@ def _slider(s) -> list[str]:
         "re-binned, 40 bins) → `fig.to_json()`. The seed instead re-draws `plt.hist` of the "
         "raw lists with matplotlib (timed here rendered to PNG).",
         "",
-        "| pairs | before/after figure | its JSON | single `pair_histogram` | its JSON | seed `plt.hist` → PNG |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| pairs | before/after figure | its JSON | single `pair_histogram` | its JSON | prototype fix (dict template) | seed `plt.hist` → PNG |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in s["growth"]:
         out.append(
             f"| {g['pairs']:,} | {fmt_time(g['seconds'])} | {g['payload_bytes'] / 1000:.1f} kB | "
-            f"{fmt_time(g['single_seconds'])} | {g['single_payload_bytes'] / 1000:.1f} kB | {fmt_time(g['seed_seconds'])} |"
+            f"{fmt_time(g['single_seconds'])} | {g['single_payload_bytes'] / 1000:.1f} kB | {fmt_time(g.get('template_seconds', float('nan')))} | {fmt_time(g['seed_seconds'])} |"
         )
     out += [
         "",
@@ -250,7 +250,10 @@ def _slider(s) -> list[str]:
         "once per page visit and on a slider move replace only the four traces' `x`, `y`, "
         "`customdata` and the threshold shape in the figure's dict (`fig.to_dict()` → edit → "
         "`st.plotly_chart(dict)`), skipping Plotly's validation; or draw the threshold as a "
-        "trace rather than `add_vline`.",
+        'trace rather than `add_vline`. The "prototype fix" column times exactly that '
+        "(`template_move` in bench/bench_slider.py: re-transform, re-bin the tuned panel with "
+        "`plots.shared_edges`/`histogram_bins`, patch the dict, `json.dumps`); it is not what "
+        "the app runs today.",
         "",
     ]
     return out
