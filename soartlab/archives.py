@@ -133,7 +133,7 @@ def decode_image(
         with Image.open(io.BytesIO(data)) as image:
             w, h = image.size
             if w * h > limits.max_image_pixels:
-                raise DataError(_too_many_pixels(member, w, h, limits))
+                raise DataError(_too_many_pixels(member, w * h, limits, f"{w:,}×{h:,}"))
             image.load()
             if image.mode.startswith("I;16"):
                 pixels = np.asarray(image, dtype=np.float32) / 65535.0
@@ -145,8 +145,10 @@ def decode_image(
             if gray.size != (width, height):
                 gray = gray.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(gray, dtype=np.float32) / np.float32(scale)
-    except Image.DecompressionBombError:
-        raise DataError(_too_many_pixels(member, None, None, limits)) from None
+    except Image.DecompressionBombError as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(declared.group(1)) if declared else None
+        raise DataError(_too_many_pixels(member, pixels, limits)) from None
     except UnidentifiedImageError:
         raise DataError(
             f"'{member}' is not an image that can be read; expected PNG, JPEG or BMP."
@@ -155,10 +157,15 @@ def decode_image(
         raise DataError(f"Image '{member}' is truncated or corrupt ({exc}).") from None
 
 
-def _too_many_pixels(member: str, w: int | None, h: int | None, limits: Limits) -> str:
-    size = f"declares {w:,}×{h:,} pixels" if w is not None else "declares too many pixels"
+def _too_many_pixels(member: str, pixels: int | None, limits: Limits, size: str = "") -> str:
+    if size:
+        declared = f"declares {size} = {pixels:,} pixels"
+    elif pixels is not None:
+        declared = f"declares {pixels:,} pixels"
+    else:
+        declared = "declares too many pixels"
     return (
-        f"Image '{member}' {size}; the limit is {limits.max_image_pixels:,} pixels. "
+        f"Image '{member}' {declared}; the limit is {limits.max_image_pixels:,} pixels. "
         "It was not decoded."
     )
 

@@ -348,8 +348,8 @@ def check_trainable(ds: Dataset) -> list[str]:
     if len(present) < 2:
         only = f" (only {present[0]!r} is present)" if present else ""
         raise DataError(
-            f"Training needs at least 2 classes{only}; add samples of another class, "
-            "e.g. good and a defect type."
+            f"Cannot train: need at least 2 classes{only}. Add samples of another class, "
+            "e.g. good parts and one defect type."
         )
     too_small = [f"{names[i]!r} ({counts[i]})" for i in np.flatnonzero((counts > 0) & (counts < 2))]
     if too_small:

@@ -383,9 +383,12 @@ def _list_text_column(texts: list[str | None], name: str) -> np.ndarray:
         inner.append(text)
     lengths = np.array([t.count(",") + 1 if t.strip() else 0 for t in inner])
     _check_lengths(lengths, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        flat = np.fromstring(",".join(inner), sep=",")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            flat = np.fromstring(",".join(inner), sep=",")
+    except ValueError:  # text that is not a number somewhere: find the row below
+        flat = np.empty(0)
     if flat.size != lengths.sum():
         for row, text in enumerate(inner):
             try:
