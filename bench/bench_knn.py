@@ -97,6 +97,27 @@ def _memory_child(folder: str, threads: int) -> None:
     )
 
 
+def profile_search(Q: np.ndarray, R: np.ndarray, top: int = 8) -> list[dict]:
+    """cProfile of one search: the functions with the most time of their own."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(soart3_knn, Q, R, 1)
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt or 1.0
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return [
+        {
+            "function": name if file == "~" else f"{Path(file).name}:{line}({name})",
+            "calls": calls,
+            "seconds": own,
+            "share": own / total,
+        }
+        for (file, line, name), (_, calls, own, _, _) in rows
+    ]
+
+
 def run(embeddings: np.ndarray) -> dict:
     """`embeddings`: at least 25,000 rows of demo-set embeddings (N, 128) float32."""
     R, Q = embeddings[:N_REFS], embeddings[N_REFS : N_REFS + N_QUERIES]
@@ -118,6 +139,7 @@ def run(embeddings: np.ndarray) -> dict:
     for row in growth:
         row["brute_seconds_extrapolated"] = per_pair * row["queries"] * row["references"]
     memory = peak_memory(Q, R)
+    profile = profile_search(Q[:1000], R)
     seconds = float(np.median(main_seconds))
     brute = per_pair * N_QUERIES * N_REFS
     return {
@@ -129,6 +151,7 @@ def run(embeddings: np.ndarray) -> dict:
         "agreement_demo": demo,
         "agreement_clustered": synthetic_agreement,
         "growth": growth,
+        "profile_1000_queries": profile,
     }
 
 
