@@ -81,18 +81,21 @@ if dataset is None:
     st.stop()
 
 st.subheader("3. Results")
+table = metrics = None
 with guard, st.spinner("Predicting…"):
     table, metrics = predict.predictions(run, dataset, (str(run.run_dir), id(run), key))
-    if metrics is not None:
-        explore.rates_row(metrics)
-    passed = int((table["pass_fail"] == "pass").sum())
-    st.markdown(f"**{passed:,} pass, {len(table) - passed:,} fail** of {len(table):,} samples")
-    st.download_button(
-        "Download predictions (.csv)",
-        data=table.to_csv(index=False).encode("utf-8"),
-        file_name="soartlab-predictions.csv",
-        mime="text/csv",
-        on_click="ignore",
-        type="primary",
-    )
-    st.dataframe(table, hide_index=True, width="stretch", height=420)
+if table is None:
+    st.stop()
+if metrics is not None:
+    explore.rates_row(metrics)
+passed = int((table["pass_fail"] == "pass").sum())
+st.markdown(f"**{passed:,} pass, {len(table) - passed:,} fail** of {len(table):,} samples")
+st.download_button(
+    "Download predictions (.csv)",
+    data=table.to_csv(index=False).encode("utf-8"),
+    file_name="soartlab-predictions.csv",
+    mime="text/csv",
+    on_click="ignore",
+    type="primary",
+)
+st.dataframe(table, hide_index=True, width="stretch", height=420)

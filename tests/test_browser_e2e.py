@@ -143,7 +143,8 @@ def _screenshot(page, name: str) -> None:
     page.set_viewport_size(
         {"width": size["width"], "height": max(size["height"], int(height) + 40)}
     )
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(1500)  # tables and charts redraw for the new size
+    _settle(page)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
 
@@ -169,11 +170,8 @@ def test_every_page_trains_and_downloads(server, browser):
             field.press("Tab")  # Enter would submit the form before every field is set
         page.get_by_role("button", name="Start training").click()
         download_button = page.get_by_role("button", name="Download model (.pth)")
-        try:
-            download_button.wait_for(timeout=240_000)
-        except Exception:
-            _screenshot(page, "train-failed")
-            raise
+        # Generous: a loaded CI machine can be several times slower than an idle one.
+        download_button.wait_for(timeout=480_000)
         _settle(page)
         _no_exception(page, "train")
         _screenshot(page, "train")
