@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from common import SeedEmbeddingNet, SeedSiameseNet, calc_soaRT3, timed
+from common import SeedEmbeddingNet, SeedSiameseNet, calc_soaRT3, paired_ratio, timed
 
 from soartlab.metric import soart3
 from soartlab.models import build_model
@@ -89,6 +89,7 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
         return soartlab_histogram_data(emb, labels, i, j, transform)
 
     full_seconds = timed(full, repeats=5)
+    paired = paired_ratio(lambda: seed_pipeline(seed_model, images_t, labels, i, j), full, 5)
 
     def sampled_only():
         used, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
@@ -115,6 +116,7 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
         "samples_used": n_used,
         "speedup_sampled": seed_seconds / sampled_seconds,
         "speedup": seed_seconds / full_seconds,
+        "paired_speedup": paired["ratio"],
         "speedup_cached": seed_seconds / cached_seconds,
         "embed_fallback": getattr(embed, "fallback", False),
         "max_abs_gamma_diff": float(np.max(np.abs(seed_gamma - gamma))),

@@ -41,6 +41,25 @@ def timed(fn: Callable[[], object], repeats: int = 5, min_seconds: float = 0.0) 
     return float(np.median(times))
 
 
+def paired_ratio(slow: Callable[[], object], fast: Callable[[], object], rounds: int = 5) -> dict:
+    """Time `slow` and `fast` alternately, `rounds` times each (after a warm-up of both),
+    so that both see the same machine load; returns their median times and the median of
+    the per-round ratios slow / fast."""
+    slow(), fast()
+    slow_times, fast_times = [], []
+    for _ in range(rounds):
+        for fn, times in ((slow, slow_times), (fast, fast_times)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(slow_times, fast_times, strict=True)]
+    return {
+        "slow_seconds": float(np.median(slow_times)),
+        "fast_seconds": float(np.median(fast_times)),
+        "ratio": float(np.median(ratios)),
+    }
+
+
 def once(fn: Callable[[], object]) -> tuple[float, object]:
     """Wall time of a single call and its result."""
     start = time.perf_counter()

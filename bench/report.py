@@ -109,17 +109,28 @@ def markdown(results: dict, plot_name: str) -> str:
 
 
 def _summary(r: dict) -> list[str]:
-    rows = ["## Targets", "", "| item | measured | target | |", "|---|---|---|---|"]
+    rows = [
+        "## Targets",
+        "",
+        "Ratios against the seed are medians of per-round ratios with both sides timed "
+        "alternately in this run (`common.paired_ratio`), so that both see the same load; "
+        "the tables further down time each side on its own. On this shared machine "
+        "results move by up to 2× between runs with the load average shown above, so an "
+        "item within 2× of its target can flip between runs.",
+        "",
+        "| item | measured | target | |",
+        "|---|---|---|---|",
+    ]
     s3 = r.get("soart3")
     if s3 and "main" in s3:
-        x = s3["main"]["speedup"]
+        x = s3["main"]["paired_speedup"]
         rows.append(
-            f"| 1. soart3, 100k pairs vs seed loop | {x:.0f}× ({fmt_time(s3['main']['seconds'])}) | ≥ 50× | {_ok(x >= 50)} |"
+            f"| 1. soart3, 100k pairs vs seed loop (timed alternately) | {x:.0f}× ({fmt_time(s3['main']['paired_seconds'])}) | ≥ 50× | {_ok(x >= 50)} |"
         )
     h = r.get("histogram")
     if h and "speedup" in h:
         rows.append(
-            f"| 2. histogram pipeline vs seed | {h['speedup']:.1f}× end to end; {h['speedup_cached']:.0f}× with cached embeddings | ≥ 40× | {_ok(h['speedup'] >= 40)} |"
+            f"| 2. histogram pipeline vs seed (timed alternately) | {h['paired_speedup']:.1f}× end to end; {h['speedup_cached']:.0f}× with cached embeddings | ≥ 40× | {_ok(h['paired_speedup'] >= 40)} |"
         )
         rows.append(
             f"| 2. gamma agreement | max abs diff {h['max_abs_gamma_diff']:.1e} | ≤ 1e-4 | {_ok(h['max_abs_gamma_diff'] <= 1e-4)} |"
