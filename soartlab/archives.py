@@ -220,6 +220,38 @@ def read_image_zip(
     return images, np.array(labels, dtype=object)
 
 
+def _check_npy_header(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str, limits: Limits
+) -> None:
+    """Refuse an array before loading it: object dtype, or a header declaring more data
+    than the entry holds (NumPy would allocate the declared size first)."""
+    if not info.filename.endswith(".npy"):
+        return
+    key = info.filename[: -len(".npy")]
+    try:
+        with zf.open(info) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise DataError(f"'{archive}' is not a valid .npz file: array '{key}' ({exc}).") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"'{archive}' holds '{key}' as an object array, which would need unpickling; "
+            "refused. Save plain numeric / string arrays (np.savez with allow_pickle=False)."
+        )
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if declared > info.file_size:
+        raise DataError(
+            f"'{archive}' is not a valid .npz file: array '{key}' declares shape {shape} "
+            f"({_mib(declared)}) but holds only {_mib(info.file_size)}."
+        )
+    if key == "X" and len(shape) >= 1 and shape[0] > limits.max_rows:
+        raise DataError(f"'{archive}': X has {shape[0]:,} rows; the limit is {limits.max_rows:,}.")
+
+
 def read_npz(path: Path, limits: Limits) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """An ``.npz`` with ``X`` ((N, d) or (N, H, W)), ``y`` (N,) and optional ``label_names``.
 
@@ -228,7 +260,8 @@ def read_npz(path: Path, limits: Limits) -> tuple[np.ndarray, np.ndarray, list[s
     """
     archive = path.name
     with open_zip(path, kind=".npz (zip)") as zf:
-        check_members(zf, archive, limits)
+        for info in check_members(zf, archive, limits):
+            _check_npy_header(zf, info, archive, limits)
     try:
         npz = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:

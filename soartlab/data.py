@@ -333,7 +333,8 @@ def good_index(ds_or_names, good_class: str | int | None = None) -> int:
 
 def class_counts(ds: Dataset) -> np.ndarray:
     """Samples per class (n_classes,), in label-index order."""
-    y = ds.with_format("arrow")[:].column("label").to_numpy(zero_copy_only=False)
+    y = ds.with_format("arrow", columns=["label"])[:].column("label")
+    y = y.to_numpy(zero_copy_only=False)
     return np.bincount(y.astype(np.int64), minlength=len(label_names(ds)))
 
 

@@ -23,8 +23,12 @@ Classes (about 40 % good, the rest spread evenly over seven defect types):
 - ``scratch``: a long thin bright line running diagonally across the upper face.
 - ``stain``: a large soft low-contrast dark patch on the left of the face (subtle).
 
-Defects are drawn relative to the part, so they move with it. Generation is vectorised
-over samples with NumPy and deterministic for a given ``(n_samples, seed)``.
+Defects are drawn relative to the part, so they move with it, and each type keeps to
+where it arises on a real part (the clamp, the drill exit, the thin web by the edge), so
+a network can learn it while raw pixels cannot. On 3000 samples (80/20 stratified),
+1-NN on normalised raw pixels scores about 0.55; a plain MLP of the seed's shape, about
+0.93–0.97. Generation is vectorised over samples with NumPy (about 0.5 s for 3000) and
+deterministic for a given ``(n_samples, seed)``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ _HOLE_CENTRE = (17.5, 16.0)  # (row, col) of the hole centre for an unshifted pa
 _HOLE_RADIUS = 5.5
 _EDGE_COL = 32.5  # column of the plate's right-hand edge for an unshifted part
 _MAX_SHIFT = 2.0
+MAX_SAMPLES = 50_000  # generation holds about ten (N, 36, 39) float32 arrays at once
 
 
 def class_counts(n_samples: int) -> np.ndarray:
@@ -220,10 +225,14 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_arrays(n_samples: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Demo images and labels: X float32 (N, 36, 39) in [0, 1], y int64 (N,), shuffled."""
-    if not isinstance(n_samples, int | np.integer) or n_samples < len(CLASS_NAMES):
+    if (
+        not isinstance(n_samples, int | np.integer)
+        or isinstance(n_samples, bool)
+        or not len(CLASS_NAMES) <= n_samples <= MAX_SAMPLES
+    ):
         raise DataError(
-            f"n_samples must be an integer of at least {len(CLASS_NAMES)} (one per class); "
-            f"got {n_samples!r}."
+            f"n_samples must be an integer from {len(CLASS_NAMES)} (one per class) to "
+            f"{MAX_SAMPLES:,}; got {n_samples!r}."
         )
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(CLASS_NAMES)), class_counts(int(n_samples)))

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -384,9 +383,7 @@ def _list_text_column(texts: list[str | None], name: str) -> np.ndarray:
     lengths = np.array([t.count(",") + 1 if t.strip() else 0 for t in inner])
     _check_lengths(lengths, name)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            flat = np.fromstring(",".join(inner), sep=",")
+        flat = np.fromstring(",".join(inner), sep=",")
     except ValueError:  # text that is not a number somewhere: find the row below
         flat = np.empty(0)
     if flat.size != lengths.sum():

@@ -438,3 +438,15 @@ def test_corrupt_parquet(tmp_path):
     (tmp_path / "c.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
     with pytest.raises(DataError, match="not a valid Parquet file"):
         load_dataset(tmp_path / "c.parquet")
+
+
+def test_npz_header_declaring_more_than_it_holds(tmp_path):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 1000)}
+    )
+    with zipfile.ZipFile(tmp_path / "h.npz", "w") as zf:
+        zf.writestr("X.npy", buf.getvalue() + bytes(64))
+        zf.writestr("y.npy", b"")
+    with pytest.raises(DataError, match=r"not a valid .npz file: array 'X' declares shape"):
+        load_dataset(tmp_path / "h.npz")

@@ -65,6 +65,8 @@ def test_write_demo_loads_back_as_images(tmp_path, suffix):
 def test_bad_arguments():
     with pytest.raises(DataError, match="n_samples"):
         demo.make_arrays(3)
+    with pytest.raises(DataError, match="n_samples"):
+        demo.make_arrays(10**7)
     with pytest.raises(DataError, match=r"\.csv or \.parquet"):
         demo.write_demo("demo.json", n_samples=10)
 
