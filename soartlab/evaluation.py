@@ -11,7 +11,9 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from soartlab.data import sample_pairs
+from soartlab.distances import SOART3Distance
 from soartlab.errors import SoartLabError
+from soartlab.search import soart3_knn
 
 # Queries are scored against all references in blocks of this many rows, so the
 # (block, n_references) distance matrix stays small.
@@ -58,10 +60,14 @@ def classify(
     method: str = "knn",
     k: int = 1,
     n_classes: int | None = None,
+    exact: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict a class for each query row.
 
     `distance.matrix(query, ref)` scores queries (signal) against references (unit).
+    Under SOART3 gamma, kNN uses the two-stage search of `soartlab.search` (cheap
+    matrix-product candidates, exact re-ranking; ≥ 99 % agreement with brute force, see
+    BENCHMARKS.md) unless `exact` is set.
     Returns `(pred (Nq,) int64, nearest (Nq,) float32)`, the distance to the nearest
     reference (kNN) or prototype.
     """
@@ -80,6 +86,8 @@ def classify(
     if len(ref_emb) == 0:
         raise SoartLabError("No reference samples to classify against.")
     k = max(1, min(int(k), len(ref_emb)))
+    if isinstance(distance, SOART3Distance) and distance.component == "gamma":
+        return _soart3_knn_classify(ref_emb, ref_labels, query_emb, distance, k, n_classes, exact)
     preds = np.empty(len(query_emb), dtype=np.int64)
     nearest = np.empty(len(query_emb), dtype=np.float32)
     for start in range(0, len(query_emb), _QUERY_BLOCK):
@@ -93,13 +101,30 @@ def classify(
             nearest[start : start + len(d)] = d[rows, idx]
             continue
         top = np.argpartition(d, k - 1, axis=1)[:, :k]
-        votes = np.zeros((len(d), n_classes))
-        # Ties between classes go to the one with the closer members (weight 1 + tiny).
-        weights = 1.0 + 1e-6 / (1.0 + d[rows[:, None], top])
-        np.add.at(votes, (rows[:, None], ref_labels[top]), weights)
-        preds[start : start + len(d)] = votes.argmax(axis=1)
-        nearest[start : start + len(d)] = d[rows[:, None], top].min(axis=1)
+        top_d = d[rows[:, None], top]
+        preds[start : start + len(d)] = _vote(ref_labels[top], top_d, n_classes)
+        nearest[start : start + len(d)] = top_d.min(axis=1)
     return preds, nearest
+
+
+def _vote(labels: np.ndarray, d: np.ndarray, n_classes: int) -> np.ndarray:
+    """Majority vote over each row's neighbours (labels, distances: (Nq, k)); ties go to
+    the class whose members are closer."""
+    rows = np.arange(len(labels))[:, None]
+    votes = np.zeros((len(labels), n_classes))
+    np.add.at(votes, (rows, labels), 1.0 + 1e-6 / (1.0 + d))
+    return votes.argmax(axis=1)
+
+
+def _soart3_knn_classify(ref_emb, ref_labels, query_emb, distance, k, n_classes, exact):
+    idx, gamma = soart3_knn(
+        query_emb, ref_emb, k=k, exact=exact, p_v=distance.p_v, p_m=distance.p_m, eps=distance.eps
+    )
+    d = np.asarray(
+        gamma if distance.transform is None else distance.transform(gamma), dtype=np.float64
+    )
+    pred = ref_labels[idx[:, 0]] if k == 1 else _vote(ref_labels[idx], d, n_classes)
+    return pred.astype(np.int64), d.min(axis=1).astype(np.float32)
 
 
 def classification_metrics(

@@ -66,3 +66,17 @@ def test_pca_and_pair_distances():
     assert len(matched) + len(unmatched) == 400
     assert abs(len(matched) - 200) <= 1
     assert np.median(matched) < np.median(unmatched)
+
+
+def test_soart3_knn_two_stage_agrees_with_brute_force():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(5, 32))
+    ref_labels = np.repeat(np.arange(5), 200)
+    refs = (centres[ref_labels] + 0.4 * rng.normal(size=(1000, 32))).astype(np.float32)
+    queries = (centres[np.arange(300) % 5] + 0.4 * rng.normal(size=(300, 32))).astype(np.float32)
+    distance = SOART3Distance(transform=None)
+    fast, fast_d = classify(refs, ref_labels, queries, distance, k=3)
+    exact, exact_d = classify(refs, ref_labels, queries, distance, k=3, exact=True)
+    brute = distance.matrix(queries, refs)
+    assert np.allclose(exact_d, brute.min(axis=1), atol=1e-5)
+    assert (fast == exact).mean() >= 0.99
