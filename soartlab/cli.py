@@ -209,7 +209,8 @@ def _cmd_predict(args) -> int:
     if args.out.suffix.lower() != ".csv":
         raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
     run = load_run(args.run)
-    table = predict(run, load_dataset(args.data, input_shape=run.input_shape))
+    lot = load_dataset(args.data, input_shape=run.input_shape, require_labels=False)
+    table = predict(run, lot)
     table.to_csv(args.out, index=False)
     fails = int((table["pass_fail"] == "fail").sum())
     print(f"wrote {len(table)} predictions to {args.out} ({fails} fail)", file=sys.stderr)

@@ -50,6 +50,9 @@ class Limits:
     max_image_pixels: int = 4096 * 4096  # width × height declared by one image header
 
 
+# The single class name of a lot loaded without labels.
+UNLABELLED = "(unlabelled)"
+
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -60,13 +63,16 @@ def load_dataset(
     image_size: tuple[int, int] = (36, 39),
     label_column: str = "label",
     limits: Limits = Limits(),  # noqa: B008 - frozen, so a shared default is safe
+    require_labels: bool = True,
 ) -> Dataset:
     """Read and validate a data file; return an image or feature dataset.
 
     ``input_shape`` reshapes the d features of each sample ((H, W) → images, (d,) →
     vectors; the product must equal d). ``image_size`` (H, W) is the size images from a
     zip or an image Parquet are resized to. One class is allowed here; ``check_trainable``
-    says whether the data can train a model.
+    says whether the data can train a model. With ``require_labels=False`` a table
+    without a label column loads as an unlabelled lot (one class, ``UNLABELLED``; see
+    ``is_labelled``), for prediction.
     """
     path = Path(path)
     name = path.name
@@ -92,11 +98,11 @@ def load_dataset(
     stored_names = None
     if suffix in (".csv", ".tsv"):
         sep = "," if suffix == ".csv" else "\t"
-        raw = tables.read_delimited(path, limits, label_column, sep)
+        raw = tables.read_delimited(path, limits, label_column, sep, require_labels)
         features, labels, shape = raw.features, raw.labels, raw.shape
         stored_names, columns = raw.names, raw.columns
     elif suffix == ".parquet":
-        raw = tables.read_parquet(path, limits, label_column, image_size)
+        raw = tables.read_parquet(path, limits, label_column, image_size, require_labels)
         features, labels, shape = raw.features, raw.labels, raw.shape
         stored_names, columns = raw.names, raw.columns
     elif suffix == ".npz":
@@ -116,7 +122,10 @@ def load_dataset(
     if d > limits.max_columns:
         raise DataError(f"'{name}' has {d:,} features; the limit is {limits.max_columns:,}.")
     flat = _finite_float32(flat, name, columns)
-    y, names = _encode_labels(labels, stored_names, name)
+    if labels is None:
+        y, names = np.zeros(n, dtype=np.int64), [UNLABELLED]
+    else:
+        y, names = _encode_labels(labels, stored_names, name)
     if input_shape is not None:
         if math.prod(input_shape) != d:
             raise DataError(
@@ -125,6 +134,11 @@ def load_dataset(
             )
         shape = input_shape
     return _build(flat, y, names, shape)
+
+
+def is_labelled(ds: Dataset) -> bool:
+    """False for a lot loaded without labels (``require_labels=False``)."""
+    return label_names(ds) != [UNLABELLED]
 
 
 def _check_shape(shape, what: str, allow_1d: bool = False) -> tuple[int, ...]:

@@ -64,7 +64,9 @@ def _columns_text(names: list[str], limit: int = 12) -> str:
 # --- CSV / TSV ------------------------------------------------------------------------------
 
 
-def read_delimited(path: Path, limits: Limits, label_column: str, sep: str) -> RawTable:
+def read_delimited(
+    path: Path, limits: Limits, label_column: str, sep: str, require_labels: bool = True
+) -> RawTable:
     """Parse a CSV (``sep=","``) or TSV (``sep="\\t"``) file into a RawTable."""
     name = path.name
     data = path.read_bytes()
@@ -123,7 +125,7 @@ def read_delimited(path: Path, limits: Limits, label_column: str, sep: str) -> R
             f"'{name}' line {line} has {actual} fields; the header has {expected}{more}. "
             "Every row needs one value per column."
         )
-    return table_to_raw(table, name, limits, label_column)
+    return table_to_raw(table, name, limits, label_column, require_labels=require_labels)
 
 
 def _kind(sep: str) -> str:
@@ -141,7 +143,11 @@ def _first_ragged_line(text: str, sep: str, expected: int) -> int | str:
 
 
 def read_parquet(
-    path: Path, limits: Limits, label_column: str, image_size: tuple[int, int]
+    path: Path,
+    limits: Limits,
+    label_column: str,
+    image_size: tuple[int, int],
+    require_labels: bool = True,
 ) -> RawTable:
     """Parse a Parquet file (plain columns, a ``features`` list column or hub images)."""
     name = path.name
@@ -169,7 +175,15 @@ def read_parquet(
         table = parquet.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"'{name}' is not a valid Parquet file ({exc}).") from None
-    return table_to_raw(table, name, limits, label_column, image_size, _hub_label_names(schema))
+    return table_to_raw(
+        table,
+        name,
+        limits,
+        label_column,
+        image_size,
+        _hub_label_names(schema),
+        require_labels=require_labels,
+    )
 
 
 def _hub_label_names(schema: pa.Schema) -> dict[str, list[str]]:
@@ -199,8 +213,10 @@ def table_to_raw(
     label_column: str,
     image_size: tuple[int, int] = (36, 39),
     stored_names: dict[str, list[str]] | None = None,
+    require_labels: bool = True,
 ) -> RawTable:
-    """Split an Arrow table into features and labels, checking both."""
+    """Split an Arrow table into features and labels, checking both. Without
+    `require_labels` a table with no label column gives `labels=None` (a new lot)."""
     columns = table.column_names
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
@@ -210,8 +226,8 @@ def table_to_raw(
         )
     if table.num_rows == 0:
         raise DataError(f"'{name}' has a header but no data rows. Expected one row per sample.")
-    label_name = _find_label_column(columns, label_column, name)
-    labels = _labels(table.column(label_name), label_name, name)
+    label_name = _find_label_column(columns, label_column, name, require_labels)
+    labels = None if label_name is None else _labels(table.column(label_name), label_name, name)
     names = (stored_names or {}).get(label_name)
     rest = [c for c in columns if c != label_name and not _is_index(table, c)]
 
@@ -236,12 +252,16 @@ def table_to_raw(
     return RawTable(features, labels, shape, names, rest)
 
 
-def _find_label_column(columns: list[str], label_column: str, name: str) -> str:
+def _find_label_column(
+    columns: list[str], label_column: str, name: str, required: bool = True
+) -> str | None:
     if label_column in columns:
         return label_column
     folded = [c for c in columns if c.lower() == label_column.lower()]
     if len(folded) == 1:
         return folded[0]
+    if not required:
+        return None
     raise DataError(
         f"'{name}' has no {label_column!r} column; columns found: {_columns_text(columns)}. "
         f"Expected a {label_column!r} column holding each row's class."

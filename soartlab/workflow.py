@@ -272,6 +272,8 @@ def _label_map(run: LoadedRun, dataset) -> np.ndarray | None:
 
 def evaluate_run(run: LoadedRun, dataset) -> dict:
     """Metrics of the run's model on a labelled dataset."""
+    if not D.is_labelled(dataset):
+        raise DataError("These samples have no labels; metrics need a 'label' column.")
     pred, _ = _classify(run, embed_dataset(run, dataset))
     y = _label_map(run, dataset)
     return classification_metrics(y, pred, run.label_names, run.good_index)
@@ -279,7 +281,8 @@ def evaluate_run(run: LoadedRun, dataset) -> dict:
 
 def predict(run: LoadedRun, dataset, labelled: bool | None = None) -> pd.DataFrame:
     """One row per sample: predicted class, pass/fail, distance to the nearest reference;
-    `label` and `correct` when the dataset is labelled."""
+    `label` and `correct` when the dataset is labelled (`labelled=None`: when it has
+    labels at all, see `data.is_labelled`)."""
     pred, nearest = _classify(run, embed_dataset(run, dataset))
     names = np.array(run.label_names, dtype=object)
     table = pd.DataFrame(
@@ -291,7 +294,7 @@ def predict(run: LoadedRun, dataset, labelled: bool | None = None) -> pd.DataFra
         }
     )
     if labelled is None:
-        labelled = True
+        labelled = D.is_labelled(dataset)
     if labelled:
         y = _label_map(run, dataset)
         table["label"] = names[y]

@@ -30,9 +30,9 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
     """One rank of a spawned gloo group: train on settings["data"], rank 0 saves the run
     folder (as the CLI does), every rank dumps its final weights and history for the test."""
     import torch
-    from soartlab.data import load_dataset
 
     from soartlab import distributed
+    from soartlab.data import load_dataset
     from soartlab.training import TrainConfig, Trainer
     from soartlab.workflow import save_result
 

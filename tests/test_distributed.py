@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from dist_helpers import CRASH_EPOCH_ENV, CRASH_RANK_ENV, spawn_worker
-from soartlab.data import load_dataset
 
 from soartlab import distributed
+from soartlab.data import load_dataset
 from soartlab.demo import make_demo, write_demo
 from soartlab.errors import SoartLabError
 from soartlab.training import TrainConfig, Trainer

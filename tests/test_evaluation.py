@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from soartlab.distances import EuclideanDistance, SOART3Distance
 
+from soartlab.distances import EuclideanDistance, SOART3Distance
 from soartlab.errors import SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed, pair_distances, pca
 from soartlab.models import ModelConfig, build_model

@@ -3,9 +3,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-from soartlab.data import from_arrays
 
 from soartlab import training
+from soartlab.data import from_arrays
 from soartlab.demo import make_demo
 from soartlab.errors import DataError, SoartLabError
 from soartlab.training import TrainConfig, Trainer

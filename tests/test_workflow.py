@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from soartlab.data import from_arrays, to_arrays
-from soartlab.runs import RunStore
 
+from soartlab.data import from_arrays, to_arrays
 from soartlab.demo import make_demo
 from soartlab.errors import CheckpointError, DataError
+from soartlab.runs import RunStore
 from soartlab.training import TrainConfig
 from soartlab.workflow import (
     embed_dataset,
@@ -111,3 +111,21 @@ def test_bad_uploads_are_refused(tmp_path, run):
         load_uploaded(partial)
     with pytest.raises(CheckpointError, match="no run.json"):
         load_run(tmp_path)
+
+
+def test_unlabelled_lot_gets_predictions_without_metrics(run, demo, tmp_path):
+    from soartlab.data import is_labelled, load_dataset
+
+    X, _ = to_arrays(demo)
+    table = pd.DataFrame(X[:20], columns=[f"f{i}" for i in range(X.shape[1])])
+    table.to_csv(tmp_path / "lot.csv", index=False)
+    with pytest.raises(DataError, match="no 'label' column"):
+        load_dataset(tmp_path / "lot.csv")
+    lot = load_dataset(tmp_path / "lot.csv", require_labels=False)
+    assert not is_labelled(lot) and is_labelled(demo)
+    loaded = load_run(run[1])
+    predicted = predict(loaded, lot)
+    assert list(predicted.columns) == ["index", "predicted", "pass_fail", "distance"]
+    assert (predicted["predicted"].values == predict(loaded, demo)["predicted"].values[:20]).all()
+    with pytest.raises(DataError, match="no labels"):
+        evaluate_run(loaded, lot)

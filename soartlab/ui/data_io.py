@@ -45,6 +45,7 @@ def load_from_bytes(
     *,
     label_column: str = "label",
     input_shape: tuple[int, int] | None = None,
+    require_labels: bool = True,
 ) -> Any:
     """Validate uploaded ``data`` with ``soartlab.data.load_dataset``; ``DataError`` if bad.
 
@@ -57,7 +58,9 @@ def load_from_bytes(
     with tempfile.TemporaryDirectory(prefix="soartlab-upload-") as folder:
         path = Path(folder) / f"upload.{suffix}"
         path.write_bytes(data)
-        return load_dataset(path, label_column=label_column, input_shape=input_shape)
+        return load_dataset(
+            path, label_column=label_column, input_shape=input_shape, require_labels=require_labels
+        )
 
 
 def table_columns(name: str, data: bytes) -> list[str]:

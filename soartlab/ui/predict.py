@@ -76,7 +76,8 @@ def uploaded_samples(file: Any) -> Any:
     cached = st.session_state.get(SAMPLES)
     if cached is not None and cached[0] == file.file_id:
         return cached[1]
-    dataset = data_io.load_from_bytes(file.name, file.getvalue())
+    # a new lot may come without labels: predictions then, no metrics
+    dataset = data_io.load_from_bytes(file.name, file.getvalue(), require_labels=False)
     st.session_state[SAMPLES] = (file.file_id, dataset)
     return dataset
 
