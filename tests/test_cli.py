@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 from seed_classes import EmbeddingNet, SiameseNet
-from soartlab.data import load_dataset, to_arrays
 
 from soartlab.cli import main
+from soartlab.data import load_dataset, to_arrays
 
 
 def run_cli(*args, cwd=None):
