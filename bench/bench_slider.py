@@ -1,24 +1,29 @@
-"""3. A slider move on the Tune page: re-transform the cached raw gammas with the new
-`GammaTransform`, re-bin both panels and build the figure (`plots.before_after_histograms`),
-then serialise it (`fig.to_json()`, what Streamlit sends to the browser). Also the single
-`pair_histogram`. The seed re-plots with matplotlib's `plt.hist` on the raw lists.
+"""3. A slider move on the Tune page, timed through the code the app runs: re-transform
+the cached raw gammas with the new `GammaTransform`, re-bin both panels and build the
+figure (`plots.before_after_histograms`, sized as `soartlab.ui.tune` sizes it), then
+serialise it the way `st.plotly_chart` does (`fig.to_dict()`, then JSON without
+re-validation). Also the single `pair_histogram`, and the whole fragment's work per move
+(the above plus the tuned side's `separation_report`). The seed re-plots with
+matplotlib's `plt.hist` on the raw lists.
 """
 
 from __future__ import annotations
 
 import io
-import json
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import plotly.io as pio
+import plotly.tools
 from common import timed
-from plotly.utils import PlotlyJSONEncoder
 
 from soartlab import plots
+from soartlab.separation import separation_report
 from soartlab.transform import GammaTransform
+from soartlab.ui.tune import HISTOGRAM_LAYOUT
 
 GROWTH_PAIRS = (5_000, 20_000, 100_000, 300_000)
 MAIN_PAIRS = 100_000
@@ -31,29 +36,31 @@ def cached_gammas(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return matched, unmatched
 
 
-def slider_move(matched, unmatched, transform: GammaTransform) -> str:
-    fig = plots.before_after_histograms(
-        matched, unmatched, transform(matched), transform(unmatched), threshold=0.5
+def chart_payload(figure) -> str:
+    """What `st.plotly_chart(figure)` sends: the figure's dict (a `go.Figure` is taken as
+    already validated), serialised without validation."""
+    spec = plotly.tools.return_figure_from_figure_or_data(figure, validate_figure=True)
+    return pio.to_json(spec, validate=False)
+
+
+def slider_move(matched, unmatched, transform: GammaTransform, threshold: float = 0.5) -> str:
+    """The figure part of `soartlab.ui.tune.tuning_panel` on one slider move."""
+    figure = plots.before_after_histograms(
+        matched, unmatched, transform(matched), transform(unmatched), threshold=threshold
     )
-    return fig.to_json()
+    figure.update_layout(HISTOGRAM_LAYOUT)
+    return chart_payload(figure)
 
 
-def template_move(template: dict, matched, unmatched, transform: GammaTransform) -> str:
-    """A prototype of the fix, not what the app runs: keep the figure as a plain dict
-    (`fig.to_dict()` once per page visit) and on a slider move replace only the tuned
-    panel's two traces and the threshold line, then serialise without Plotly validation."""
-    tuned = (transform(matched), transform(unmatched))
-    edges = plots.shared_edges(*tuned, bins=40)
-    centers = (edges[:-1] + edges[1:]) / 2
-    for trace, values in zip(template["data"][2:4], tuned, strict=True):
-        counts = plots.histogram_bins(values, edges)
-        trace["x"], trace["y"] = centers, counts / max(counts.sum(), 1)
-        trace["width"], trace["customdata"] = float(edges[1] - edges[0]), counts
-    return json.dumps(template, cls=PlotlyJSONEncoder)
+def fragment_move(matched, unmatched, transform: GammaTransform) -> str:
+    """Everything the fragment computes on a slider move (the raw side's report is kept
+    with the sample): the tuned side's separation report, then the figure."""
+    after = separation_report(transform(matched), transform(unmatched))
+    return slider_move(matched, unmatched, transform, threshold=after.threshold)
 
 
 def single_histogram(matched, unmatched, transform: GammaTransform) -> str:
-    return plots.pair_histogram(transform(matched), transform(unmatched)).to_json()
+    return chart_payload(plots.pair_histogram(transform(matched), transform(unmatched)))
 
 
 def seed_replot(matched, unmatched, transform: GammaTransform) -> int:
@@ -68,36 +75,35 @@ def seed_replot(matched, unmatched, transform: GammaTransform) -> int:
     return buffer.tell()
 
 
-def run() -> dict:
+def run(pairs: tuple[int, ...] = GROWTH_PAIRS) -> dict:
     rows = []
     transforms = [GammaTransform(scale=0.5 + 0.01 * k, offset=-0.25) for k in range(10)]
-    for n in GROWTH_PAIRS:
+    for n in pairs:
         matched, unmatched = cached_gammas(n)
         counter = iter(range(10**9))
 
-        def move(matched=matched, unmatched=unmatched, counter=counter):
-            return slider_move(matched, unmatched, transforms[next(counter) % len(transforms)])
+        def next_transform(counter=counter) -> GammaTransform:
+            # A different slider value each repeat, as when dragging.
+            return transforms[next(counter) % len(transforms)]
 
-        seconds = timed(move, repeats=9)
+        seconds = timed(lambda m=matched, u=unmatched: slider_move(m, u, next_transform()), 9)
+        fragment = timed(lambda m=matched, u=unmatched: fragment_move(m, u, next_transform()), 5)
         single = timed(lambda m=matched, u=unmatched: single_histogram(m, u, transforms[1]), 9)
-        template = json.loads(slider_move(matched, unmatched, transforms[0]))
-        fast = timed(
-            lambda m=matched, u=unmatched, t=template: template_move(t, m, u, transforms[1]), 9
-        )
         seed = timed(lambda m=matched, u=unmatched: seed_replot(m, u, transforms[1]), 3)
         rows.append(
             {
                 "pairs": n,
                 "seconds": seconds,
+                "fragment_seconds": fragment,
                 "single_seconds": single,
-                "template_seconds": fast,
                 "seed_seconds": seed,
-                "payload_bytes": len(move().encode()),
+                "payload_bytes": len(slider_move(matched, unmatched, transforms[0]).encode()),
                 "single_payload_bytes": len(single_histogram(matched, unmatched, transforms[1])),
                 "seed_png_bytes": seed_replot(matched, unmatched, transforms[1]),
             }
         )
-    return {"growth": rows, "main": next(r for r in rows if r["pairs"] == MAIN_PAIRS)}
+    main = next((r for r in rows if r["pairs"] == MAIN_PAIRS), rows[-1])
+    return {"growth": rows, "main": main}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Figure builders, checked as plain ``go.Figure`` objects."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from plotly.subplots import make_subplots
 
 from soartlab import plots
 
@@ -113,6 +116,86 @@ def test_before_after_histograms_empty_panel():
     fig = plots.before_after_histograms([], [], [0.1], [0.9])
     assert len(fig.data) == 2
     assert "no pairs" in _annotation_texts(fig)
+
+
+def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, threshold=None):
+    """The before/after figure built through Plotly's validated API (make_subplots,
+    go.Bar, add_vline): the look ``before_after_histograms`` must keep."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("before tune", "after tune"))
+    for col, (matched, unmatched) in enumerate(((raw_m, raw_u), (tuned_m, tuned_u)), start=1):
+        edges = plots.shared_edges(matched, unmatched, bins=bins)
+        for trace in plots._histogram_traces(
+            np.asarray(matched), np.asarray(unmatched), edges, showlegend=col == 1
+        ):
+            fig.add_trace(go.Bar(trace), row=1, col=col)
+        fig.update_xaxes(title_text="distance", row=1, col=col)
+    fig.update_yaxes(title_text="fraction of pairs", tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    if threshold is not None:
+        fig.add_vline(
+            x=threshold,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"threshold {threshold:.3g}",
+            annotation_position="top right",
+            row=1,
+            col=2,
+        )
+    fig.update_layout(
+        barmode="overlay",
+        bargap=0,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0},
+    )
+    return fig
+
+
+@pytest.mark.parametrize("threshold", [None, 0.9])
+def test_before_after_histograms_match_the_validated_figure(rng, threshold):
+    arrays = (rng.random(300), rng.random(200) + 0.5, rng.random(300), rng.random(200) + 1)
+    fast = plots.before_after_histograms(*arrays, bins=12, threshold=threshold)
+    reference = _validated_before_after(*arrays, bins=12, threshold=threshold)
+    assert json.loads(fast.to_json()) == json.loads(reference.to_json())
+    # The unvalidated figure is a valid one: Plotly's validation accepts it unchanged.
+    assert go.Figure(fast.to_dict()).to_dict() == fast.to_dict()
+
+
+def test_pair_histogram_matches_the_validated_figure(rng):
+    matched = rng.random(100)
+    fast = plots.pair_histogram(matched, [], bins=8, title="t", threshold=0.4, x_title="d")
+    edges = plots.shared_edges(matched, bins=8)
+    reference = go.Figure(
+        [go.Bar(t) for t in plots._histogram_traces(matched, np.array([]), edges)]
+    )
+    reference.update_layout(
+        title="t",
+        barmode="overlay",
+        bargap=0,
+        xaxis_title="d",
+        yaxis_title="fraction of pairs",
+        yaxis_tickformat=".0%",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
+    reference.add_annotation(
+        text="no unmatched pairs", x=0.5, y=0.95, xref="paper", yref="paper", showarrow=False
+    )
+    reference.add_vline(
+        x=0.4,
+        line_dash="dash",
+        line_color="black",
+        annotation_text="threshold 0.4",
+        annotation_position="top right",
+    )
+    assert json.loads(fast.to_json()) == json.loads(reference.to_json())
+
+
+def test_histogram_layout_cache_is_not_changed_by_figures():
+    first = plots.before_after_histograms([0.1], [0.9], [0.2], [0.8], threshold=0.5)
+    first.update_layout(height=380, title="changed")
+    first.layout.annotations[0].text = "changed"
+    second = plots.before_after_histograms([0.1], [0.9], [0.2], [0.8])
+    assert second.layout.height is None and second.layout.title.text is None
+    assert [a.text for a in second.layout.annotations] == ["before tune", "after tune"]
+    assert not second.layout.shapes
 
 
 # --- pca_scatter -----------------------------------------------------------------------

@@ -4,14 +4,16 @@ Pair distances depend on the data, the embedding source, the distance and the nu
 of pairs; they are computed once per combination and kept in session state. The
 sliders and the figure they drive sit in one ``@st.fragment``: moving a slider reruns
 only the fragment, which applies the transform to the cached distances, re-bins them
-(in NumPy, inside ``soartlab.plots``) and redraws.
+(in NumPy, inside ``soartlab.plots``) and redraws. The raw side's separation report is
+kept with the sample, so only the tuned side is scored again.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -19,6 +21,9 @@ import streamlit as st
 from soartlab.errors import SoartLabError
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
+
+if TYPE_CHECKING:
+    from soartlab.separation import SeparationReport
 
 SOURCE_RAW = "Raw features"
 SOURCE_MODEL = "Current model's embeddings"
@@ -40,16 +45,39 @@ SCALE_KEY = "tune_scale"
 OFFSET_KEY = "tune_offset"
 FLOOR_KEY = "tune_floor"
 SEED_TRANSFORM = (0.5, -0.25, 0.0)
+# Size of the before/after histograms on the page (bench/bench_slider.py uses it too).
+HISTOGRAM_LAYOUT = {"height": 380, "margin": {"t": 60, "b": 40}}
 
 
 @dataclass(frozen=True)
 class PairSample:
-    """Raw (untransformed) distances of sampled matched / unmatched pairs."""
+    """Raw (untransformed) distances of sampled matched / unmatched pairs.
+
+    What depends only on the raw distances is computed on first use and kept with the
+    sample, so a slider move does not redo it.
+    """
 
     matched: np.ndarray  # (Nm,)
     unmatched: np.ndarray  # (Nu,)
     distance_label: str
     source: str
+
+    @functools.cached_property
+    def raw_report(self) -> SeparationReport:
+        """Separation of the raw distances (the "before" side of the metrics)."""
+        from soartlab.separation import separation_report
+
+        return separation_report(self.matched, self.unmatched)
+
+    @functools.cached_property
+    def span(self) -> float:
+        """A round number covering the raw distances, for the offset / floor slider ranges."""
+        values = np.concatenate([self.matched, self.unmatched])
+        values = values[np.isfinite(values)]
+        top = float(np.percentile(np.abs(values), 99)) if values.size else 1.0
+        top = max(top, 1.0)
+        magnitude = 10 ** math.floor(math.log10(top))
+        return math.ceil(top / magnitude) * magnitude
 
 
 def distance_params(engine_name: str, p_v: float, p_m: float, p: float) -> dict[str, Any]:
@@ -116,16 +144,6 @@ def pair_sample(
         )
 
     return state.cached("tune_pairs", key, compute)
-
-
-def _span(sample: PairSample) -> float:
-    """A round number covering the raw distances, for the offset / floor slider ranges."""
-    values = np.concatenate([sample.matched, sample.unmatched])
-    values = values[np.isfinite(values)]
-    top = float(np.percentile(np.abs(values), 99)) if values.size else 1.0
-    top = max(top, 1.0)
-    magnitude = 10 ** math.floor(math.log10(top))
-    return math.ceil(top / magnitude) * magnitude
 
 
 def _slider(label: str, key: str, default: float, low: float, high: float, help: str) -> float:
@@ -204,7 +222,7 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float) -> None:
     from soartlab.separation import separation_report
     from soartlab.transform import GammaTransform
 
-    span = _span(sample)
+    span = sample.span
     left, right = st.columns([1, 3])
     with left:
         scale = _slider(
@@ -242,8 +260,9 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float) -> None:
             transform = GammaTransform(scale=scale, offset=offset, floor=floor)
             tuned_matched = transform(sample.matched)
             tuned_unmatched = transform(sample.unmatched)
-            before = separation_report(sample.matched, sample.unmatched)
+            before = sample.raw_report
             after = separation_report(tuned_matched, tuned_unmatched)
+            # Built from plain dicts on a cached layout (see soartlab.plots): a few ms.
             figure = before_after_histograms(
                 sample.matched,
                 sample.unmatched,
@@ -251,7 +270,7 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float) -> None:
                 tuned_unmatched,
                 threshold=after.threshold,
             )
-            figure.update_layout(height=380, margin={"t": 60, "b": 40})
+            figure.update_layout(HISTOGRAM_LAYOUT)
             st.plotly_chart(figure, key="tune_histograms", width="stretch")
             _report_metrics(before, after)
             st.caption(
