@@ -110,3 +110,16 @@ def test_suggest_transform_fallbacks(rng):
     assert suggest_transform([1.0], [0.0], floor=0.1) == GammaTransform(floor=0.1)
     with pytest.raises(SoartLabError, match="margin .* must be greater than floor"):
         suggest_transform([0.0], [1.0], margin=0.0, floor=0.5)
+
+
+def test_roc_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    matched = np.round(rng.normal(0.0, 1.0, 500), 1)  # rounding makes many ties
+    unmatched = np.round(rng.normal(1.0, 1.0, 700), 1)
+    report = separation_report(matched, unmatched)
+    truth = np.r_[np.ones(500), np.zeros(700)]
+    assert report.roc_auc == pytest.approx(
+        roc_auc_score(truth, -np.r_[matched, unmatched]), abs=1e-12
+    )
