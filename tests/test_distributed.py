@@ -23,8 +23,8 @@ from soartlab.errors import SoartLabError
 from soartlab.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = dict(epochs=3, pairs_per_epoch=512, batch_size=64, device="cpu", seed=0)
-DEMO = dict(n_samples=300, seed=1)
+SETTINGS = dict(epochs=3, pairs_per_epoch=4096, batch_size=64, device="cpu", seed=0)
+DEMO = dict(n_samples=600, seed=1)
 RUN_FILES = {
     "model.pth",
     "model.safetensors",
@@ -100,8 +100,11 @@ def test_two_workers_match_single_process_quality(two_workers):
         f"/{[round(r['seconds'], 2) for r in double['history']]}"
     )
     # Same pairs per epoch and per optimiser step, drawn differently: quality is alike,
-    # not identical (60 held-out samples: one sample is 0.017).
-    assert abs(single.metrics["accuracy"] - double["metrics"]["accuracy"]) <= 0.1
+    # not identical. After 3 short epochs accuracy is about 0.75 and depends on the pair
+    # draw alone by up to ~0.13 (single-process runs with other draws gave 0.625-0.758), so
+    # both must clearly learn (8 classes: chance is 0.125) and stay within 0.15.
+    assert single.metrics["accuracy"] >= 0.5 and double["metrics"]["accuracy"] >= 0.5
+    assert abs(single.metrics["accuracy"] - double["metrics"]["accuracy"]) <= 0.15
     assert abs(single.history[-1]["loss"] - double["history"][-1]["loss"]) <= 0.25 * max(
         single.history[-1]["loss"], double["history"][-1]["loss"]
     )
