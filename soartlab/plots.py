@@ -545,12 +545,16 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
             ),
             secondary_y=True,
         )
-    fig.update_xaxes(title_text="epoch")
+    # whole epochs only on x; the rate axis keeps its own ticks at round percentages
+    fig.update_xaxes(title_text="epoch", dtick=1, tick0=1)
     fig.update_yaxes(title_text="loss", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(
         title_text="rate",
         secondary_y=True,
         range=[0, 1.02],
+        tick0=0,
+        dtick=0.2,
+        tickmode="linear",
         tickformat=".0%",
         showgrid=False,
         visible=has_rates,

@@ -138,7 +138,7 @@ def metrics_row(metrics: dict) -> None:
         f"{metrics.get('overkill_rate', float('nan')):.1%}",
         help="Good parts judged defective",
     )
-    cols[3].metric("Held-out samples", f"{metrics.get('n_test', 0):,}")
+    cols[3].metric("Held-out samples", f"{metrics.get('n_samples', 0):,}")
 
 
 def _read(path: Path) -> bytes:
