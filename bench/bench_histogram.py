@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from common import SeedEmbeddingNet, SeedSiameseNet, calc_soaRT3, paired_ratio, timed
+from common import paired_ratio, timed
+from seed_way import EmbeddingNet as SeedEmbeddingNet
+from seed_way import SiameseNet as SeedSiameseNet
+from seed_way import calc_soaRT3
 
 from soartlab.metric import soart3
 from soartlab.models import build_model

@@ -8,7 +8,8 @@ bound: soart3 must at least read both inputs once, 2·N·d·4 bytes.
 from __future__ import annotations
 
 import numpy as np
-from common import memory_bandwidth, paired_ratio, seed_loop, timed
+from common import memory_bandwidth, paired_ratio, timed
+from seed_way import seed_loop
 
 from soartlab.metric import soart3
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: timing, the machine, the seed's own code.
+"""Shared helpers for the benchmark scripts: timing, the machine, the demo arrays.
 
 Every benchmark times SOART Lab and the seed article's way of doing the same work in the
 same process, one right after the other, so that their ratio is measured under the same
@@ -7,7 +7,6 @@ load. The machine these run on may be shared: times are medians of several repea
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-from scipy.spatial.distance import minkowski
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -107,64 +104,6 @@ def memory_bandwidth(n_bytes: int = 256 * 2**20) -> dict:
     copy = timed(lambda: np.copyto(out, a), repeats=7)
     add = timed(lambda: np.add(a, b, out=out), repeats=7)
     return {"copy_gbs": 2 * n * 4 / copy / 1e9, "add_gbs": 3 * n * 4 / add / 1e9}
-
-
-# --- the seed article's code, as it wrote it ------------------------------------------
-
-
-class SeedEmbeddingNet(nn.Module):
-    """The seed's EmbeddingNet (36×39 → 128), unchanged."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear1 = nn.Linear(36 * 39, 512)
-        self.linear2 = nn.Linear(512, 256)
-        self.linear3 = nn.Linear(256, 256)
-        self.final = nn.Linear(256, 128)
-        self.relu = nn.ReLU()
-
-    def forward(self, img):
-        x = img.view(-1, 36 * 39)
-        x = self.relu(self.linear1(x))
-        x = self.relu(self.linear2(x))
-        x = self.relu(self.linear3(x))
-        x = self.final(x)
-        return x
-
-    def get_embedding(self, x):
-        return self.forward(x)
-
-
-class SeedSiameseNet(nn.Module):
-    def __init__(self, embedding_net):
-        super().__init__()
-        self.embedding_net = embedding_net
-
-    def forward(self, x1, x2):
-        return self.embedding_net(x1), self.embedding_net(x2)
-
-    def get_embedding(self, x):
-        return self.embedding_net(x)
-
-
-def calc_soaRT3(tsr_sig_array, tsr_tani_array):  # noqa: N802 - the seed's name
-    """The seed's per-pair SOART3 (np.dot + scipy minkowski), unchanged."""
-    y = tsr_sig_array
-    x = tsr_tani_array
-    xx = np.dot(x, x) + 0.0001
-    xy = np.dot(x, y) + 0.0001
-    beta = xy / xx
-    vDistance = minkowski(y, beta * x, 4)  # noqa: N806
-    mDistance = minkowski(y, beta * x, 1)  # noqa: N806
-    log_beta = beta
-    log_yita = math.log(mDistance + 1.0)
-    log_gamma = log_yita - math.log(vDistance + 1.0)
-    return round(log_beta, 5), round(log_yita, 5), round(log_gamma, 5)
-
-
-def seed_loop(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The seed's way of scoring many pairs: calc_soaRT3 in a Python loop → gamma (N,)."""
-    return np.array([calc_soaRT3(y[i], x[i])[2] for i in range(len(y))])
 
 
 def demo_arrays(n_samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ import pytest
 import safetensors.torch
 import torch
 import torch.nn as nn
-from seed_classes import EmbeddingNet, SiameseNet
 
 import soartlab.checkpoint as checkpoint
+from bench.seed_way import EmbeddingNet, SiameseNet
 from soartlab.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from seed_classes import EmbeddingNet, SiameseNet
 
+from bench.seed_way import EmbeddingNet, SiameseNet
 from soartlab.cli import main
 from soartlab.data import load_dataset, to_arrays
 
