@@ -20,6 +20,7 @@ from seed_way import EmbeddingNet as SeedEmbeddingNet
 from seed_way import SiameseNet as SeedSiameseNet
 from seed_way import calc_soaRT3
 
+from soartlab.evaluation import embed
 from soartlab.metric import soart3
 from soartlab.models import build_model
 from soartlab.transform import GammaTransform
@@ -49,24 +50,6 @@ def soartlab_histogram_data(emb: np.ndarray, labels, i, j, transform: GammaTrans
     return gamma, distance[same], distance[~same]
 
 
-def _embed():
-    """`soartlab.evaluation.embed`, the batch embedding every page and the CLI use; while
-    `soartlab.evaluation` cannot be imported (a module it needs is not in the tree yet),
-    the same batch loop written out here."""
-    try:
-        from soartlab.evaluation import embed
-    except ImportError:
-
-        @torch.no_grad()
-        def embed(model, X, batch_size=1024):
-            model.eval()
-            batches = torch.from_numpy(np.ascontiguousarray(X)).split(batch_size)
-            return torch.cat([model.get_embedding(b) for b in batches]).numpy()
-
-        embed.fallback = True
-    return embed
-
-
 def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
     images, labels = images[:N_SAMPLES], labels[:N_SAMPLES]
     if model is None:
@@ -82,7 +65,6 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
     images_t = torch.from_numpy(images)
     flat = images.reshape(len(images), -1)
     transform = GammaTransform()
-    embed = _embed()
 
     seed_seconds = timed(lambda: seed_pipeline(seed_model, images_t, labels, i, j), repeats=3)
     seed_gamma, _, _ = seed_pipeline(seed_model, images_t, labels, i, j)
@@ -121,7 +103,6 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
         "speedup": seed_seconds / full_seconds,
         "paired_speedup": paired["ratio"],
         "speedup_cached": seed_seconds / cached_seconds,
-        "embed_fallback": getattr(embed, "fallback", False),
         "max_abs_gamma_diff": float(np.max(np.abs(seed_gamma - gamma))),
     }
 
