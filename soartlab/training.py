@@ -293,6 +293,16 @@ class Trainer:
         loss_fn = ContrastiveLoss(training_distance(cfg), margin=cfg.margin)
         eval_distance = evaluation_distance(cfg.loss, cfg.p_v, cfg.p_m)
 
+        def held_out() -> tuple[np.ndarray, dict]:
+            """The current weights on the held-out split, the train split as references:
+            `(train embeddings (N, e), classification_metrics dict)`."""
+            ref = embed(model, x_train, device=self.device)
+            query = embed(model, x_test, device=self.device)
+            pred, _ = classify(
+                ref, y_train, query, eval_distance, k=cfg.knn_k, n_classes=len(names)
+            )
+            return ref, classification_metrics(y_test, pred, names, good)
+
         history: list[dict] = []
         start_epoch = 1
         state_path = Path(state_path) if state_path else None
@@ -325,6 +335,9 @@ class Trainer:
         steps = math.ceil(share / batch)
         last_good = copy.deepcopy(model.state_dict())
         stopped, stop_reason = False, ""
+        # (train-split embeddings, held-out metrics) of the current weights: cleared when
+        # the weights change, so the end of training reuses the last epoch's evaluation.
+        evaluated: tuple[np.ndarray, dict] | None = None
 
         for epoch in range(start_epoch, cfg.epochs + 1):
             started = time.perf_counter()
@@ -356,10 +369,12 @@ class Trainer:
                 if bad:
                     stopped, stop_reason = True, f"loss became NaN in epoch {epoch}"
                     model.load_state_dict(last_good)
+                    evaluated = None
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                evaluated = None
                 n = len(t_t[sl])
                 loss_sum += loss.item() * n
                 seen += n
@@ -367,21 +382,15 @@ class Trainer:
             if stopped and seen == 0:
                 break
             total_loss, total_seen = self._all_reduce([loss_sum, float(seen)])
-            record = {"epoch": epoch, "loss": total_loss / max(total_seen, 1.0)}
-            record.update(
-                _held_out(
-                    model,
-                    x_train,
-                    y_train,
-                    x_test,
-                    y_test,
-                    eval_distance,
-                    names,
-                    good,
-                    cfg,
-                    self.device,
-                )
-            )
+            evaluated = held_out()
+            scores = evaluated[1]
+            record = {
+                "epoch": epoch,
+                "loss": total_loss / max(total_seen, 1.0),
+                "test_accuracy": scores["accuracy"],
+                "escape_rate": scores["escape_rate"],
+                "overkill_rate": scores["overkill_rate"],
+            }
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             if not stopped:
@@ -397,12 +406,9 @@ class Trainer:
         if self.world_size > 1:
             dist.barrier()
         model.eval()
-        ref_emb = embed(model, x_train, device=self.device)
-        test_emb = embed(model, x_test, device=self.device)
-        pred, _ = classify(
-            ref_emb, y_train, test_emb, eval_distance, k=cfg.knn_k, n_classes=len(names)
-        )
-        metrics = classification_metrics(y_test, pred, names, good)
+        if evaluated is None:  # resumed with no epoch left, stopped at once, or NaN restored
+            evaluated = held_out()
+        ref_emb, metrics = evaluated
         metrics["n_train"] = int(len(y_train))
         model.cpu()
         metadata = {
@@ -434,19 +440,6 @@ class Trainer:
             stop_reason=stop_reason,
             warnings=warnings,
         )
-
-
-def _held_out(model, x_train, y_train, x_test, y_test, distance, names, good, cfg, device) -> dict:
-    """Held-out accuracy and rates with the current weights (train split as references)."""
-    ref = embed(model, x_train, device=device)
-    query = embed(model, x_test, device=device)
-    pred, _ = classify(ref, y_train, query, distance, k=cfg.knn_k, n_classes=len(names))
-    m = classification_metrics(y_test, pred, names, good)
-    return {
-        "test_accuracy": m["accuracy"],
-        "escape_rate": m["escape_rate"],
-        "overkill_rate": m["overkill_rate"],
-    }
 
 
 def _load_weights(model: SiameseNet, state_dict: dict) -> None:
