@@ -42,7 +42,6 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
     so that two runs compare on exactly the same samples. Cached per session.
     """
     from soartlab.data import to_arrays
-    from soartlab.evaluation import classification_metrics
     from soartlab.workflow import embed_dataset, predict
 
     split_run = test_split_of or run
@@ -50,20 +49,32 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
 
     def compute() -> HeldOutView:
         test = held_out_split(split_run, data.dataset)
-        table = predict(run, test)
-        names = run.label_names
-        lookup = {name: i for i, name in enumerate(names)}
-        y_true = table["label"].map(lookup).to_numpy(dtype=np.int64)
-        y_pred = table["predicted"].map(lookup).to_numpy(dtype=np.int64)
-        metrics = classification_metrics(y_true, y_pred, names, run.good_index)
+        y_true, y_pred, metrics = table_metrics(run, predict(run, test))
         X, _ = to_arrays(test)
         shape = tuple(run.input_shape)
         images = X.reshape((len(X),) + shape) if len(shape) == 2 else None
         return HeldOutView(
-            names, run.good_index, y_true, y_pred, embed_dataset(run, test), images, metrics
+            run.label_names,
+            run.good_index,
+            y_true,
+            y_pred,
+            embed_dataset(run, test),
+            images,
+            metrics,
         )
 
     return state.cached(f"held_out_{id(split_run) == id(run)}", key, compute)
+
+
+def table_metrics(run: Any, table: Any) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(y_true, y_pred, metrics)`` of a labelled ``workflow.predict`` table: class ids in
+    the run's order and what ``workflow.evaluate_run`` gives, without classifying again."""
+    from soartlab.evaluation import classification_metrics
+
+    lookup = {name: i for i, name in enumerate(run.label_names)}
+    y_true = table["label"].map(lookup).to_numpy(dtype=np.int64)
+    y_pred = table["predicted"].map(lookup).to_numpy(dtype=np.int64)
+    return y_true, y_pred, classification_metrics(y_true, y_pred, run.label_names, run.good_index)
 
 
 def load_other_run(run_dir: Any) -> Any:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from soartlab.errors import CheckpointError
 from soartlab.ui import data_io, state
+from soartlab.ui.explore import table_metrics
 
 MODEL_TYPES = ("pth", "pt", "json", "zip", "safetensors")
 UPLOADED_MODEL = "soart_uploaded_model"  # (signature, LoadedRun)
@@ -84,11 +85,12 @@ def uploaded_samples(file: Any) -> Any:
 
 def predictions(run: Any, dataset: Any, key: tuple) -> tuple[Any, dict | None]:
     """The prediction table and, when the samples carry labels, the metrics."""
-    from soartlab.workflow import evaluate_run, predict
+    from soartlab.workflow import predict
 
     def compute() -> tuple[Any, dict | None]:
         table = predict(run, dataset)
-        metrics = evaluate_run(run, dataset) if "label" in table.columns else None
+        # the metrics from the table: evaluate_run would embed and classify again
+        metrics = table_metrics(run, table)[2] if "label" in table.columns else None
         return table, metrics
 
     return state.cached("predict_table", key, compute)
