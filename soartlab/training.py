@@ -167,7 +167,7 @@ class Progress:
     @property
     def fraction(self) -> float:
         """Share of the whole run done, 0..1."""
-        if self.kind in ("done",):
+        if self.kind == "done":
             return 1.0
         per_epoch = max(self.steps_per_epoch, 1)
         return min(1.0, ((self.epoch - 1) + self.step / per_epoch) / max(self.epochs, 1))
@@ -183,10 +183,6 @@ class TrainResult:
     stopped: bool = False
     stop_reason: str = ""
     warnings: list[str] = field(default_factory=list)
-
-
-def _rank_world() -> tuple[int, int]:
-    return distributed.rank_world()
 
 
 def pair_seed(seed: int, epoch: int, rank: int) -> int:
@@ -214,7 +210,7 @@ class Trainer:
         self.config = config
         self.callback = callback
         self.stop_event = stop_event or threading.Event()
-        self.rank, self.world_size = _rank_world()
+        self.rank, self.world_size = distributed.rank_world()
         if self.world_size > 1:
             # one device per worker: GPU number LOCAL_RANK when training on CUDA
             local_rank = int(os.environ.get("LOCAL_RANK", self.rank))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
@@ -300,10 +299,3 @@ def predict(run: LoadedRun, dataset, labelled: bool | None = None) -> pd.DataFra
         table["label"] = names[y]
         table["correct"] = y == pred
     return table
-
-
-def model_device_name() -> str:
-    """What `device="auto"` would use, in words."""
-    if torch.cuda.is_available():
-        return f"CUDA: {torch.cuda.get_device_name(0)}"
-    return "CPU"

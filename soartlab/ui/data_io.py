@@ -21,7 +21,6 @@ from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
 
 UPLOAD_TYPES = ("csv", "tsv", "parquet", "npz", "zip")
-TABLE_TYPES = ("csv", "tsv", "parquet")
 LAST_UPLOAD = "soart_last_upload"  # signature of the upload already applied
 UPLOAD_MESSAGE = "soart_upload_message"  # (kind, text) shown after the load
 EXAMPLES_PER_CLASS = 8

@@ -105,16 +105,16 @@ def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndar
     return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
 
 
-def rates_row(metrics: dict, prefix: str = "") -> None:
+def rates_row(metrics: dict) -> None:
     cols = st.columns(3)
-    cols[0].metric(f"{prefix}Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
+    cols[0].metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
     cols[1].metric(
-        f"{prefix}Escape",
+        "Escape",
         f"{metrics.get('escape_rate', float('nan')):.1%}",
         help="Defects judged good (見逃し)",
     )
     cols[2].metric(
-        f"{prefix}Overkill",
+        "Overkill",
         f"{metrics.get('overkill_rate', float('nan')):.1%}",
         help="Good parts judged defective (過検出)",
     )

@@ -135,8 +135,8 @@ class TrainingJob:
                 snap.history = history
             if message:
                 snap.message = message
-            if status in ("done", "stopped"):
-                snap.fraction = 1.0 if status == "done" else snap.fraction
+            if status == "done":
+                snap.fraction = 1.0
             snap.seconds = time.monotonic() - self._started
 
     # -- page side ---------------------------------------------------------------

@@ -55,7 +55,7 @@ def _progress_text(snap: JobSnapshot) -> str:
         return (
             f"{snap.status.capitalize()} after {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
         )
-    if snap.stop_requested and snap.status == "running":
+    if snap.stop_requested:
         return "Stopping at the next step…"
     if snap.epoch == 0:
         return "Preparing the data and the model…"
