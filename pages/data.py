@@ -71,12 +71,13 @@ if guard.failed:
     st.stop()
 
 st.subheader(f"{data.name}: {len(data.dataset):,} samples, {len(summary.label_names)} classes")
+good_index = (
+    summary.label_names.index(data.good_class) if data.good_class in summary.label_names else 0
+)
 good = st.selectbox(
     "The good (pass) class",
     summary.label_names,
-    index=summary.label_names.index(data.good_class)
-    if data.good_class in summary.label_names
-    else 0,
+    index=good_index,
     help="Escape and overkill rates are counted against this class.",
 )
 if good != data.good_class:
@@ -90,9 +91,6 @@ small = [n for n, c in zip(summary.label_names, summary.counts, strict=True) if 
 if small:
     st.warning(f"Classes with fewer than 5 samples: {', '.join(small)}. Training may be unstable.")
 
-good_index = (
-    summary.label_names.index(data.good_class) if data.good_class in summary.label_names else 0
-)
 st.plotly_chart(
     class_counts_bar(summary.label_names, summary.counts, good_index=good_index),
     key="data_counts",
