@@ -67,14 +67,7 @@ st.dataframe(explore.per_class_table(view.metrics), hide_index=True, width="stre
 
 st.subheader("Samples in a cell")
 names = view.label_names
-cells = [
-    (t, p)
-    for t in range(len(names))
-    for p in range(len(names))
-    if view.metrics["confusion"][t][p] > 0
-]
-# Mistakes first: they are what one opens this view for.
-cells.sort(key=lambda cell: (cell[0] == cell[1], -view.metrics["confusion"][cell[0]][cell[1]]))
+cells = explore.confusion_cells(view.metrics["confusion"])
 points_selected = event.selection.points if event and event.selection else []
 if points_selected:
     clicked = points_selected[0]

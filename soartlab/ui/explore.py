@@ -100,6 +100,14 @@ def per_class_table(metrics: dict) -> Any:
     return table.style.format({c: "{:.1%}" for c in rates}, na_rep="–")
 
 
+def confusion_cells(confusion: list[list[int]]) -> list[tuple[int, int]]:
+    """The non-empty cells ``(true, predicted)`` of a confusion matrix, mistakes first
+    (they are what one opens the view for), each group by count, largest first."""
+    cells = [(t, p) for t, row in enumerate(confusion) for p, count in enumerate(row) if count > 0]
+    cells.sort(key=lambda cell: (cell[0] == cell[1], -confusion[cell[0]][cell[1]]))
+    return cells
+
+
 def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndarray:
     """Indices (into the held-out split) of samples in confusion cell (true, pred)."""
     return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
