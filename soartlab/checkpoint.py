@@ -151,7 +151,8 @@ def load_checkpoint(
         state, stored = _read_safetensors(path)
     elif suffix in PTH_SUFFIXES:
         state = _read_pth(path)
-        stored = _read_run_json(path.parent / RUN_JSON_NAME) if metadata is None else {}
+        run_json = path.parent / RUN_JSON_NAME
+        stored = read_json_object(run_json) if metadata is None and run_json.is_file() else {}
     else:
         raise CheckpointError(
             f"'{path.name}' is not a checkpoint file: expected a name ending in "
@@ -251,16 +252,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state, meta
 
 
-def _read_run_json(path: Path) -> dict[str, Any]:
-    """Metadata for a ``.pth`` from the ``run.json`` beside it; ``{}`` when there is none."""
-    if not path.is_file():
-        return {}
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in a ``run.json`` file; `CheckpointError` if it is larger than
+    ``MAX_RUN_JSON_BYTES``, not UTF-8 JSON, or not an object."""
+    path = Path(path)
     if path.stat().st_size > MAX_RUN_JSON_BYTES:
         raise CheckpointError(f"'{path}' is larger than {MAX_RUN_JSON_BYTES // 1024**2} MiB.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"'{path}' is not valid UTF-8 JSON.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"'{path}' is not valid UTF-8 JSON ({exc}).") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"'{path}' must hold a JSON object; got {type(data).__name__}.")
     return data

@@ -6,7 +6,6 @@ typed: a label such as ``"../../etc"`` is stored in run.json and shown, nothing 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -16,13 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from soartlab.checkpoint import atomic_write_json
+from soartlab.checkpoint import atomic_write_json, read_json_object
 from soartlab.errors import CheckpointError
 
 RUN_JSON = "run.json"
 RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # always used with fullmatch
 MAX_LABEL_CHARS = 100
-MAX_RUN_JSON_BYTES = 16 * 1024**2
 DEFAULT_HOME = Path("~/.soartlab/runs")
 HOME_ENV = "SOARTLAB_HOME"
 
@@ -55,19 +53,9 @@ def write_run_json(run_dir: str | os.PathLike[str], data: dict[str, Any]) -> Pat
 def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON object in ``run_dir/run.json``; `CheckpointError` if missing or invalid."""
     path = Path(run_dir) / RUN_JSON
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise CheckpointError(f"'{path}' does not exist: not a SOART Lab run folder.") from None
-    if size > MAX_RUN_JSON_BYTES:
-        raise CheckpointError(f"'{path}' is larger than {MAX_RUN_JSON_BYTES // 1024**2} MiB.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid UTF-8 JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"'{path}' must hold a JSON object; got {type(data).__name__}.")
-    return data
+    if not path.exists():
+        raise CheckpointError(f"'{path}' does not exist: not a SOART Lab run folder.")
+    return read_json_object(path)
 
 
 class RunStore:
