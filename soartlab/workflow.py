@@ -278,11 +278,16 @@ def evaluate_run(run: LoadedRun, dataset) -> dict:
     return classification_metrics(y, pred, run.label_names, run.good_index)
 
 
-def predict(run: LoadedRun, dataset, labelled: bool | None = None) -> pd.DataFrame:
+def predict(
+    run: LoadedRun, dataset, labelled: bool | None = None, embeddings: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per sample: predicted class, pass/fail, distance to the nearest reference;
     `label` and `correct` when the dataset is labelled (`labelled=None`: when it has
-    labels at all, see `data.is_labelled`)."""
-    pred, nearest = _classify(run, embed_dataset(run, dataset))
+    labels at all, see `data.is_labelled`). `embeddings`: the dataset's `embed_dataset`
+    result when the caller already has it (N, e), so it is not computed again."""
+    if embeddings is None:
+        embeddings = embed_dataset(run, dataset)
+    pred, nearest = _classify(run, embeddings)
     names = np.array(run.label_names, dtype=object)
     table = pd.DataFrame(
         {

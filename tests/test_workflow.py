@@ -129,3 +129,9 @@ def test_unlabelled_lot_gets_predictions_without_metrics(run, demo, tmp_path):
     assert (predicted["predicted"].values == predict(loaded, demo)["predicted"].values[:20]).all()
     with pytest.raises(DataError, match="no labels"):
         evaluate_run(loaded, lot)
+
+
+def test_predict_reuses_given_embeddings(run, demo):
+    loaded = load_run(run[1])
+    emb = embed_dataset(loaded, demo)
+    pd.testing.assert_frame_equal(predict(loaded, demo, embeddings=emb), predict(loaded, demo))

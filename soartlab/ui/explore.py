@@ -49,7 +49,8 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
 
     def compute() -> HeldOutView:
         test = held_out_split(split_run, data.dataset)
-        y_true, y_pred, metrics = table_metrics(run, predict(run, test))
+        embeddings = embed_dataset(run, test)
+        y_true, y_pred, metrics = table_metrics(run, predict(run, test, embeddings=embeddings))
         X, _ = to_arrays(test)
         shape = tuple(run.input_shape)
         images = X.reshape((len(X),) + shape) if len(shape) == 2 else None
@@ -58,7 +59,7 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
             run.good_index,
             y_true,
             y_pred,
-            embed_dataset(run, test),
+            embeddings,
             images,
             metrics,
         )
