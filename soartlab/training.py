@@ -137,10 +137,10 @@ def evaluation_distance(loss: str, p_v: float = 4.0, p_m: float = 1.0):
 
 
 def distance_spec(loss: str, p_v: float, p_m: float) -> dict:
-    """JSON form of `evaluation_distance`, stored in run metadata."""
-    if loss == "soart3":
-        return {"name": "soart3", "p_v": p_v, "p_m": p_m}
-    return {"name": "euclidean"}
+    """JSON form of `evaluation_distance`, stored in run metadata:
+    `get_distance(**spec)` rebuilds exactly it (the transform included, i.e. none)."""
+    distance = evaluation_distance(loss, p_v, p_m)
+    return {"name": distance.name, **distance.params()}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -135,3 +135,16 @@ def test_predict_reuses_given_embeddings(run, demo):
     loaded = load_run(run[1])
     emb = embed_dataset(loaded, demo)
     pd.testing.assert_frame_equal(predict(loaded, demo, embeddings=emb), predict(loaded, demo))
+
+
+def test_saved_run_reproduces_held_out_metrics_exactly(run, demo):
+    from soartlab.data import split
+
+    _, run_dir, result = run
+    loaded = load_run(run_dir)
+    # the distance used after loading is the one training evaluated with: untransformed
+    assert loaded.distance.params() == {"p_v": 4.0, "p_m": 1.0, "eps": 1e-4, "transform": None}
+    _, test = split(demo, test_size=CONFIG.test_size, seed=CONFIG.seed)
+    metrics = evaluate_run(loaded, test)
+    assert metrics["accuracy"] == result.metrics["accuracy"]
+    assert metrics["confusion"] == result.metrics["confusion"]
