@@ -110,16 +110,18 @@ else:
     if other_info is not None:
         with guard:
             other = explore.load_other_run(other_info.path)
-            other_view = explore.held_out_view(other, data, test_split_of=run)
+            pair = (run, other)
+            views = [explore.held_out_view(shown, data, split_runs=pair) for shown in pair]
             a, b = st.columns(2)
-            for column, shown_run, shown in ((a, run, view), (b, other, other_view)):
+            for column, shown_run, shown in ((a, run, views[0]), (b, other, views[1])):
                 with column:
-                    loss = shown_run.metadata.get("config", {}).get("loss", "?")
+                    loss = shown_run.record.config.loss
                     st.markdown(f"**{run_title(shown_run)}** · {loss}")
                     explore.rates_row(shown.metrics)
                     figure = confusion_heatmap(shown.metrics["confusion"], shown.label_names)
                     figure.update_layout(height=380, margin={"t": 20})
                     st.plotly_chart(figure, key=f"compare_{column is a}", width="stretch")
             st.caption(
-                "Both runs are scored on the same held-out samples (the split of the current run)."
+                f"Both runs are scored on the same {len(views[0].y_true):,} samples: those "
+                "that both held out from training."
             )

@@ -10,7 +10,9 @@ store = state.run_store()
 st.caption(f"Saved under {store.home}. A refresh or a closed tab loses nothing.")
 guard = EngineErrors()
 
-infos = store.list()
+infos, unreadable = store.scan()
+for problem in unreadable:
+    st.warning(f"Skipped a run folder that cannot be read: {problem}")
 notice = st.session_state.pop("runs_notice", None)
 if notice:
     st.success(notice)
@@ -36,9 +38,9 @@ chosen = by_id[run_id]
 actions = st.columns(3)
 with actions[0]:
     st.markdown("**Open**")
-    if st.button("Make it the current model", key="runs_open", disabled=chosen.status == "created"):
+    if st.button("Make it the current model", key="runs_open"):
         with guard:
-            state.set_current_run(store.open(run_id))
+            state.set_current_run(store.open(run_id).path)
             state.current_run()  # loads now, so a broken run shows its error here
             st.session_state["runs_notice"] = f"Opened {runs_view.describe(chosen)}."
             st.rerun()
@@ -66,10 +68,7 @@ with actions[2]:
             st.session_state["runs_notice"] = f"Deleted {run_id}."
             st.rerun()
 
-if chosen.status != "created" and (chosen.path / "model.pth").exists():
-    train_view.downloads(chosen.path)
-else:
-    st.caption("This run has not finished training yet: nothing to open or download.")
+train_view.downloads(chosen.path)
 
 st.subheader("Compare")
 compared = st.multiselect(

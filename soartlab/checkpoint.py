@@ -1,17 +1,18 @@
 """Save and load trained models safely.
 
-A checkpoint is the `SiameseNet` state_dict in two files:
+A checkpoint is the `SiameseNet` state_dict in two forms (`checkpoint_bytes`):
 
-- ``model.pth``: the plain state_dict through ``torch.save``, so the seed's own
+- ``.pth``: the plain state_dict through ``torch.save``, so the article's own
   ``model.load_state_dict(torch.load(path))`` works on it;
-- ``model.safetensors``: the same tensors, with the metadata (model config, label names,
-  normalisation, transform, ...) as JSON under the header key ``"soartlab"``.
+- ``.safetensors``: the same tensors, with the metadata (the run record: model config,
+  label names, normalisation, transform, ...) as JSON under the header key ``"soartlab"``.
+
+A loaded model carries its input normalisation (from the metadata), so it embeds raw
+samples. Which files a run folder holds is `soartlab.runs`' business.
 
 Loading never unpickles arbitrary objects (``weights_only=True``, passed explicitly so
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and checks everything — file
 size, format, config, tensor names, shapes, dtypes, finiteness — before a model is built.
-Writes go to a temporary file in the same folder and are moved into place with
-``os.replace``, so a crash mid-write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,13 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
 
-from soartlab.errors import CheckpointError
+from soartlab.data import Normalization
+from soartlab.errors import CheckpointError, DataError
+from soartlab.files import parse_json_object
 from soartlab.models import ModelConfig, SiameseNet, build_model
+from soartlab.runs import Run
 
 MAX_CHECKPOINT_BYTES = 2 * 1024**3  # 2 GiB: far above any model this app trains
-MAX_RUN_JSON_BYTES = 16 * 1024**2
-PTH_NAME = "model.pth"
-SAFETENSORS_NAME = "model.safetensors"
-RUN_JSON_NAME = "run.json"
 METADATA_KEY = "soartlab"  # safetensors header key holding the metadata JSON
 PTH_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -52,81 +51,36 @@ EXPORT_HINT = (
 )
 
 
-# --- atomic writes -----------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never
-    a half-written one: temp file in the same folder, flush + fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave a stray temp file behind.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """`atomic_write_bytes` of ``obj`` as indented UTF-8 JSON."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
-    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # --- saving ------------------------------------------------------------------------------
 
 
-def save_checkpoint(
-    run_dir: str | os.PathLike[str], model: SiameseNet, metadata: Mapping[str, Any]
-) -> dict[str, Path]:
-    """Write ``run_dir/model.pth`` and ``run_dir/model.safetensors``; return their paths
-    under the keys ``"pth"`` and ``"safetensors"``.
+def checkpoint_bytes(model: SiameseNet, metadata: Mapping[str, Any]) -> dict[str, bytes]:
+    """The model's state_dict as ``{"pth": bytes, "safetensors": bytes}``.
 
     ``metadata`` must be JSON-serialisable; its ``"model"`` entry is set from the model's
     own `ModelConfig`, so the file always describes the weights it holds.
     """
     if not isinstance(model, SiameseNet):
-        raise TypeError(f"save_checkpoint expects a SiameseNet; got {type(model).__name__}.")
-    run_dir = Path(run_dir)
+        raise TypeError(f"checkpoint_bytes expects a SiameseNet; got {type(model).__name__}.")
     metadata = dict(metadata)
     metadata["model"] = model.config.to_dict()
     header = {METADATA_KEY: json.dumps(metadata, ensure_ascii=False)}
-
-    # Plain CPU tensors only, so weights_only loading (and the seed's torch.load) works.
+    # Plain CPU tensors only, so weights_only loading (and the article's torch.load) works.
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    paths = {
-        "safetensors": atomic_write_bytes(
-            run_dir / SAFETENSORS_NAME, safetensors.torch.save(state, metadata=header)
-        ),
-        "pth": atomic_write_bytes(run_dir / PTH_NAME, buffer.getvalue()),
+    return {
+        "pth": buffer.getvalue(),
+        "safetensors": safetensors.torch.save(state, metadata=header),
     }
-    return {"pth": paths["pth"], "safetensors": paths["safetensors"]}
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike[str], model: SiameseNet, metadata: Mapping[str, Any]
+) -> dict[str, Path]:
+    """Write the model's weights into the run folder ``run_dir`` (see `soartlab.runs.Run`);
+    return their paths under the keys ``"pth"`` and ``"safetensors"``."""
+    return Run(run_dir).write_weights(checkpoint_bytes(model, metadata))
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -138,7 +92,8 @@ def load_checkpoint(
     """Load a checkpoint into a new `SiameseNet` (eval mode, CPU) and return its metadata.
 
     ``.safetensors``: metadata from the file's header. ``.pth``/``.pt``: metadata from
-    ``run.json`` in the same folder. A ``metadata`` argument replaces either. Its
+    the record of the run folder it lies in, if any. A ``metadata`` argument replaces
+    either. Its ``"normalization"`` entry, when present, is set on the model. Its
     ``"model"`` entry is the `ModelConfig`; without one the config is inferred from the
     weight shapes (input shape then ``(in_features,)``, or ``metadata["input_shape"]``).
     Anything unsafe or unusable raises `CheckpointError`; nothing is built before every
@@ -151,8 +106,8 @@ def load_checkpoint(
         state, stored = _read_safetensors(path)
     elif suffix in PTH_SUFFIXES:
         state = _read_pth(path)
-        run_json = path.parent / RUN_JSON_NAME
-        stored = read_json_object(run_json) if metadata is None and run_json.is_file() else {}
+        folder = Run(path.parent)
+        stored = folder.read_json() if metadata is None and folder.record_path.is_file() else {}
     else:
         raise CheckpointError(
             f"'{path.name}' is not a checkpoint file: expected a name ending in "
@@ -168,7 +123,8 @@ def load_checkpoint(
     config = _config_for(meta, state, path)
     _check_tensors(state, config, path)
 
-    model = build_model(config)
+    normalization = _normalization_for(meta, config, path)
+    model = build_model(config, normalization)
     model.load_state_dict(state, strict=True)
     model.eval()
     meta = dict(meta)
@@ -242,29 +198,27 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 
     meta: dict[str, Any] = {}
     if METADATA_KEY in header:
-        try:
-            meta = json.loads(header[METADATA_KEY])
-        except json.JSONDecodeError:
-            raise CheckpointError(
-                f"Checkpoint '{path.name}': the '{METADATA_KEY}' metadata in its header is "
-                f"not valid JSON."
-            ) from None
+        meta = parse_json_object(
+            header[METADATA_KEY], f"the '{METADATA_KEY}' metadata in {path.name}"
+        )
     return state, meta
 
 
-def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in a ``run.json`` file; `CheckpointError` if it is larger than
-    ``MAX_RUN_JSON_BYTES``, not UTF-8 JSON, or not an object."""
-    path = Path(path)
-    if path.stat().st_size > MAX_RUN_JSON_BYTES:
-        raise CheckpointError(f"'{path}' is larger than {MAX_RUN_JSON_BYTES // 1024**2} MiB.")
+def _normalization_for(
+    meta: Mapping[str, Any], config: ModelConfig, path: Path
+) -> Normalization | None:
+    if "normalization" not in meta:
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid UTF-8 JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"'{path}' must hold a JSON object; got {type(data).__name__}.")
-    return data
+        normalization = Normalization.from_dict(meta["normalization"])
+    except DataError as exc:
+        raise CheckpointError(f"Checkpoint '{path.name}': {exc}") from None
+    if normalization.per_feature and len(normalization.mean) != config.in_features:
+        raise CheckpointError(
+            f"Checkpoint '{path.name}': its normalisation has {len(normalization.mean)} "
+            f"features; the model has {config.in_features} inputs."
+        )
+    return normalization
 
 
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Command line: `python -m soartlab demo|train|evaluate|predict`.
 
-Bad input ends with exit status 2 and one line on stderr; no traceback.
+Bad input ends with exit status 2 and one line on stderr; no traceback. A training that
+did not run to its last epoch (stopped, NaN loss) is saved as such and exits with 1.
 
 `train` also runs under torchrun (`torchrun --nproc_per_node=N -m soartlab train ...`):
 every worker trains its share, rank 0 alone prints progress and writes the run folder.
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from soartlab.errors import SoartLabError
 
+EXIT_NOT_FINISHED = 1  # training stopped before its last epoch (stopped, NaN loss)
 EXIT_BAD_INPUT = 2
-STATE_FILE = "train_state.pt"  # per-epoch training state in the run folder, for --resume
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         choices=["auto", "never"],
         default="never",
-        help=f"auto: continue from OUT/{STATE_FILE} when it exists (the state is saved "
+        help="auto: continue from the training state in OUT when it exists (it is saved "
         "after every epoch), e.g. after torchrun restarted a failed worker",
     )
     train.add_argument(
@@ -114,7 +115,7 @@ class _ProgressPrinter:
                 f"escape {r['escape_rate']:.3f}, overkill {r['overkill_rate']:.3f} ({r['seconds']:.1f} s)",
                 file=sys.stderr,
             )
-        elif p.kind in ("stopped", "nan"):
+        elif p.kind == "end" and p.outcome.value != "finished":
             print(f"training stopped: {p.message}", file=sys.stderr)
         elif p.kind == "resumed":
             print(p.message, file=sys.stderr)
@@ -143,11 +144,13 @@ def _cmd_train(args) -> int:
 
 def _train(args, context) -> int:
     """Train and, on rank 0 (or alone), write the run folder. context: the process group
-    when started by torchrun, else None."""
+    when started by torchrun, else None. Exit status 0 only for a run trained to the end."""
     from soartlab.data import load_dataset
-    from soartlab.training import TrainConfig, Trainer
+    from soartlab.prepare import prepare
+    from soartlab.runs import Run
+    from soartlab.training import Outcome, TrainConfig, Trainer, TrainingState, initial_model
     from soartlab.transform import GammaTransform
-    from soartlab.workflow import save_result
+    from soartlab.workflow import build_record, save_run
 
     config = TrainConfig(
         loss=args.loss,
@@ -163,32 +166,48 @@ def _train(args, context) -> int:
         good_class=args.good_class,
     )
     config.validate()
+    if args.out.exists() and not args.out.is_dir():
+        raise SoartLabError(f"--out {args.out} is a file; give a folder for the run.")
+    run = Run(args.out)
     dataset = load_dataset(args.data, input_shape=args.input_shape)
+    data = prepare(dataset, config.test_size, config.seed, config.good_class)
     main = context is None or context.is_main
-    if main and context is not None:
-        for warning in context.warnings:
+    if main:
+        args.out.mkdir(parents=True, exist_ok=True)  # before training: a bad folder fails now
+        for warning in (*(context.warnings if context else ()), *data.warnings):
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
-    started = time.process_time()
-    wall = time.perf_counter()
+        if context is not None:
+            print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
+    state = TrainingState(run.state_path, config, data.fingerprint)
+    started, wall = time.process_time(), time.perf_counter()
     trainer = Trainer(config, callback=None if args.quiet else _ProgressPrinter())
     result = trainer.fit(
-        dataset, state_path=args.out / STATE_FILE, resume_state=args.resume == "auto"
+        initial_model(config, data),
+        data,
+        resume=state.load() if args.resume == "auto" else None,
+        on_epoch_end=state.save,
     )
+    finished = result.outcome is Outcome.FINISHED
     if not main:
-        return 0  # rank 0 writes the run folder; the Trainer ended with a barrier
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    result.metadata["cpu_seconds"] = time.process_time() - started
-    result.metadata["wall_seconds"] = time.perf_counter() - wall
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_result(args.out, result, label=args.label)
+        return 0 if finished else EXIT_NOT_FINISHED  # rank 0 writes the run folder
+    record = build_record(
+        config,
+        data,
+        result,
+        label=args.label,
+        cpu_seconds=time.process_time() - started,
+        wall_seconds=time.perf_counter() - wall,
+    )
+    save_run(run, record, result)
     m = result.metrics
     print(
-        f"wrote {args.out}/model.pth: held-out accuracy {m['accuracy']:.4f}, "
+        f"wrote {run.path} ({result.outcome.value}): held-out accuracy {m['accuracy']:.4f}, "
         f"escape {m['escape_rate']:.4f}, overkill {m['overkill_rate']:.4f}",
         file=sys.stderr,
     )
+    if not finished:
+        print(f"error: training did not finish: {result.stop_reason}", file=sys.stderr)
+        return EXIT_NOT_FINISHED
     return 0
 
 

@@ -381,10 +381,38 @@ def check_trainable(ds: Dataset) -> list[str]:
     return warnings
 
 
-def split(ds: Dataset, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Stratified (train, test) split; each class keeps its share in both parts."""
-    if not 0.0 < float(test_size) < 1.0:
+def split_indices(
+    labels: np.ndarray, test_size: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train rows, test rows), each sorted int64: every class keeps its share
+    in both parts. ``labels``: (N,) class ids. The one place a held-out split is drawn."""
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(test_size, bool) or not 0.0 < float(test_size) < 1.0:
         raise DataError(f"test_size must be between 0 and 1; got {test_size!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise DataError(f"The split's seed must be an integer from 0 to 2**32 - 1; got {seed!r}.")
+    labels = np.asarray(labels, dtype=np.int64)
+    present, counts = np.unique(labels, return_counts=True)
+    if (counts < 2).any():
+        raise DataError(
+            f"Cannot split stratified: class id(s) {present[counts < 2].tolist()} have fewer "
+            "than 2 samples."
+        )
+    n_test = math.ceil(float(test_size) * len(labels))
+    if not len(present) <= n_test <= len(labels) - len(present):
+        raise DataError(
+            f"Cannot split {len(labels)} samples of {len(present)} classes stratified with "
+            f"test_size={test_size}: each part needs at least one sample per class."
+        )
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=n_test, stratify=labels, random_state=int(seed)
+    )
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def split(ds: Dataset, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Stratified (train, test) datasets; the rows of `split_indices`."""
     names = label_names(ds)
     counts = class_counts(ds)
     small = [f"{names[i]!r} ({counts[i]})" for i in np.flatnonzero((counts > 0) & (counts < 2))]
@@ -392,17 +420,9 @@ def split(ds: Dataset, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, 
         raise DataError(
             f"Cannot split stratified: class {', '.join(small)} has fewer than 2 samples."
         )
-    try:
-        parts = ds.train_test_split(
-            test_size=float(test_size), seed=int(seed), stratify_by_column="label"
-        )
-    except ValueError as exc:
-        n_classes = int((counts > 0).sum())
-        raise DataError(
-            f"Cannot split {len(ds)} samples of {n_classes} classes stratified with "
-            f"test_size={test_size}: {exc} Each part needs at least one sample per class."
-        ) from None
-    return parts["train"], parts["test"]
+    labels = ds.with_format("arrow", columns=["label"])[:].column("label").to_numpy()
+    train, test = split_indices(labels, test_size=test_size, seed=seed)
+    return ds.select(train), ds.select(test)
 
 
 # --- normalisation --------------------------------------------------------------------------

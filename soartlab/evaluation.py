@@ -31,9 +31,8 @@ def embed(
     net.eval()
     out = []
     for start in range(0, len(X), batch_size):
-        batch = torch.as_tensor(
-            np.ascontiguousarray(X[start : start + batch_size]), dtype=torch.float32
-        )
+        # a copy: the rows may be a read-only view of an Arrow table
+        batch = torch.tensor(X[start : start + batch_size], dtype=torch.float32)
         out.append(get_embedding(batch.to(device)).float().cpu().numpy())
     net.train(was_training)
     if not out:

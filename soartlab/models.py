@@ -1,8 +1,14 @@
 """The seed's Siamese embedding network, with its sizes taken from a config.
 
 The layer attribute names (``linear1``, ``linear2``, ``linear3``, ``final``, ``relu``) and
-the ``embedding_net`` wrapper are the seed's, so a state_dict saved here loads with
-``load_state_dict(torch.load(path))`` into the seed's own classes and the other way round.
+the ``embedding_net`` wrapper are the article's, so a state_dict saved here loads with
+``load_state_dict(torch.load(path))`` into the article's own classes and the other way round.
+
+The input normalisation travels with the network (as a preprocessor travels with its
+model): training, embedding and prediction all feed raw samples, and the network
+normalises them first. Its mean and std are non-persistent buffers, so they move with
+``.to(device)`` but stay out of the state_dict, which remains exactly the article's; they
+are saved in the run record instead.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from soartlab.data import Normalization
 from soartlab.errors import CheckpointError, DataError
 
 # Bounds that refuse absurd configs (from a user or a checkpoint) before any memory is
@@ -131,7 +138,9 @@ class EmbeddingNet(nn.Module):
     Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (seed: 1404→512→256→256→128).
     """
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, normalization: Normalization | None = None
+    ) -> None:
         super().__init__()
         self.config = config if config is not None else ModelConfig()
         self.config.validate()
@@ -141,13 +150,38 @@ class EmbeddingNet(nn.Module):
         self.linear3 = nn.Linear(h2, h3)
         self.final = nn.Linear(h3, emb)
         self.relu = nn.ReLU()
+        # () for one global mean/std (images), (in_features,) per feature (tables)
+        self.register_buffer("input_mean", torch.zeros(()), persistent=False)
+        self.register_buffer("input_std", torch.ones(()), persistent=False)
+        self.normalization = normalization or Normalization(mean=0.0, std=1.0)
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input normalisation applied before ``linear1``."""
+        mean, std = self.input_mean.cpu(), self.input_std.cpu()
+        if mean.ndim == 0:
+            return Normalization(mean=float(mean), std=float(std))
+        return Normalization(mean=mean.tolist(), std=std.tolist())
+
+    @normalization.setter
+    def normalization(self, value: Normalization) -> None:
+        mean = torch.as_tensor(value.mean, dtype=torch.float32)
+        std = torch.as_tensor(value.std, dtype=torch.float32)
+        if mean.ndim == 1 and mean.numel() != self.config.in_features:
+            raise DataError(
+                f"The normalisation has {mean.numel()} features; the model expects "
+                f"{self.config.in_features}."
+            )
+        device = self.input_mean.device
+        self.input_mean = mean.to(device)
+        self.input_std = std.to(device)
 
     @property
     def in_features(self) -> int:
         return self.config.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Any tensor whose size is a multiple of ``in_features`` → ``(N, e)``."""
+        """Any tensor of raw samples whose size is a multiple of ``in_features`` → ``(N, e)``."""
         n_in = self.config.in_features
         if x.numel() % n_in != 0:
             raise DataError(
@@ -156,7 +190,7 @@ class EmbeddingNet(nn.Module):
                 f"{self.config.input_shape}."
             )
         # reshape, not view: slices and transposed batches are not contiguous.
-        x = x.reshape(-1, n_in)
+        x = (x.reshape(-1, n_in) - self.input_mean) / self.input_std
         x = self.relu(self.linear1(x))
         x = self.relu(self.linear2(x))
         x = self.relu(self.linear3(x))
@@ -177,6 +211,14 @@ class SiameseNet(nn.Module):
     def config(self) -> ModelConfig:
         return self.embedding_net.config
 
+    @property
+    def normalization(self) -> Normalization:
+        return self.embedding_net.normalization
+
+    @normalization.setter
+    def normalization(self, value: Normalization) -> None:
+        self.embedding_net.normalization = value
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.embedding_net(x1), self.embedding_net(x2)
 
@@ -184,9 +226,11 @@ class SiameseNet(nn.Module):
         return self.embedding_net(x)
 
 
-def build_model(config: ModelConfig | None = None) -> SiameseNet:
-    """A freshly initialised `SiameseNet` of the given sizes (seed sizes by default)."""
-    return SiameseNet(EmbeddingNet(config if config is not None else ModelConfig()))
+def build_model(
+    config: ModelConfig | None = None, normalization: Normalization | None = None
+) -> SiameseNet:
+    """A freshly initialised `SiameseNet` of the given sizes (the article's by default)."""
+    return SiameseNet(EmbeddingNet(config, normalization))
 
 
 __all__ = [

@@ -1,41 +1,45 @@
-"""Training runs on disk: one folder per run under a home folder, described by run.json.
+"""Run folders: the one module that knows which files a run folder holds.
 
-Folder names are run ids made here (``YYYYmmdd-HHMMSS-<6 hex>``), never anything a user
-typed: a label such as ``"../../etc"`` is stored in run.json and shown, nothing more.
+A run folder holds the weights twice (``model.pth``, the plain state_dict the article's
+classes load, and ``model.safetensors``), the reference embeddings of the training split,
+the run record (``run.json``, see `soartlab.record`) and, while training from the command
+line, a per-epoch training state for ``--resume``. `Run` owns these files: nothing else
+names a file inside a run folder. `RunStore` keeps run folders under a home folder.
+
+Folder names in a store are run ids made here (``YYYYmmdd-HHMMSS-<6 hex>``), never anything
+a user typed: a label such as ``"../../etc"`` is stored in the record and shown, nothing more.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass, field
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from soartlab.checkpoint import atomic_write_json, read_json_object
 from soartlab.errors import CheckpointError
+from soartlab.files import atomic_write_bytes, atomic_write_json, read_json_object
+from soartlab.record import RunRecord
 
 RUN_JSON = "run.json"
+PTH_FILE = "model.pth"
+SAFETENSORS_FILE = "model.safetensors"
+REFERENCES_FILE = "references.safetensors"
+STATE_FILE = "train_state.pt"
+# What a downloaded bundle holds: everything needed to predict, nothing to resume.
+BUNDLE_FILES = (SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON)
+
 RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # always used with fullmatch
 MAX_LABEL_CHARS = 100
 DEFAULT_HOME = Path("~/.soartlab/runs")
 HOME_ENV = "SOARTLAB_HOME"
-
-
-@dataclass
-class RunInfo:
-    """One run as listed: what run.json says, plus where the folder is."""
-
-    run_id: str  # folder name, YYYYmmdd-HHMMSS-<6 hex>
-    label: str  # free text from the user, display only
-    created: str  # ISO 8601 local time with offset
-    path: Path  # the run folder
-    loss: str | None = None  # training loss name ("soart3", "euclidean"), once trained
-    metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics, once trained
-    status: str = "created"  # "created", then whatever the trainer sets ("finished", ...)
 
 
 def clean_label(label: Any) -> str:
@@ -45,17 +49,158 @@ def clean_label(label: Any) -> str:
     return " ".join(text.split())[:MAX_LABEL_CHARS]
 
 
-def write_run_json(run_dir: str | os.PathLike[str], data: dict[str, Any]) -> Path:
-    """Atomically (re)write ``run_dir/run.json``."""
-    return atomic_write_json(Path(run_dir) / RUN_JSON, data)
+class Run:
+    """One run folder and its files."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / RUN_JSON
+
+    @property
+    def pth_path(self) -> Path:
+        """The plain state_dict, for downloads and the article's own classes."""
+        return self.path / PTH_FILE
+
+    @property
+    def weights_path(self) -> Path:
+        """The weights to load: safetensors when present (it carries the record too)."""
+        safetensors = self.path / SAFETENSORS_FILE
+        return safetensors if safetensors.is_file() else self.pth_path
+
+    @property
+    def references_path(self) -> Path:
+        return self.path / REFERENCES_FILE
+
+    @property
+    def state_path(self) -> Path:
+        """The per-epoch training state that ``--resume auto`` continues from."""
+        return self.path / STATE_FILE
+
+    def is_trained(self) -> bool:
+        return self.record_path.is_file() and self.weights_path.is_file()
+
+    def read_json(self) -> dict[str, Any]:
+        """The record as stored (unvalidated); `CheckpointError` if missing or not JSON."""
+        if not self.record_path.exists():
+            raise CheckpointError(
+                f"'{self.record_path}' does not exist: not a SOART Lab run folder."
+            )
+        return read_json_object(self.record_path)
+
+    def read_record(self) -> RunRecord:
+        return RunRecord.from_dict(self.read_json(), source=str(self.record_path))
+
+    def write_record(self, record: RunRecord) -> None:
+        atomic_write_json(self.record_path, record.to_dict())
+
+    def write_weights(self, weights: dict[str, bytes]) -> dict[str, Path]:
+        """Write `checkpoint.checkpoint_bytes` output (keys ``"pth"``, ``"safetensors"``);
+        returns the two paths under the same keys."""
+        return {
+            "safetensors": atomic_write_bytes(self.path / SAFETENSORS_FILE, weights["safetensors"]),
+            "pth": atomic_write_bytes(self.pth_path, weights["pth"]),
+        }
+
+    def write(
+        self,
+        record: RunRecord,
+        weights: Callable[[RunRecord], dict[str, bytes]],
+        references: bytes,
+    ) -> RunRecord:
+        """Write a trained run: the weights (``weights(record)``, e.g. from
+        `checkpoint.checkpoint_bytes`, with the record in the safetensors header), the
+        reference embeddings, then the record last, so that a folder with a record has
+        the weights it describes. Returns the record as written (run id, creation time
+        and a clean label filled in)."""
+        record = replace(
+            record,
+            run_id=self.run_id,
+            created=record.created or datetime.now().astimezone().isoformat(timespec="seconds"),
+            label=clean_label(record.label),
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_weights(weights(record))
+        atomic_write_bytes(self.references_path, references)
+        self.write_record(record)
+        return record
+
+    def read_references(self) -> bytes | None:
+        if not self.references_path.is_file():
+            return None
+        return self.references_path.read_bytes()
+
+    def bundle(self) -> bytes:
+        """A zip of the files needed to predict elsewhere (`BUNDLE_FILES`)."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in BUNDLE_FILES:
+                if (self.path / name).is_file():
+                    archive.write(self.path / name, arcname=name)
+        return buffer.getvalue()
 
 
-def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in ``run_dir/run.json``; `CheckpointError` if missing or invalid."""
-    path = Path(run_dir) / RUN_JSON
-    if not path.exists():
-        raise CheckpointError(f"'{path}' does not exist: not a SOART Lab run folder.")
-    return read_json_object(path)
+def read_bundle(path: Path, max_bytes: int) -> dict[str, bytes]:
+    """The files of a bundle made by `Run.bundle`, by name; `CheckpointError` when it is
+    not a zip, lacks the weights or the record, or unpacks to more than ``max_bytes``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            missing = [name for name in (SAFETENSORS_FILE, RUN_JSON) if name not in infos]
+            if missing:
+                raise CheckpointError(
+                    f"{path.name} is not a SOART Lab bundle: {', '.join(missing)} missing "
+                    f"(expected {', '.join(BUNDLE_FILES)})."
+                )
+            total = sum(infos[n].file_size for n in BUNDLE_FILES if n in infos)
+            if total > max_bytes:
+                raise CheckpointError(f"{path.name} declares {total} bytes uncompressed; refused.")
+            return {n: archive.read(n) for n in BUNDLE_FILES if n in infos}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"{path.name} is not a valid zip: {exc}") from exc
+
+
+@dataclass
+class RunInfo:
+    """One run as listed: the parts of its record a list shows, and its folder."""
+
+    run_id: str  # folder name, YYYYmmdd-HHMMSS-<6 hex>
+    label: str  # free text from the user, display only
+    created: str  # ISO 8601 local time with offset
+    path: Path  # the run folder
+    loss: str  # training loss name ("soart3", "euclidean")
+    status: str  # how training ended: "finished", "stopped", ...
+    metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics
+    history: tuple[dict[str, Any], ...] = ()  # per-epoch rows
+
+    @classmethod
+    def of(cls, run: Run) -> RunInfo:
+        record = run.read_record()
+        return cls(
+            run_id=run.run_id,
+            label=clean_label(record.label),
+            created=record.created,
+            path=run.path,
+            loss=record.config.loss,
+            status=record.status.value,
+            metrics=record.metrics,
+            history=record.history,
+        )
 
 
 class RunStore:
@@ -70,48 +215,46 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.home)!r})"
 
-    def new_run(self, label: str = "") -> Path:
-        """Create an empty run folder with a fresh id and its run.json; return the folder."""
+    def new_run(self) -> Run:
+        """A new, empty run folder with a fresh id (written by `Run.write`)."""
         self.home.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
-            now = datetime.now().astimezone()
-            run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-            run_dir = self.home / run_id
+            run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
             try:
-                run_dir.mkdir()
+                (self.home / run_id).mkdir()
             except FileExistsError:
                 continue
-            write_run_json(
-                run_dir,
-                {
-                    "run_id": run_id,
-                    "label": clean_label(label),
-                    "created": now.isoformat(timespec="seconds"),
-                    "status": "created",
-                },
-            )
-            return run_dir
+            return Run(self.home / run_id)
         raise CheckpointError(f"Could not make a new run id under '{self.home}'.")
 
-    def list(self) -> list[RunInfo]:
-        """Every run with a readable run.json, newest first; other folders are skipped."""
+    def scan(self) -> tuple[list[RunInfo], list[str]]:
+        """Every trained run, newest first, and one line per run folder that could not be
+        read (which folder, why). Folders without a record (being written) are skipped;
+        a record that is not a regular file is never opened."""
         if not self.home.is_dir():
-            return []
-        infos = []
+            return [], []
+        infos, problems = [], []
         for entry in self.home.iterdir():
             if not RUN_ID_RE.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
                 continue
-            try:
-                infos.append(self._info(entry))
-            except CheckpointError:
+            run = Run(entry)
+            if not os.path.lexists(run.record_path):
                 continue
-        return sorted(infos, key=lambda info: (_sort_time(info.created), info.run_id), reverse=True)
+            try:
+                infos.append(RunInfo.of(run))
+            except CheckpointError as exc:
+                problems.append(f"{entry.name}: {exc}")
+        infos.sort(key=lambda info: (_sort_time(info.created), info.run_id), reverse=True)
+        return infos, sorted(problems)
+
+    def list(self) -> list[RunInfo]:
+        return self.scan()[0]
 
     def info(self, run_id: str) -> RunInfo:
-        return self._info(self.open(run_id))
+        return RunInfo.of(self.open(run_id))
 
-    def open(self, run_id: str) -> Path:
-        """The folder of run ``run_id``; `CheckpointError` for a malformed or unknown id."""
+    def open(self, run_id: str) -> Run:
+        """Run ``run_id``; `CheckpointError` for a malformed or unknown id."""
         if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
             raise CheckpointError(
                 f"Run id {run_id!r} is not valid; expected the form YYYYmmdd-HHMMSS-xxxxxx "
@@ -122,35 +265,17 @@ class RunStore:
             raise CheckpointError(f"No run '{run_id}' in '{self.home}'.")
         if run_dir.resolve().parent != self.home.resolve():
             raise CheckpointError(f"Run '{run_id}' is not inside '{self.home}'.")
-        return run_dir
+        return Run(run_dir)
 
     def rename(self, run_id: str, label: str) -> RunInfo:
-        """Change the run's label (only the label, only in run.json)."""
-        run_dir = self.open(run_id)
-        data = read_run_json(run_dir)
-        data["label"] = clean_label(label)
-        write_run_json(run_dir, data)
-        return self._info(run_dir)
+        """Change the run's label (only the label, only in its record)."""
+        run = self.open(run_id)
+        run.write_record(run.read_record().with_label(clean_label(label)))
+        return RunInfo.of(run)
 
     def delete(self, run_id: str) -> None:
         """Remove the run's folder and everything in it."""
-        run_dir = self.open(run_id)
-        shutil.rmtree(run_dir)
-
-    def _info(self, run_dir: Path) -> RunInfo:
-        data = read_run_json(run_dir)
-        config = data.get("config") if isinstance(data.get("config"), dict) else {}
-        loss = data.get("loss", config.get("loss"))
-        metrics = data.get("metrics")
-        return RunInfo(
-            run_id=run_dir.name,
-            label=clean_label(data.get("label", "")),
-            created=str(data.get("created", "")),
-            path=run_dir,
-            loss=loss if isinstance(loss, str) else None,
-            metrics=metrics if isinstance(metrics, dict) else {},
-            status=str(data.get("status", "created")),
-        )
+        shutil.rmtree(self.open(run_id).path)
 
 
 def _sort_time(created: str) -> float:

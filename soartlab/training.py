@@ -1,7 +1,10 @@
 """Contrastive training of the Siamese embedding network.
 
-The loop knows nothing about the UI: it reports through a callback and checks a stop
-flag. It is rank-aware: under `torch.distributed` (see `soartlab.distributed`) each rank
+`Trainer.fit` is a loop over epochs on prepared arrays (`soartlab.prepare`): it knows
+nothing of files, the UI or the run record. It reports through a progress callback,
+checks a stop flag, hands the training state to a callback after every good epoch (see
+`TrainingState`), and returns a `TrainResult` whose `Outcome` says how it ended. It is
+rank-aware: under `torch.distributed` (see `soartlab.distributed`) each rank
 draws its own share of pairs (seeded by seed, epoch and rank) and `batch_size // world`
 pairs per step, so one optimiser step still sees `batch_size` pairs; gradients are
 averaged by DistributedDataParallel, and the loss, stop flag and NaN flag are reduced
@@ -12,6 +15,7 @@ on resume it reads the state and sends it to the other ranks.
 from __future__ import annotations
 
 import copy
+import enum
 import io
 import json
 import math
@@ -28,14 +32,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from soartlab import data as D
 from soartlab import distributed
-from soartlab.checkpoint import atomic_write_bytes
+from soartlab.data import Normalization, sample_pairs
 from soartlab.distances import EuclideanDistance, SOART3Distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
+from soartlab.files import atomic_write_bytes
 from soartlab.losses import ContrastiveLoss
 from soartlab.models import ModelConfig, SiameseNet, build_model
+from soartlab.prepare import PreparedData, prepare
 from soartlab.transform import GammaTransform
 
 LOSSES = ("soart3", "euclidean")
@@ -121,26 +126,21 @@ class TrainConfig:
         return cls(**values)
 
 
-def training_distance(config: TrainConfig):
-    """The distance the loss uses."""
+def _loss_and_distance(config: TrainConfig) -> tuple[ContrastiveLoss, Any]:
+    """The loss to train with, and the distance held-out parts are classified by: the
+    loss's distance without the transform, whose floor would only create ties."""
     if config.loss == "soart3":
-        return SOART3Distance(transform=config.transform, p_v=config.p_v, p_m=config.p_m)
-    return EuclideanDistance()
+        loss = ContrastiveLoss(
+            SOART3Distance(transform=config.transform, p_v=config.p_v, p_m=config.p_m),
+            margin=config.margin,
+        )
+        return loss, SOART3Distance(transform=None, p_v=config.p_v, p_m=config.p_m)
+    return ContrastiveLoss(EuclideanDistance(), margin=config.margin), EuclideanDistance()
 
 
-def evaluation_distance(loss: str, p_v: float = 4.0, p_m: float = 1.0):
-    """The distance for nearest-neighbour classification: the untransformed metric the
-    model was trained with (the floor of the transform would only create ties)."""
-    if loss == "soart3":
-        return SOART3Distance(transform=None, p_v=p_v, p_m=p_m)
-    return EuclideanDistance()
-
-
-def distance_spec(loss: str, p_v: float, p_m: float) -> dict:
-    """JSON form of `evaluation_distance`, stored in run metadata:
-    `get_distance(**spec)` rebuilds exactly it (the transform included, i.e. none)."""
-    distance = evaluation_distance(loss, p_v, p_m)
-    return {"name": distance.name, **distance.params()}
+def evaluation_distance(config: TrainConfig) -> Any:
+    """The distance a run trained with ``config`` classifies by (see `_loss_and_distance`)."""
+    return _loss_and_distance(config)[1]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -151,11 +151,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+class Outcome(enum.Enum):
+    """How a training run ended."""
+
+    FINISHED = "finished"  # every epoch trained
+    STOPPED = "stopped"  # the user stopped it; the weights at that step are kept
+    NAN_LOSS = "nan_loss"  # the loss was not finite; the last good epoch's weights restored
+
+
 @dataclass
 class Progress:
     """One progress event for the callback."""
 
-    kind: str  # "step" | "epoch" | "done" | "stopped" | "nan" | "resumed"
+    kind: str  # "step" | "epoch" | "resumed" | "end"
     epoch: int  # 1-based
     epochs: int
     step: int = 0  # 1-based within the epoch
@@ -163,11 +171,12 @@ class Progress:
     loss: float = float("nan")
     record: dict | None = None  # the epoch's history row, for "epoch"
     message: str = ""
+    outcome: Outcome | None = None  # for "end"
 
     @property
     def fraction(self) -> float:
         """Share of the whole run done, 0..1."""
-        if self.kind == "done":
+        if self.outcome is Outcome.FINISHED:
             return 1.0
         per_epoch = max(self.steps_per_epoch, 1)
         return min(1.0, ((self.epoch - 1) + self.step / per_epoch) / max(self.epochs, 1))
@@ -175,14 +184,52 @@ class Progress:
 
 @dataclass
 class TrainResult:
-    model: SiameseNet
-    history: list[dict]
-    metrics: dict
-    metadata: dict
+    model: SiameseNet  # on the CPU, in eval mode; carries its input normalisation
+    history: list[dict]  # one row per trained epoch
+    metrics: dict  # held-out classification_metrics of the kept weights, plus n_train
     references: tuple[np.ndarray, np.ndarray]  # train-split embeddings (N, e), labels (N,)
-    stopped: bool = False
-    stop_reason: str = ""
-    warnings: list[str] = field(default_factory=list)
+    outcome: Outcome
+    stop_reason: str = ""  # the outcome in words when it is not FINISHED
+    world_size: int = 1
+    backend: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.outcome is not Outcome.FINISHED
+
+
+@dataclass
+class EpochEnd:
+    """What the state callback gets after every good epoch (rank 0 only)."""
+
+    epoch: int
+    model: SiameseNet
+    optimizer: torch.optim.Optimizer
+    history: list[dict]
+
+
+@dataclass
+class Resume:
+    """A training state to continue from: weights and optimiser after ``epoch``."""
+
+    epoch: int
+    history: list[dict]  # one row per epoch trained so far
+    model_state: dict
+    optimizer_state: dict
+
+    def apply(self, model: SiameseNet, optimizer: torch.optim.Optimizer) -> list[dict]:
+        """Load the state into ``model`` and ``optimizer``; the history so far."""
+        if len(self.history) != self.epoch:
+            raise CheckpointError(
+                f"The training state says epoch {self.epoch} but holds {len(self.history)} "
+                "history rows; delete it to start afresh."
+            )
+        try:
+            model.load_state_dict(self.model_state)
+            optimizer.load_state_dict(self.optimizer_state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"The training state does not fit this model: {exc}") from exc
+        return list(self.history)
 
 
 def pair_seed(seed: int, epoch: int, rank: int) -> int:
@@ -190,14 +237,38 @@ def pair_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
+def initial_model(
+    config: TrainConfig, data: PreparedData, warm_start: SiameseNet | None = None
+) -> SiameseNet:
+    """The network training starts from: freshly initialised (seeded by ``config.seed``)
+    with a normalisation fitted on the training split, or a copy of ``warm_start`` — an
+    earlier round's model, whose weights and normalisation are kept."""
+    model_config = ModelConfig(
+        input_shape=data.input_shape,
+        hidden=tuple(config.hidden),
+        embedding_dim=config.embedding_dim,
+    )
+    if warm_start is not None:
+        if warm_start.config != model_config:
+            raise CheckpointError(
+                f"The earlier model does not fit this data: it was built for "
+                f"{warm_start.config.to_dict()}, this data and these settings need "
+                f"{model_config.to_dict()}."
+            )
+        return copy.deepcopy(warm_start).cpu()
+    torch.manual_seed(config.seed)
+    normalization = Normalization.fit(data.x_train, per_feature=not data.is_image)
+    return build_model(model_config, normalization)
+
+
 class Trainer:
-    """Trains a SiameseNet on a dataset with the contrastive loss.
+    """Trains a SiameseNet on prepared data with the contrastive loss.
 
     callback(Progress) is called on every step and epoch (on rank 0 only when
-    distributed), and once with kind "resumed" when training continues from a saved
-    state. Setting `stop_event` ends training at the next step and keeps the last
-    good state; a NaN loss stops with the epoch named and restores the state from the
-    end of the last good epoch.
+    distributed), once with kind "resumed" when training continues from a saved state,
+    and once with kind "end". Setting `stop_event` ends training at the next step and
+    keeps the weights of that step; a non-finite loss stops with the epoch named and
+    restores the weights from the end of the last good epoch.
     """
 
     def __init__(
@@ -217,25 +288,172 @@ class Trainer:
             self.device = distributed.local_device(config.device, local_rank)
         else:
             self.device = resolve_device(config.device)
+        self.loss_fn, self.eval_distance = _loss_and_distance(config)
 
-    # -- helpers ---------------------------------------------------------------
+    def fit(
+        self,
+        model: SiameseNet,
+        data: PreparedData,
+        *,
+        resume: Resume | None = None,
+        on_epoch_end: Callable[[EpochEnd], None] | None = None,
+    ) -> TrainResult:
+        """Train ``model`` (see `initial_model`) on ``data``; continue after
+        ``resume.epoch`` when given. ``on_epoch_end`` gets the state after every good
+        epoch (on rank 0), e.g. `TrainingState.save`."""
+        cfg = self.config
+        model.to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        history: list[dict] = []
+        if resume is not None:
+            history = resume.apply(model, optimizer)
+            self._emit(
+                Progress(
+                    "resumed",
+                    resume.epoch + 1,
+                    cfg.epochs,
+                    message=f"resuming after epoch {resume.epoch}",
+                )
+            )
+        # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
+        wrapped = self._wrap(model)
+        x_dev = torch.as_tensor(data.x_train, device=self.device)
+        last_good = copy.deepcopy(model.state_dict())
+        outcome, reason = Outcome.FINISHED, ""
+        # (train-split embeddings, held-out metrics) of the current weights, or None once
+        # they change: the end of training reuses the last epoch's evaluation.
+        evaluated: tuple[np.ndarray, dict] | None = None
+        for epoch in range(len(history) + 1, cfg.epochs + 1):  # resumed: after its epochs
+            started = time.perf_counter()
+            mean_loss, seen, outcome, reason = self._epoch(
+                wrapped, optimizer, x_dev, data.y_train, epoch
+            )
+            if outcome is Outcome.NAN_LOSS:
+                model.load_state_dict(last_good)
+            if outcome is Outcome.NAN_LOSS or seen == 0:
+                evaluated = None if outcome is Outcome.NAN_LOSS else evaluated
+                break
+            evaluated = self._evaluate(model, data)
+            row = {"epoch": epoch, "loss": mean_loss, **_epoch_scores(evaluated[1])}
+            row["seconds"] = time.perf_counter() - started
+            history.append(row)
+            if outcome is Outcome.FINISHED:
+                last_good = copy.deepcopy(model.state_dict())
+                if on_epoch_end is not None and self.rank == 0:
+                    on_epoch_end(EpochEnd(epoch, model, optimizer, history))
+            self._emit(Progress("epoch", epoch, cfg.epochs, 1, 1, mean_loss, record=row))
+            if outcome is not Outcome.FINISHED:
+                break
+        if self.world_size > 1:
+            dist.barrier()
+        references, metrics = evaluated or self._evaluate(model, data)
+        metrics["n_train"] = int(len(data.y_train))
+        model.eval().cpu()
+        self._emit(
+            Progress("end", len(history), cfg.epochs, message=reason or "finished", outcome=outcome)
+        )
+        return TrainResult(
+            model=model,
+            history=history,
+            metrics=metrics,
+            references=(references, data.y_train.astype(np.int64)),
+            outcome=outcome,
+            stop_reason=reason,
+            world_size=self.world_size,
+            backend=dist.get_backend() if self.world_size > 1 else None,
+        )
+
+    def _epoch(
+        self,
+        wrapped: torch.nn.Module,
+        optimizer,
+        x_dev: torch.Tensor,
+        labels: np.ndarray,
+        epoch: int,
+    ) -> tuple[float, int, Outcome, str]:
+        """One epoch of fresh pairs: (mean loss over all ranks, pairs seen here, outcome,
+        reason). A stop or a non-finite loss ends it early (every rank together)."""
+        cfg = self.config
+        share = max(cfg.pairs_per_epoch // self.world_size, 1)
+        # Each rank takes its part of a step's batch: one optimiser step sees batch_size
+        # pairs whatever the number of ranks, so a run behaves like a single-process one.
+        batch = max(cfg.batch_size // self.world_size, 1)
+        steps = math.ceil(share / batch)
+        i, j, target = (
+            torch.as_tensor(a, device=self.device)
+            for a in sample_pairs(
+                labels, share, cfg.matched_fraction, seed=pair_seed(cfg.seed, epoch, self.rank)
+            )
+        )
+        wrapped.train()
+        loss_sum, seen = 0.0, 0
+        outcome, reason = Outcome.FINISHED, ""
+        for step in range(steps):
+            part = slice(step * batch, (step + 1) * batch)
+            e1, e2 = wrapped(x_dev[i[part]], x_dev[j[part]])
+            loss = self.loss_fn(e1, e2, target[part])
+            stop, bad = self._flags(self.stop_event.is_set(), not torch.isfinite(loss).item())
+            if bad:
+                outcome, reason = (
+                    Outcome.NAN_LOSS,
+                    f"loss became NaN in epoch {epoch}, step {step + 1}/{steps}",
+                )
+                break
+            if stop:
+                outcome, reason = (
+                    Outcome.STOPPED,
+                    f"stopped by the user in epoch {epoch}, step {step + 1}/{steps}",
+                )
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(target[part])
+            loss_sum += loss.item() * n
+            seen += n
+            self._emit(Progress("step", epoch, cfg.epochs, step + 1, steps, loss.item()))
+        total_loss, total_seen = self._all_reduce([loss_sum, float(seen)])
+        return total_loss / max(total_seen, 1.0), seen, outcome, reason
+
+    def _evaluate(self, model: SiameseNet, data: PreparedData) -> tuple[np.ndarray, dict]:
+        """The current weights on the held-out split, the training split as references:
+        (train embeddings (N, e), classification_metrics)."""
+        cfg = self.config
+        references = embed(model, data.x_train, device=self.device)
+        queries = embed(model, data.x_test, device=self.device)
+        predicted, _ = classify(
+            references,
+            data.y_train,
+            queries,
+            self.eval_distance,
+            k=cfg.knn_k,
+            n_classes=len(data.label_names),
+        )
+        metrics = classification_metrics(
+            data.y_test, predicted, list(data.label_names), data.good_index
+        )
+        return references, metrics
+
+    # -- ranks -----------------------------------------------------------------
     def _emit(self, progress: Progress) -> None:
         if self.callback is not None and self.rank == 0:
             self.callback(progress)
+
+    def _flags(self, stop: bool, bad: bool) -> tuple[bool, bool]:
+        """(stop, bad) of any rank: one collective per step, so every rank stops together."""
+        if self.world_size == 1:
+            return stop, bad
+        stop_sum, bad_sum = self._all_reduce([float(stop), float(bad)])
+        return stop_sum > 0, bad_sum > 0
 
     def _all_reduce(self, values: list[float]) -> list[float]:
         """Sum a few floats over ranks (identity in a single process)."""
         if self.world_size == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
         return t.tolist()
-
-    @property
-    def _comm_device(self) -> torch.device:
-        if dist.is_initialized() and dist.get_backend() == "nccl":
-            return self.device
-        return torch.device("cpu")
 
     def _wrap(self, model: SiameseNet) -> torch.nn.Module:
         if self.world_size == 1:
@@ -245,271 +463,102 @@ class Trainer:
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
-    # -- the loop --------------------------------------------------------------
-    def fit(
-        self,
-        dataset,
-        *,
-        init_from: dict | None = None,
-        state_path: str | Path | None = None,
-        resume_state: bool = False,
-    ) -> TrainResult:
-        """Train on `dataset` (the `soartlab.data` dataset object).
 
-        init_from: metadata + state_dict of an earlier run to warm-start from (a new round:
-            weights and normalisation are reused, the optimiser starts fresh).
-        state_path: where to keep a training state after every epoch (model, optimiser,
-            epoch, history) so that an interrupted run can resume exactly.
-        resume_state: continue from `state_path` when it exists.
-        """
-        cfg = self.config
-        warnings = D.check_trainable(dataset)
-        names = D.label_names(dataset)
-        good = D.good_index(names, cfg.good_class)
-        shape = tuple(D.input_shape(dataset))
-        train_ds, test_ds = D.split(dataset, test_size=cfg.test_size, seed=cfg.seed)
-        x_train, y_train = D.to_arrays(train_ds)
-        x_test, y_test = D.to_arrays(test_ds)
+def _epoch_scores(metrics: dict) -> dict:
+    """The held-out figures a history row keeps."""
+    return {
+        "test_accuracy": metrics["accuracy"],
+        "escape_rate": metrics["escape_rate"],
+        "overkill_rate": metrics["overkill_rate"],
+    }
 
-        model_config = ModelConfig(
-            input_shape=shape, hidden=tuple(cfg.hidden), embedding_dim=cfg.embedding_dim
+
+class TrainingState:
+    """The per-epoch training state in one file, so an interrupted run resumes exactly:
+    weights, optimiser, epoch, history and the settings it must be resumed with. Tensors
+    and plain types only, so ``weights_only`` loading reads it."""
+
+    # Settings that may change between an interrupted run and its resumption.
+    RESUMABLE_CHANGES = ("epochs", "device")
+
+    def __init__(self, path: str | Path, config: TrainConfig, data_fingerprint: str) -> None:
+        self.path = Path(path)
+        self.settings = json.loads(json.dumps(config.to_dict()))
+        for name in self.RESUMABLE_CHANGES:
+            self.settings.pop(name)
+        # a state trained on other data must not be resumed on this data
+        self.settings["data_fingerprint"] = data_fingerprint
+
+    def save(self, end: EpochEnd) -> None:
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "model": end.model.state_dict(),
+                "optimizer": end.optimizer.state_dict(),
+                "epoch": end.epoch,
+                "history": json.dumps(end.history),
+                "settings": json.dumps(self.settings),
+            },
+            buffer,
         )
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_config)
-        if init_from is not None:
-            normalization = D.Normalization.from_dict(init_from["metadata"]["normalization"])
-            _load_weights(model, init_from["state_dict"])
-        else:
-            normalization = D.Normalization.fit(x_train, per_feature=len(shape) == 1)
-        x_train = normalization.apply(x_train).astype(np.float32, copy=False)
-        x_test = normalization.apply(x_test).astype(np.float32, copy=False)
+        atomic_write_bytes(self.path, buffer.getvalue())
 
-        model.to(self.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        loss_fn = ContrastiveLoss(training_distance(cfg), margin=cfg.margin)
-        eval_distance = evaluation_distance(cfg.loss, cfg.p_v, cfg.p_m)
-
-        def held_out() -> tuple[np.ndarray, dict]:
-            """The current weights on the held-out split, the train split as references:
-            `(train embeddings (N, e), classification_metrics dict)`."""
-            ref = embed(model, x_train, device=self.device)
-            query = embed(model, x_test, device=self.device)
-            pred, _ = classify(
-                ref, y_train, query, eval_distance, k=cfg.knn_k, n_classes=len(names)
+    def load(self) -> Resume | None:
+        """The saved state (rank 0 reads the file and sends it to the other ranks, so other
+        machines need not see it), or None when there is none."""
+        rank, world_size = distributed.rank_world()
+        raw = self.path.read_bytes() if rank == 0 and self.path.is_file() else b""
+        if world_size > 1:
+            device = (
+                torch.device("cuda", torch.cuda.current_device())
+                if dist.get_backend() == "nccl"
+                else torch.device("cpu")
             )
-            return ref, classification_metrics(y_test, pred, names, good)
+            raw = distributed.broadcast_bytes(raw, device=device)
+        return self._parse(raw) if raw else None
 
-        history: list[dict] = []
-        start_epoch = 1
-        state_path = Path(state_path) if state_path else None
-        if resume_state and state_path is not None:
-            # Rank 0 reads the state and sends it on, so other machines need not see the file.
-            raw = state_path.read_bytes() if self.rank == 0 and state_path.exists() else b""
-            if self.world_size > 1:
-                raw = distributed.broadcast_bytes(raw, device=self._comm_device)
-            if raw:
-                done, history = _restore_state(raw, str(state_path), model, optimizer, cfg)
-                start_epoch = done + 1
-                self._emit(
-                    Progress(
-                        "resumed",
-                        start_epoch,
-                        cfg.epochs,
-                        message=f"resuming from {state_path} after epoch {done}",
-                    )
-                )
-        # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
-        wrapped = self._wrap(model)
-
-        # The whole training split lives on the device; a step gathers its pairs by index.
-        x_dev = torch.as_tensor(x_train, device=self.device)
-        y_np = y_train
-        share = max(cfg.pairs_per_epoch // self.world_size, 1)
-        # Each rank takes its part of a step's batch: one optimiser step sees batch_size
-        # pairs whatever the number of ranks, so a run behaves like a single-process one.
-        batch = max(cfg.batch_size // self.world_size, 1)
-        steps = math.ceil(share / batch)
-        last_good = copy.deepcopy(model.state_dict())
-        stopped, stop_reason = False, ""
-        # (train-split embeddings, held-out metrics) of the current weights: cleared when
-        # the weights change, so the end of training reuses the last epoch's evaluation.
-        evaluated: tuple[np.ndarray, dict] | None = None
-
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            started = time.perf_counter()
-            wrapped.train()
-            i, j, target = D.sample_pairs(
-                y_np, share, cfg.matched_fraction, seed=pair_seed(cfg.seed, epoch, self.rank)
+    def _parse(self, raw: bytes) -> Resume:
+        try:
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            saved = json.loads(state["settings"])
+            resume = Resume(
+                int(state["epoch"]),
+                list(json.loads(state["history"])),
+                state["model"],
+                state["optimizer"],
             )
-            i_t = torch.as_tensor(i, device=self.device)
-            j_t = torch.as_tensor(j, device=self.device)
-            t_t = torch.as_tensor(target, device=self.device)
-            loss_sum, seen = 0.0, 0
-            for step in range(steps):
-                if self.world_size == 1 and self.stop_event.is_set():
-                    stopped, stop_reason = True, f"stopped by the user in epoch {epoch}"
-                    break
-                sl = slice(step * batch, (step + 1) * batch)
-                e1, e2 = wrapped(x_dev[i_t[sl]], x_dev[j_t[sl]])
-                loss = loss_fn(e1, e2, t_t[sl])
-                bad = not torch.isfinite(loss).item()
-                if self.world_size > 1:
-                    # one collective per step carries both flags: every rank stops together
-                    stop_flag, bad_flag = self._all_reduce(
-                        [float(self.stop_event.is_set()), float(bad)]
-                    )
-                    bad = bad_flag > 0
-                    if stop_flag > 0 and not bad:
-                        stopped, stop_reason = True, f"stopped by the user in epoch {epoch}"
-                        break
-                if bad:
-                    stopped, stop_reason = True, f"loss became NaN in epoch {epoch}"
-                    model.load_state_dict(last_good)
-                    evaluated = None
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                evaluated = None
-                n = len(t_t[sl])
-                loss_sum += loss.item() * n
-                seen += n
-                self._emit(Progress("step", epoch, cfg.epochs, step + 1, steps, loss.item()))
-            if stopped and seen == 0:
-                break
-            total_loss, total_seen = self._all_reduce([loss_sum, float(seen)])
-            evaluated = held_out()
-            scores = evaluated[1]
-            record = {
-                "epoch": epoch,
-                "loss": total_loss / max(total_seen, 1.0),
-                "test_accuracy": scores["accuracy"],
-                "escape_rate": scores["escape_rate"],
-                "overkill_rate": scores["overkill_rate"],
-            }
-            record["seconds"] = time.perf_counter() - started
-            history.append(record)
-            if not stopped:
-                last_good = copy.deepcopy(model.state_dict())
-            if state_path is not None and self.rank == 0 and not stopped:
-                _save_state(state_path, model, optimizer, epoch, history, cfg)
-            self._emit(
-                Progress("epoch", epoch, cfg.epochs, steps, steps, record["loss"], record=record)
+        except (
+            RuntimeError,
+            KeyError,
+            ValueError,
+            TypeError,
+            OSError,
+            pickle.UnpicklingError,
+        ) as exc:
+            raise CheckpointError(
+                f"Training state {self.path} is not a valid checkpoint: {exc}"
+            ) from exc
+        if saved.get("data_fingerprint") != self.settings["data_fingerprint"]:
+            raise CheckpointError(
+                f"Training state {self.path} was trained on other data (the data's "
+                "fingerprint differs); train into a new folder or delete the state."
             )
-            if stopped:
-                break
-
-        if self.world_size > 1:
-            dist.barrier()
-        model.eval()
-        if evaluated is None:  # resumed with no epoch left, stopped at once, or NaN restored
-            evaluated = held_out()
-        ref_emb, metrics = evaluated
-        metrics["n_train"] = int(len(y_train))
-        model.cpu()
-        metadata = {
-            "format": "soartlab-run/1",
-            "config": cfg.to_dict(),
-            "model": model_config.to_dict(),
-            "label_names": names,
-            "good_index": good,
-            "input_shape": list(shape),
-            "normalization": normalization.to_dict(),
-            "transform": cfg.transform.to_dict(),
-            "distance": distance_spec(cfg.loss, cfg.p_v, cfg.p_m),
-            "metrics": metrics,
-            "history": history,
-            "stopped": stopped,
-            "stop_reason": stop_reason,
-            "world_size": self.world_size,
-            "backend": dist.get_backend() if self.world_size > 1 else None,
-        }
-        kind = "nan" if "NaN" in stop_reason else ("stopped" if stopped else "done")
-        self._emit(Progress(kind, len(history), cfg.epochs, message=stop_reason or "finished"))
-        return TrainResult(
-            model=model,
-            history=history,
-            metrics=metrics,
-            metadata=metadata,
-            references=(ref_emb, y_train.astype(np.int64)),
-            stopped=stopped,
-            stop_reason=stop_reason,
-            warnings=warnings,
+        changed = sorted(
+            k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k)
         )
-
-
-def _load_weights(model: SiameseNet, state_dict: dict) -> None:
-    own = model.state_dict()
-    problems = [
-        f"{k}: {tuple(v.shape)} here, {tuple(state_dict[k].shape)} in the checkpoint"
-        for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    missing = sorted(set(own) - set(state_dict))
-    if problems or missing:
-        raise CheckpointError(
-            "The earlier model does not fit this data: "
-            + "; ".join(problems + [f"missing {k}" for k in missing])
-        )
-    model.load_state_dict(state_dict)
-
-
-# Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = ("epochs", "device")
-
-
-def _state_settings(config: TrainConfig) -> dict:
-    """The settings a training state must be resumed with, in their JSON form."""
-    settings = json.loads(json.dumps(config.to_dict()))
-    for name in _RESUMABLE_CHANGES:
-        settings.pop(name)
-    return settings
-
-
-def _save_state(
-    path: Path, model, optimizer, epoch: int, history: list[dict], config: TrainConfig
-) -> None:
-    """Training state after `epoch`: tensors and plain types only (weights_only loads it)."""
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "history": json.dumps(history),
-            "settings": json.dumps(_state_settings(config)),
-        },
-        buffer,
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _restore_state(
-    raw: bytes, source: str, model, optimizer, config: TrainConfig
-) -> tuple[int, list[dict]]:
-    """Load a state written by `_save_state` into model and optimizer; (epoch, history)."""
-    try:
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-        saved = json.loads(state["settings"]) if "settings" in state else None
-    except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"Training state {source} is not a valid checkpoint: {exc}") from exc
-    if saved is not None:
-        current = _state_settings(config)
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if changed:
             raise CheckpointError(
-                f"Training state {source} was written with other settings "
-                f"({', '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} now' for k in changed)}); "
+                f"Training state {self.path} was written with other settings "
+                f"({', '.join(f'{k}: {saved.get(k)!r} there, {self.settings.get(k)!r} now' for k in changed)}); "
                 "train into a new folder or delete the state to start afresh."
             )
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        return int(state["epoch"]), list(json.loads(state["history"]))
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"Training state {source} is not a valid checkpoint: {exc}") from exc
+        return resume
 
 
 def train(dataset, config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
-    """Train with `config` (defaults if None). kwargs go to `Trainer`."""
-    return Trainer(config or TrainConfig(), **kwargs).fit(dataset)
+    """Prepare ``dataset``, build the initial model and train it with ``config``
+    (defaults if None). kwargs go to `Trainer`."""
+    config = config or TrainConfig()
+    config.validate()
+    data = prepare(dataset, config.test_size, config.seed, config.good_class)
+    return Trainer(config, **kwargs).fit(initial_model(config, data), data)

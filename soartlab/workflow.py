@@ -1,13 +1,10 @@
 """What the CLI and the dashboard call: train and save a run, open a run or an uploaded
-checkpoint, embed, evaluate and predict new lots, and bundle a run for download."""
+checkpoint, embed, evaluate and predict new lots, and find a run's held-out parts."""
 
 from __future__ import annotations
 
-import io
-import json
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +16,23 @@ from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
 
 from soartlab import data as D
-from soartlab.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from soartlab.distances import get_distance
+from soartlab.checkpoint import checkpoint_bytes, load_checkpoint
 from soartlab.errors import CheckpointError, DataError
 from soartlab.evaluation import classification_metrics, classify, embed
+from soartlab.files import parse_json_object
 from soartlab.models import SiameseNet
-from soartlab.runs import RunStore, read_run_json, write_run_json
-from soartlab.training import Progress, TrainConfig, Trainer, TrainResult
-from soartlab.transform import GammaTransform
+from soartlab.prepare import PreparedData, dataset_fingerprint, prepare
+from soartlab.record import DataInfo, RunRecord
+from soartlab.runs import REFERENCES_FILE, RUN_JSON, SAFETENSORS_FILE, Run, RunStore, read_bundle
+from soartlab.training import (
+    Progress,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    evaluation_distance,
+    initial_model,
+)
 
-REFERENCES_FILE = "references.safetensors"
-BUNDLE_FILES = ("model.safetensors", REFERENCES_FILE, "run.json")
 # A bundle upload is read into memory: refuse anything larger than this up front.
 MAX_BUNDLE_BYTES = 2 * 2**30
 
@@ -38,39 +41,76 @@ MAX_BUNDLE_BYTES = 2 * 2**30
 class LoadedRun:
     """A trained model with everything needed to use it on new samples."""
 
-    model: SiameseNet
-    metadata: dict
+    model: SiameseNet  # carries its input normalisation: feed raw samples
+    record: RunRecord
     references: tuple[np.ndarray, np.ndarray] | None  # (N, e) embeddings, (N,) labels
-    run_dir: Path | None = None
+    run: Run | None = None  # the folder it was opened from; None for an upload
+
+    @property
+    def run_dir(self) -> Path | None:
+        return None if self.run is None else self.run.path
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.metadata["label_names"])
+        return list(self.record.label_names)
 
     @property
     def good_index(self) -> int:
-        return int(self.metadata.get("good_index", 0))
+        return self.record.good_index
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.metadata["input_shape"])
-
-    @property
-    def normalization(self) -> D.Normalization:
-        return D.Normalization.from_dict(self.metadata["normalization"])
-
-    @property
-    def transform(self) -> GammaTransform:
-        return GammaTransform.from_dict(self.metadata.get("transform", {}))
+        return self.record.input_shape
 
     @property
     def distance(self):
-        spec = dict(self.metadata.get("distance") or {"name": "euclidean"})
-        return get_distance(spec.pop("name"), **spec)
+        return self.record.evaluation_distance()
 
     @property
     def label(self) -> str:
-        return str(self.metadata.get("label", ""))
+        return self.record.label
+
+
+def build_record(
+    config: TrainConfig,
+    data: PreparedData,
+    result: TrainResult,
+    *,
+    label: str = "",
+    cpu_seconds: float | None = None,
+    wall_seconds: float | None = None,
+) -> RunRecord:
+    """The record of a finished `Trainer.fit` on ``data``."""
+    distance = evaluation_distance(config)
+    return RunRecord(
+        config=config,
+        model=result.model.config,
+        label_names=data.label_names,
+        good_index=data.good_index,
+        normalization=result.model.normalization,
+        distance={"name": distance.name, **distance.params()},
+        metrics=result.metrics,
+        history=tuple(result.history),
+        status=result.outcome,
+        stop_reason=result.stop_reason,
+        data=DataInfo(data.fingerprint, data.n_samples, tuple(data.test_indices.tolist())),
+        label=label,
+        world_size=result.world_size,
+        backend=result.backend,
+        cpu_seconds=cpu_seconds,
+        wall_seconds=wall_seconds,
+    )
+
+
+def save_run(run: Run, record: RunRecord, result: TrainResult) -> RunRecord:
+    """Write the trained model, its references and ``record`` into ``run``."""
+    emb, labels = result.references
+    references = save_safetensors_bytes(
+        {"embeddings": np.ascontiguousarray(emb), "labels": labels.astype(np.int64)}
+    )
+    return run.write(
+        record, lambda final: checkpoint_bytes(result.model, final.to_dict()), references
+    )
 
 
 def train_run(
@@ -82,45 +122,25 @@ def train_run(
     callback: Callable[[Progress], None] | None = None,
     stop_event: threading.Event | None = None,
     resume_from: LoadedRun | str | Path | None = None,
-) -> tuple[Path, TrainResult]:
-    """Train on `dataset` and save the run under `store` (default: SOARTLAB_HOME).
+) -> tuple[Run, TrainResult]:
+    """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME).
 
     resume_from: an earlier run (or its folder) to continue from — a new round of the
-    seed's tune → train cycle; its weights and normalisation are the starting point.
+    article's tune → train cycle; its weights and normalisation are the starting point.
     """
-    store = store or RunStore()
-    init = None
+    data = prepare(dataset, config.test_size, config.seed, config.good_class)
+    warm = None
     if resume_from is not None:
         previous = resume_from if isinstance(resume_from, LoadedRun) else load_run(resume_from)
-        init = {"metadata": previous.metadata, "state_dict": previous.model.state_dict()}
+        warm = previous.model
     trainer = Trainer(config, callback=callback, stop_event=stop_event)
-    result = trainer.fit(dataset, init_from=init)
-    run_dir = store.new_run(label)
-    save_result(run_dir, result, label=label)
-    return run_dir, result
+    result = trainer.fit(initial_model(config, data, warm), data)
+    run = (store or RunStore()).new_run()
+    save_run(run, build_record(config, data, result, label=label), result)
+    return run, result
 
 
-def save_result(run_dir: Path, result: TrainResult, label: str = "") -> None:
-    """Write model.pth, model.safetensors, references.safetensors and run.json."""
-    run_dir = Path(run_dir)
-    existing = read_run_json(run_dir) if (run_dir / "run.json").exists() else {}
-    metadata = dict(result.metadata)
-    save_checkpoint(run_dir, result.model, metadata)
-    emb, labels = result.references
-    atomic_write_bytes(
-        run_dir / REFERENCES_FILE,
-        save_safetensors_bytes(
-            {"embeddings": np.ascontiguousarray(emb), "labels": labels.astype(np.int64)}
-        ),
-    )
-    record = (
-        existing | metadata | {"label": label or existing.get("label", ""), "status": "finished"}
-    )
-    record["loss"] = metadata["config"]["loss"]
-    write_run_json(run_dir, record)
-
-
-def _read_references(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_references(raw: bytes, source: str, record: RunRecord, model: SiameseNet):
     try:
         tensors = load_safetensors_bytes(raw)
         emb, labels = tensors["embeddings"], tensors["labels"]
@@ -128,99 +148,71 @@ def _read_references(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise CheckpointError(f"{source} is not a valid reference file: {exc}") from exc
     if emb.ndim != 2 or labels.shape != (len(emb),) or not np.isfinite(emb).all():
         raise CheckpointError(f"{source} holds malformed reference embeddings.")
+    if emb.shape[1] != model.config.embedding_dim:
+        raise CheckpointError(
+            f"{source} holds {emb.shape[1]}-wide embeddings; the model makes "
+            f"{model.config.embedding_dim}-wide ones. The files are from different runs."
+        )
+    if len(labels) and not (0 <= labels.min() and labels.max() < len(record.label_names)):
+        raise CheckpointError(
+            f"{source} has labels outside the run's {len(record.label_names)} classes."
+        )
     return emb.astype(np.float32), labels.astype(np.int64)
 
 
-def _check_metadata(metadata: dict, source: str) -> dict:
-    missing = [k for k in ("label_names", "input_shape", "normalization") if k not in metadata]
-    if missing:
-        raise CheckpointError(
-            f"{source} has no {', '.join(missing)} in its metadata; "
-            "upload the run's run.json with the .pth, or the bundle .zip."
-        )
-    return metadata
+def _open(weights: Path, record: RunRecord, references: bytes | None, source: str, run=None):
+    model, _ = load_checkpoint(weights, metadata=record.to_dict())
+    refs = None if references is None else _read_references(references, source, record, model)
+    return LoadedRun(model, record, refs, run)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Open a run folder written by `train_run`."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise CheckpointError(f"{run_dir} is not a SOART Lab run (no run.json).")
-    metadata = read_run_json(run_dir)
-    weights = run_dir / "model.safetensors"
-    if not weights.exists():
-        weights = run_dir / "model.pth"
-    model, _ = load_checkpoint(weights, metadata=metadata)
-    references = None
-    if (run_dir / REFERENCES_FILE).exists():
-        references = _read_references(
-            (run_dir / REFERENCES_FILE).read_bytes(), str(run_dir / REFERENCES_FILE)
-        )
-    return LoadedRun(model, _check_metadata(metadata, str(run_dir)), references, run_dir)
+def load_run(run_dir: str | Path | Run) -> LoadedRun:
+    """Open a run folder written by `train_run` or the CLI."""
+    run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
+    if not run.record_path.exists():
+        raise CheckpointError(f"{run.path} is not a SOART Lab run (no {RUN_JSON}).")
+    record = run.read_record()
+    return _open(run.weights_path, record, run.read_references(), str(run.references_path), run)
 
 
-def load_uploaded(path: str | Path, run_json: str | Path | None = None) -> LoadedRun:
-    """Open an uploaded checkpoint: a bundle `.zip`, a `.safetensors` file, or a `.pth`
-    with its `run.json` (given, or beside it)."""
+def load_uploaded(path: str | Path, run_json: str | Path | bytes | None = None) -> LoadedRun:
+    """Open an uploaded checkpoint: a bundle ``.zip``, a ``.safetensors`` file (its header
+    carries the record), or a ``.pth`` with its run record (a path, or the file's bytes)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
+    if path.suffix.lower() == ".zip":
         return _load_bundle(path)
-    metadata = None
-    if run_json is not None:
+    if run_json is None:
+        model, meta = load_checkpoint(path)
+        if not meta:
+            raise CheckpointError(
+                f"{path.name} holds only weights; upload its {RUN_JSON} with it, "
+                "or the bundle .zip."
+            )
+        return LoadedRun(model, RunRecord.from_dict(meta, source=path.name), None)
+    if isinstance(run_json, str | Path):
+        source = Path(run_json).name
         try:
-            metadata = json.loads(Path(run_json).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{Path(run_json).name} is not a valid run.json: {exc}") from exc
-        if not isinstance(metadata, dict):
-            raise CheckpointError(f"{Path(run_json).name} is not a valid run.json (not an object).")
-    model, meta = load_checkpoint(path, metadata=metadata)
-    return LoadedRun(model, _check_metadata(meta, path.name), None, None)
+            run_json = Path(run_json).read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"{source} could not be read: {exc.strerror}.") from None
+    else:
+        source = RUN_JSON
+    record = RunRecord.from_dict(parse_json_object(run_json, source), source=source)
+    return _open(path, record, None, path.name)
 
 
 def _load_bundle(path: Path) -> LoadedRun:
     if path.stat().st_size > MAX_BUNDLE_BYTES:
         raise CheckpointError(f"{path.name} is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = {info.filename: info for info in archive.infolist()}
-            missing = [name for name in ("model.safetensors", "run.json") if name not in infos]
-            if missing:
-                raise CheckpointError(
-                    f"{path.name} is not a SOART Lab bundle: {', '.join(missing)} missing "
-                    f"(expected {', '.join(BUNDLE_FILES)})."
-                )
-            total = sum(infos[n].file_size for n in BUNDLE_FILES if n in infos)
-            if total > MAX_BUNDLE_BYTES:
-                raise CheckpointError(f"{path.name} declares {total} bytes uncompressed; refused.")
-            contents = {n: archive.read(n) for n in BUNDLE_FILES if n in infos}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError) as exc:
-        raise CheckpointError(f"{path.name} is not a valid zip: {exc}") from exc
+    contents = read_bundle(path, MAX_BUNDLE_BYTES)
+    source = f"{RUN_JSON} in {path.name}"
+    record = RunRecord.from_dict(parse_json_object(contents[RUN_JSON], source), source=source)
     with tempfile.TemporaryDirectory(prefix="soartlab-bundle-") as tmp:
-        weights = Path(tmp) / "model.safetensors"
-        weights.write_bytes(contents["model.safetensors"])
-        try:
-            metadata = json.loads(contents["run.json"].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"run.json in {path.name} is not valid JSON: {exc}") from exc
-        model, _ = load_checkpoint(weights, metadata=metadata)
-    references = None
-    if REFERENCES_FILE in contents:
-        references = _read_references(
-            contents[REFERENCES_FILE], f"{REFERENCES_FILE} in {path.name}"
+        weights = Path(tmp) / SAFETENSORS_FILE
+        weights.write_bytes(contents[SAFETENSORS_FILE])
+        return _open(
+            weights, record, contents.get(REFERENCES_FILE), f"{REFERENCES_FILE} in {path.name}"
         )
-    return LoadedRun(model, _check_metadata(metadata, path.name), references, None)
-
-
-def make_bundle(run_dir: str | Path) -> bytes:
-    """A zip of the run's safetensors weights, references and run.json."""
-    run_dir = Path(run_dir)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in BUNDLE_FILES:
-            if (run_dir / name).exists():
-                archive.write(run_dir / name, arcname=name)
-    return buffer.getvalue()
 
 
 def _features(run: LoadedRun, dataset) -> np.ndarray:
@@ -231,32 +223,33 @@ def _features(run: LoadedRun, dataset) -> np.ndarray:
         raise DataError(
             f"The samples have {X.shape[1]} features but the model expects {expected} ({shape})."
         )
-    return run.normalization.apply(X).astype(np.float32, copy=False)
+    return X
 
 
 def embed_dataset(run: LoadedRun, dataset) -> np.ndarray:
-    """Embeddings (N, e) of a dataset's samples under the run's model and normalisation."""
+    """Embeddings (N, e) of a dataset's samples under the run's model (which normalises)."""
     return embed(run.model, _features(run, dataset))
 
 
 def _classify(run: LoadedRun, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    k = int(run.metadata.get("config", {}).get("knn_k", 1))
-    n_classes = len(run.label_names)
-    if run.references is not None:
-        ref_emb, ref_labels = run.references
-        return classify(ref_emb, ref_labels, emb, run.distance, k=k, n_classes=n_classes)
-    protos = run.metadata.get("prototypes")
-    if protos is None:
+    if run.references is None:
         raise CheckpointError(
-            "This checkpoint has no reference embeddings; upload the bundle .zip or pick a saved run."
+            "This checkpoint has no reference embeddings; upload the bundle .zip or pick a "
+            "saved run."
         )
+    ref_emb, ref_labels = run.references
     return classify(
-        np.asarray(protos, np.float32), np.arange(n_classes), emb, run.distance, n_classes=n_classes
+        ref_emb,
+        ref_labels,
+        emb,
+        run.distance,
+        k=run.record.config.knn_k,
+        n_classes=len(run.label_names),
     )
 
 
-def _label_map(run: LoadedRun, dataset) -> np.ndarray | None:
-    """Map the dataset's label ids onto the run's label ids by name; None if unlabelled."""
+def _label_map(run: LoadedRun, dataset) -> np.ndarray:
+    """The dataset's label ids as the run's label ids, matched by name."""
     names = D.label_names(dataset)
     _, y = D.to_arrays(dataset)
     unknown = sorted(set(names[i] for i in np.unique(y)) - set(run.label_names))
@@ -267,6 +260,36 @@ def _label_map(run: LoadedRun, dataset) -> np.ndarray | None:
         )
     lookup = np.array([run.label_names.index(n) if n in run.label_names else -1 for n in names])
     return lookup[y]
+
+
+def held_out_split(runs: LoadedRun | list[LoadedRun], dataset):
+    """The rows of ``dataset`` that every run in ``runs`` held out from training: what
+    their held-out figures are honestly computed on. `DataError` when a run does not
+    record its held-out rows (saved before they were recorded) or ``dataset`` is not the
+    data it was trained on."""
+    runs = [runs] if isinstance(runs, LoadedRun) else list(runs)
+    loaded = None
+    held_out: set[int] | None = None
+    for run in runs:
+        info = run.record.data
+        name = run.label or (run.run_dir.name if run.run_dir else "this run")
+        if info is None:
+            raise DataError(
+                f"Run {name!r} was saved before runs recorded their held-out parts, so its "
+                "held-out figures cannot be recomputed. Retrain it, or score data with Predict."
+            )
+        loaded = loaded or (len(dataset), dataset_fingerprint(dataset))
+        if loaded != (info.n_samples, info.fingerprint):
+            raise DataError(
+                f"The loaded data ({loaded[0]} samples) is not the data run {name!r} was "
+                f"trained on ({info.n_samples} samples): its held-out figures cannot be "
+                "computed on it. Load that data, or score this data as a new lot on Predict."
+            )
+        rows = set(info.test_indices)
+        held_out = rows if held_out is None else held_out & rows
+    if not held_out:
+        raise DataError("These runs held out no parts in common; compare them on Predict.")
+    return dataset.select(sorted(held_out))
 
 
 def evaluate_run(run: LoadedRun, dataset) -> dict:

@@ -3,33 +3,26 @@ import pandas as pd
 import pytest
 
 from soartlab.data import from_arrays, to_arrays
-from soartlab.demo import make_demo
 from soartlab.errors import CheckpointError, DataError
-from soartlab.runs import RunStore
-from soartlab.training import TrainConfig
+from soartlab.runs import Run
 from soartlab.workflow import (
     embed_dataset,
     evaluate_run,
+    held_out_split,
     load_run,
     load_uploaded,
-    make_bundle,
     predict,
-    train_run,
 )
 
-CONFIG = TrainConfig(epochs=1, pairs_per_epoch=512, batch_size=64, device="cpu")
+
+@pytest.fixture(scope="module")
+def demo(tiny_run):
+    return tiny_run.dataset
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return make_demo(n_samples=300, seed=2)
-
-
-@pytest.fixture(scope="module")
-def run(demo, tmp_path_factory):
-    store = RunStore(tmp_path_factory.mktemp("home"))
-    run_dir, result = train_run(demo, CONFIG, store=store, label="first try")
-    return store, run_dir, result
+def run(tiny_run):
+    return tiny_run.store, tiny_run.run.path, tiny_run.result
 
 
 def test_train_run_writes_the_run_files(run):
@@ -37,18 +30,19 @@ def test_train_run_writes_the_run_files(run):
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["model.pth", "model.safetensors", "references.safetensors", "run.json"]
     [info] = store.list()
-    assert info.label == "first try" and info.path == run_dir
+    assert info.label == "tiny run" and info.path == run_dir and info.status == "finished"
 
 
 def test_loaded_run_reproduces_training_metrics(run, demo):
     _, run_dir, result = run
     loaded = load_run(run_dir)
-    assert loaded.label_names == result.metadata["label_names"]
+    assert loaded.label_names == ["good", *sorted(set(loaded.label_names) - {"good"})]
+    assert tuple(loaded.label_names) == loaded.record.label_names
     emb, labels = loaded.references
     assert np.allclose(emb, result.references[0]) and (labels == result.references[1]).all()
     # Evaluating on the whole demo set includes the training split: at least as good as held-out.
     metrics = evaluate_run(loaded, demo)
-    assert metrics["n_samples"] == 300
+    assert metrics["n_samples"] == 3000
     assert metrics["accuracy"] >= result.metrics["accuracy"] - 0.05
 
 
@@ -73,8 +67,9 @@ def test_predict_table_with_and_without_labels(run, demo):
 def test_bundle_and_pth_uploads_give_the_same_predictions(run, demo, tmp_path):
     _, run_dir, _ = run
     expected = predict(load_run(run_dir), demo)
+    # the article's classes take the .pth; SOART Lab takes it with its record
     bundle = tmp_path / "bundle.zip"
-    bundle.write_bytes(make_bundle(run_dir))
+    bundle.write_bytes(Run(run_dir).bundle())
     from_bundle = load_uploaded(bundle)
     pd.testing.assert_frame_equal(predict(from_bundle, demo), expected)
     pth_only = load_uploaded(run_dir / "model.pth", run_json=run_dir / "run.json")
@@ -111,6 +106,11 @@ def test_bad_uploads_are_refused(tmp_path, run):
         load_uploaded(partial)
     with pytest.raises(CheckpointError, match="no run.json"):
         load_run(tmp_path)
+    with zipfile.ZipFile(partial, "w") as z:
+        z.writestr("run.json", "[" * 100_000)
+        z.writestr("model.safetensors", b"")
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_uploaded(partial)
 
 
 def test_unlabelled_lot_gets_predictions_without_metrics(run, demo, tmp_path):
@@ -138,13 +138,51 @@ def test_predict_reuses_given_embeddings(run, demo):
 
 
 def test_saved_run_reproduces_held_out_metrics_exactly(run, demo):
-    from soartlab.data import split
-
     _, run_dir, result = run
     loaded = load_run(run_dir)
     # the distance used after loading is the one training evaluated with: untransformed
     assert loaded.distance.params() == {"p_v": 4.0, "p_m": 1.0, "eps": 1e-4, "transform": None}
-    _, test = split(demo, test_size=CONFIG.test_size, seed=CONFIG.seed)
-    metrics = evaluate_run(loaded, test)
+    metrics = evaluate_run(loaded, held_out_split(loaded, demo))
     assert metrics["accuracy"] == result.metrics["accuracy"]
     assert metrics["confusion"] == result.metrics["confusion"]
+
+
+def test_held_out_rows_are_the_ones_never_trained_on(tiny_run):
+    record = tiny_run.record
+    held_out = set(record.data.test_indices)
+    assert held_out == set(tiny_run.data.test_indices.tolist())
+    assert held_out.isdisjoint(tiny_run.data.train_indices.tolist())
+    assert len(held_out) == 600 and record.data.n_samples == 3000
+
+
+def test_held_out_figures_are_refused_on_other_data(run, demo):
+    loaded = load_run(run[1])
+    X, y = to_arrays(demo)
+    shuffled = from_arrays(X[::-1].copy(), y[::-1].copy(), loaded.label_names, (36, 39))
+    with pytest.raises(DataError, match="not the data run 'tiny run' was trained on"):
+        held_out_split(loaded, shuffled)
+    fewer = demo.select(range(2000))
+    with pytest.raises(DataError, match=r"\(2000 samples\).*\(3000 samples\)"):
+        held_out_split(loaded, fewer)
+
+
+def test_comparison_uses_rows_held_out_by_both_runs(run, demo):
+    from dataclasses import replace
+
+    from soartlab.record import DataInfo
+
+    loaded = load_run(run[1])
+    info = loaded.record.data
+    other = replace(
+        loaded,
+        record=replace(
+            loaded.record,
+            data=DataInfo(
+                info.fingerprint,
+                info.n_samples,
+                info.test_indices[: len(info.test_indices) // 2] + (0,),
+            ),
+        ),
+    )
+    both = held_out_split([loaded, other], demo)
+    assert len(both) == len(set(info.test_indices) & set(other.record.data.test_indices))

@@ -24,31 +24,20 @@ class HeldOutView:
     metrics: dict  # accuracy, escape_rate, overkill_rate, confusion, per_class
 
 
-def held_out_split(run: Any, dataset: Any) -> Any:
-    """The held-out split the run was scored on (same test share and seed)."""
-    from soartlab.data import split
-
-    config = run.metadata.get("config", {})
-    _, test = split(
-        dataset, test_size=float(config.get("test_size", 0.2)), seed=int(config.get("seed", 0))
-    )
-    return test
-
-
-def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -> HeldOutView:
-    """Embeddings, predictions and metrics of ``run`` on the held-out split.
-
-    ``test_split_of``: the run whose split defines the held-out data (default ``run``),
-    so that two runs compare on exactly the same samples. Cached per session.
-    """
+def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] = ()) -> HeldOutView:
+    """Embeddings, predictions and metrics of ``run`` on the parts of the session's data
+    that it held out from training (see ``workflow.held_out_split``). ``split_runs``: the
+    runs whose held-out parts count (default ``(run,)``); with two runs both are scored on
+    the parts held out by both. Cached per session; ``DataError`` when the loaded data is
+    not the data the runs were trained on."""
     from soartlab.data import to_arrays
-    from soartlab.workflow import embed_dataset, predict
+    from soartlab.workflow import embed_dataset, held_out_split, predict
 
-    split_run = test_split_of or run
-    key = (data.version, str(run.run_dir), str(split_run.run_dir))
+    split_runs = split_runs or (run,)
+    key = (data.version, str(run.run_dir), tuple(str(r.run_dir) for r in split_runs))
 
     def compute() -> HeldOutView:
-        test = held_out_split(split_run, data.dataset)
+        test = held_out_split(list(split_runs), data.dataset)
         embeddings = embed_dataset(run, test)
         y_true, y_pred, metrics = table_metrics(run, predict(run, test, embeddings=embeddings))
         X, _ = to_arrays(test)
@@ -64,7 +53,7 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
             metrics,
         )
 
-    return state.cached(f"held_out_{id(split_run) == id(run)}", key, compute)
+    return state.cached(f"held_out_{len(split_runs)}", key, compute)
 
 
 def table_metrics(run: Any, table: Any) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -87,10 +87,11 @@ class TrainingJob:
                 snap.message = progress.message
 
     def _work(self) -> None:
+        from soartlab.training import Outcome
         from soartlab.workflow import train_run
 
         try:
-            run_dir, result = train_run(
+            run, result = train_run(
                 self._dataset,
                 self._config,
                 store=self._store,
@@ -106,10 +107,10 @@ class TrainingJob:
             self._finish("failed", error=f"Training failed unexpectedly: {exc}")
         else:
             self.result = result
-            status = "stopped" if result.stopped else "done"
+            status = "done" if result.outcome is Outcome.FINISHED else "stopped"
             self._finish(
                 status,
-                run_dir=Path(run_dir),
+                run_dir=run.path,
                 metrics=dict(result.metrics),
                 history=list(result.history),
                 message=result.stop_reason or "finished",

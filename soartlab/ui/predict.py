@@ -47,18 +47,17 @@ def load_model_files(files: list[tuple[str, bytes]]) -> Any:
             "Upload the model too: a .pth with its run.json, the bundle .zip, or a .safetensors file."
         )
     suffix = Path(model[0]).suffix.lower()
+    record = None
+    if suffix in (".pth", ".pt"):
+        if "json" not in by_suffix:
+            raise CheckpointError(
+                f"'{model[0]}' holds only weights; upload its run.json with it (or the bundle .zip)."
+            )
+        record = by_suffix["json"][1]
     with tempfile.TemporaryDirectory(prefix="soartlab-model-") as folder:
-        path = Path(folder) / f"model{suffix}"
+        path = Path(folder) / f"upload{suffix}"
         path.write_bytes(model[1])
-        run_json = None
-        if suffix in (".pth", ".pt"):
-            if "json" not in by_suffix:
-                raise CheckpointError(
-                    f"'{model[0]}' holds only weights; upload its run.json with it (or the bundle .zip)."
-                )
-            run_json = Path(folder) / "run.json"
-            run_json.write_bytes(by_suffix["json"][1])
-        return load_uploaded(path, run_json) if run_json else load_uploaded(path)
+        return load_uploaded(path, record)
 
 
 def uploaded_model(files: list[Any]) -> Any:

@@ -40,17 +40,6 @@ def runs_table(infos: list[Any], current: Path | None) -> Any:
     return table.style.format({c: "{:.1%}" for c in ("accuracy", "escape", "overkill")}, na_rep="–")
 
 
-def _history(info: Any) -> list[dict]:
-    from soartlab.errors import CheckpointError
-    from soartlab.runs import read_run_json
-
-    try:
-        history = read_run_json(info.path).get("history", [])
-    except CheckpointError:
-        return []
-    return history if isinstance(history, list) else []
-
-
 def compare(infos: list[Any]) -> None:
     """Saved metrics and training curves of up to four runs, side by side."""
     from soartlab.plots import training_curves
@@ -63,6 +52,6 @@ def compare(infos: list[Any]) -> None:
             st.metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
             st.metric("Escape", f"{metrics.get('escape_rate', float('nan')):.1%}")
             st.metric("Overkill", f"{metrics.get('overkill_rate', float('nan')):.1%}")
-            figure = training_curves(_history(info))
+            figure = training_curves(list(info.history))
             figure.update_layout(height=300, margin={"t": 40, "b": 20}, showlegend=False)
             st.plotly_chart(figure, key=f"runs_curves_{info.run_id}", width="stretch")

@@ -147,12 +147,13 @@ def _read(path: Path) -> bytes:
 
 def downloads(run_dir: Path) -> None:
     """Download buttons for the .pth state_dict and the bundle .zip (built on click)."""
-    from soartlab.workflow import make_bundle
+    from soartlab.runs import Run
 
+    run = Run(run_dir)
     cols = st.columns(2)
     cols[0].download_button(
         "Download model (.pth)",
-        data=functools.partial(_read, Path(run_dir) / "model.pth"),
+        data=functools.partial(_read, run.pth_path),
         file_name=f"soartlab-{Path(run_dir).name}.pth",
         mime="application/octet-stream",
         on_click="ignore",
@@ -163,7 +164,7 @@ def downloads(run_dir: Path) -> None:
     )
     cols[1].download_button(
         "Download bundle (.zip)",
-        data=functools.partial(make_bundle, Path(run_dir)),
+        data=run.bundle,
         file_name=f"soartlab-{Path(run_dir).name}.zip",
         mime="application/zip",
         on_click="ignore",

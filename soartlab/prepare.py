@@ -1,0 +1,87 @@
+"""Data prepared for training: the split, the arrays and what identifies the data.
+
+`prepare` is the step between a loaded dataset and the training loop: it checks that
+the data can train a model, draws the stratified held-out split, and returns the raw
+arrays of both parts (the model normalises its own inputs), the class names, the good
+class, **the held-out row numbers** and a fingerprint of the data, so that figures shown
+later can be computed on exactly the parts that were held out — and refused on other data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from soartlab import data as D
+
+_FINGERPRINT_VERSION = b"soartlab-data/1"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A labelled dataset split for training."""
+
+    x_train: np.ndarray  # (N_train, d) float32, raw samples (images flattened row-major)
+    y_train: np.ndarray  # (N_train,) int64 class ids
+    x_test: np.ndarray  # (N_test, d) float32
+    y_test: np.ndarray  # (N_test,) int64
+    train_indices: np.ndarray  # (N_train,) rows of the dataset, sorted
+    test_indices: np.ndarray  # (N_test,) rows of the dataset held out, sorted
+    label_names: tuple[str, ...]
+    good_index: int
+    input_shape: tuple[int, ...]  # (H, W) for images, (d,) for feature vectors
+    fingerprint: str  # `fingerprint` of the whole dataset
+    warnings: tuple[str, ...] = ()  # from `data.check_trainable` (small classes)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.train_indices) + len(self.test_indices)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 2
+
+
+def fingerprint(X: np.ndarray, y: np.ndarray, label_names: list[str] | tuple[str, ...]) -> str:
+    """SHA-256 over the samples (N, d) float32, their labels and the class names: equal
+    exactly when the same rows, in the same order, with the same labels are loaded."""
+    digest = hashlib.sha256(_FINGERPRINT_VERSION)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    digest.update(json.dumps([list(X.shape), list(label_names)]).encode("utf-8"))
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    digest.update(X.tobytes())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset) -> str:
+    """`fingerprint` of a `soartlab.data` dataset."""
+    X, y = D.to_arrays(dataset)
+    return fingerprint(X, y, D.label_names(dataset))
+
+
+def prepare(
+    dataset, test_size: float = 0.2, seed: int = 0, good_class: str | int | None = None
+) -> PreparedData:
+    """Check, split and convert ``dataset`` for training; `DataError` when it cannot train
+    a model (fewer than 2 classes, a class with a single sample, a split with an empty
+    class)."""
+    warnings = D.check_trainable(dataset)
+    names = D.label_names(dataset)
+    X, y = D.to_arrays(dataset)
+    train, test = D.split_indices(y, test_size=test_size, seed=seed)
+    return PreparedData(
+        x_train=X[train],
+        y_train=y[train],
+        x_test=X[test],
+        y_test=y[test],
+        train_indices=train,
+        test_indices=test,
+        label_names=tuple(names),
+        good_index=D.good_index(names, good_class),
+        input_shape=tuple(D.input_shape(dataset)),
+        fingerprint=fingerprint(X, y, names),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,295 @@
+"""The run record: what a training run was, typed and versioned, validated once when read.
+
+A record is written as ``run.json`` in the run folder and as metadata in the
+``model.safetensors`` header. `RunRecord.from_dict` checks every field once — type and
+range — and raises `CheckpointError` naming the first bad field; nothing downstream reads
+the JSON form. Records written before ``schema_version`` existed (``"format":
+"soartlab-run/1"``) are read too: the training-data block is then missing (`data` is None).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
+from typing import Any
+
+from soartlab.data import Normalization
+from soartlab.distances import get_distance
+from soartlab.errors import CheckpointError, SoartLabError
+from soartlab.models import ModelConfig
+from soartlab.training import Outcome, TrainConfig
+
+SCHEMA_VERSION = 2
+MAX_CLASSES = 10_000
+RATE_FIELDS = ("accuracy", "escape_rate", "overkill_rate")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Which data a run was trained on, so figures shown later are about the same parts."""
+
+    fingerprint: str  # `soartlab.prepare.fingerprint` of the whole data set
+    n_samples: int  # rows in that data set
+    test_indices: tuple[int, ...]  # its held-out rows (sorted), never trained on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "n_samples": self.n_samples,
+            "test_indices": list(self.test_indices),
+        }
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run; ``to_dict``/``from_dict`` are its JSON form (run.json)."""
+
+    config: TrainConfig  # the settings it was trained with (loss, transform, seed, ...)
+    model: ModelConfig  # the network's sizes
+    label_names: tuple[str, ...]  # class names in label-index order
+    good_index: int  # index of the good (合格) class in label_names
+    normalization: Normalization  # fitted on the training split; travels with the model
+    distance: dict[str, Any]  # evaluation distance: get_distance(**distance) rebuilds it
+    metrics: dict[str, Any]  # held-out accuracy, escape_rate, overkill_rate, confusion, ...
+    history: tuple[dict[str, Any], ...]  # one row per epoch (loss, test_accuracy, ...)
+    status: Outcome  # how training ended
+    stop_reason: str = ""  # the outcome in words when it is not "finished"
+    data: DataInfo | None = None  # None for records written before schema version 2
+    label: str = ""  # the user's name for the run (display only)
+    run_id: str = ""  # folder name in a run store ("" for a folder chosen by the user)
+    created: str = ""  # ISO 8601 local time with offset
+    world_size: int = 1  # training processes (torchrun)
+    backend: str | None = None  # process-group backend when world_size > 1
+    cpu_seconds: float | None = None
+    wall_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept as written
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.model.input_shape
+
+    def with_label(self, label: str) -> RunRecord:
+        return replace(self, label=label)
+
+    def evaluation_distance(self) -> Any:
+        spec = dict(self.distance)
+        return get_distance(spec.pop("name"), **spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        config = self.config.to_dict()
+        transform = config.pop("transform")
+        out: dict[str, Any] = dict(self.extra)
+        out.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "run_id": self.run_id,
+                "label": self.label,
+                "created": self.created,
+                "status": self.status.value,
+                "stop_reason": self.stop_reason,
+                "config": config,
+                "transform": transform,
+                "model": self.model.to_dict(),
+                "label_names": list(self.label_names),
+                "good_index": self.good_index,
+                "input_shape": list(self.input_shape),
+                "normalization": self.normalization.to_dict(),
+                "distance": dict(self.distance),
+                "metrics": self.metrics,
+                "history": list(self.history),
+                "data": None if self.data is None else self.data.to_dict(),
+                "world_size": self.world_size,
+                "backend": self.backend,
+                "cpu_seconds": self.cpu_seconds,
+                "wall_seconds": self.wall_seconds,
+            }
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "run.json") -> RunRecord:
+        """Validate ``raw`` (parsed JSON) field by field; `CheckpointError` names the
+        first field that is missing, of the wrong type or out of range."""
+        return _Reader(raw, source).record()
+
+
+class _Reader:
+    """Field-by-field validation of one record's JSON form."""
+
+    def __init__(self, raw: Any, source: str) -> None:
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{source} must hold a JSON object; got {type(raw).__name__}.")
+        self.raw = raw
+        self.source = source
+
+    def fail(self, name: str, expected: str) -> CheckpointError:
+        value = repr(self.raw.get(name, "<missing>"))
+        if len(value) > 80:
+            value = value[:77] + "..."
+        return CheckpointError(
+            f"{self.source}: field '{name}' must be {expected}; got {value}. "
+            "The run record is damaged or from another program."
+        )
+
+    def get(self, name: str, kind: type | tuple[type, ...], expected: str, default: Any = ...):
+        if name not in self.raw or (self.raw[name] is None and default is not ...):
+            if default is ...:
+                raise self.fail(name, expected)
+            return default
+        value = self.raw[name]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise self.fail(name, expected)
+        return value
+
+    def integer(self, name: str, low: int, high: int, default: Any = ...) -> int:
+        value = self.get(name, Integral, f"an integer from {low} to {high}", default)
+        if not low <= value <= high:
+            raise self.fail(name, f"an integer from {low} to {high}")
+        return int(value)
+
+    def seconds(self, name: str) -> float | None:
+        value = self.get(name, Real, "a number of seconds or null", None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise self.fail(name, "a number of seconds or null")
+        return None if value is None else float(value)
+
+    def text(self, name: str, default: str = "") -> str:
+        return str(self.get(name, str, "text", default))
+
+    def record(self) -> RunRecord:
+        version = self.integer("schema_version", 1, SCHEMA_VERSION, default=1)
+        names = self.label_names()
+        return RunRecord(
+            config=self.config(version),
+            model=self.model(),
+            label_names=names,
+            good_index=self.integer("good_index", 0, len(names) - 1),
+            normalization=self.normalization(),
+            distance=self.distance(),
+            metrics=self.metrics(len(names)),
+            history=self.history(),
+            status=self.status(),
+            stop_reason=self.text("stop_reason"),
+            data=self.data() if version >= 2 else None,
+            label=self.text("label"),
+            run_id=self.text("run_id"),
+            created=self.text("created"),
+            world_size=self.integer("world_size", 1, 1_000_000, default=1),
+            backend=self.get("backend", str, "text or null", None),
+            cpu_seconds=self.seconds("cpu_seconds"),
+            wall_seconds=self.seconds("wall_seconds"),
+            extra={k: v for k, v in self.raw.items() if k not in _KNOWN},
+        )
+
+    def label_names(self) -> tuple[str, ...]:
+        names = self.get("label_names", list, "a list of class names")
+        if not 1 <= len(names) <= MAX_CLASSES or not all(isinstance(n, str) for n in names):
+            raise self.fail("label_names", f"a list of 1 to {MAX_CLASSES} class names (text)")
+        if len(set(names)) != len(names):
+            raise self.fail("label_names", "a list of distinct class names")
+        return tuple(names)
+
+    def config(self, version: int) -> TrainConfig:
+        values = dict(self.get("config", dict, "an object of training settings"))
+        if version >= 2 or "transform" not in values:
+            # schema 2 keeps the transform once, beside the config
+            values["transform"] = self.get("transform", dict, "an object (scale, offset, floor)")
+        try:
+            config = TrainConfig.from_dict(values)
+            config.validate()
+        except (SoartLabError, TypeError) as exc:
+            raise CheckpointError(f"{self.source}: field 'config' is not valid: {exc}") from None
+        return config
+
+    def model(self) -> ModelConfig:
+        try:
+            model = ModelConfig.from_dict(self.get("model", dict, "an object (model sizes)"))
+        except (CheckpointError, TypeError) as exc:
+            raise CheckpointError(f"{self.source}: field 'model' is not valid: {exc}") from None
+        shape = self.raw.get("input_shape")
+        if shape is not None and list(model.input_shape) != shape:
+            raise self.fail("input_shape", f"the model's input shape {list(model.input_shape)}")
+        return model
+
+    def normalization(self) -> Normalization:
+        try:
+            return Normalization.from_dict(self.get("normalization", dict, "an object (mean, std)"))
+        except SoartLabError as exc:
+            raise CheckpointError(f"{self.source}: field 'normalization': {exc}") from None
+
+    def distance(self) -> dict[str, Any]:
+        spec = dict(self.get("distance", dict, "an object with a distance 'name'"))
+        if not isinstance(spec.get("name"), str):
+            raise self.fail("distance", "an object with a distance 'name'")
+        try:
+            params = dict(spec)
+            get_distance(params.pop("name"), **params)
+        except (SoartLabError, TypeError) as exc:
+            raise CheckpointError(f"{self.source}: field 'distance' is not valid: {exc}") from None
+        return spec
+
+    def metrics(self, n_classes: int) -> dict[str, Any]:
+        metrics = self.get("metrics", dict, "an object of held-out figures", {})
+        for name in RATE_FIELDS:
+            value = metrics.get(name)
+            if name in metrics and not (
+                isinstance(value, Real) and not isinstance(value, bool) and 0 <= value <= 1
+            ):
+                raise CheckpointError(
+                    f"{self.source}: field 'metrics.{name}' must be a number from 0 to 1; "
+                    f"got {value!r:.80}."
+                )
+        confusion = metrics.get("confusion")
+        if confusion is not None and not (
+            isinstance(confusion, list)
+            and len(confusion) == n_classes
+            and all(
+                isinstance(row, list)
+                and len(row) == n_classes
+                and all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 0 for c in row)
+                for row in confusion
+            )
+        ):
+            raise CheckpointError(
+                f"{self.source}: field 'metrics.confusion' must be a {n_classes}×{n_classes} "
+                "table of counts."
+            )
+        return metrics
+
+    def history(self) -> tuple[dict[str, Any], ...]:
+        rows = self.get("history", list, "a list of per-epoch rows", [])
+        if not all(isinstance(r, dict) and isinstance(r.get("epoch"), Integral) for r in rows):
+            raise self.fail("history", "a list of per-epoch rows, each with an 'epoch'")
+        return tuple(rows)
+
+    def status(self) -> Outcome:
+        value = self.get("status", str, "one of " + ", ".join(o.value for o in Outcome))
+        try:
+            return Outcome(value)
+        except ValueError:
+            raise self.fail("status", "one of " + ", ".join(o.value for o in Outcome)) from None
+
+    def data(self) -> DataInfo:
+        block = self.get("data", dict, "an object (fingerprint, n_samples, test_indices)")
+        inner = _Reader(block, f"{self.source}: field 'data'")
+        n = inner.integer("n_samples", 2, 10**12)
+        indices = inner.get("test_indices", list, "a list of row numbers")
+        if not indices or not all(
+            isinstance(i, Integral) and not isinstance(i, bool) and 0 <= i < n for i in indices
+        ):
+            raise inner.fail("test_indices", f"a non-empty list of row numbers below {n}")
+        fingerprint = inner.text("fingerprint")
+        if not fingerprint:
+            raise inner.fail("fingerprint", "the data set's fingerprint (text)")
+        return DataInfo(fingerprint, n, tuple(int(i) for i in indices))
+
+
+_KNOWN = {
+    "schema_version",
+    "format",  # schema 1's version marker
+    "loss",  # schema 1 stored the loss a second time; config.loss is the one
+    *(f for f in RunRecord.__dataclass_fields__ if f != "extra"),
+    "transform",
+    "input_shape",
+}

@@ -1,0 +1,61 @@
+"""Fixtures shared across test modules: the demo set and one tiny trained run, made once
+per test session (each module training its own made the suite slow)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from soartlab.demo import make_demo
+from soartlab.prepare import PreparedData
+from soartlab.record import RunRecord
+from soartlab.runs import Run, RunStore
+from soartlab.training import TrainConfig, TrainResult
+
+TINY_CONFIG = TrainConfig(epochs=2, pairs_per_epoch=512, batch_size=64, device="cpu")
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A run trained briefly on the full demo set and saved in a run store, as the Train
+    page saves it. Read-only: tests that change files take `tiny_run_copy`."""
+
+    dataset: object  # make_demo(): the data the app loads by default
+    config: TrainConfig
+    data: PreparedData
+    result: TrainResult
+    record: RunRecord
+    run: Run
+    store: RunStore
+
+
+@pytest.fixture(scope="session")
+def demo_set():
+    """The built-in demo set (3,000 samples), as the app loads it."""
+    return make_demo()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_set, tmp_path_factory) -> TinyRun:
+    from soartlab.prepare import prepare
+    from soartlab.training import Trainer, initial_model
+    from soartlab.workflow import build_record, save_run
+
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    data = prepare(demo_set, TINY_CONFIG.test_size, TINY_CONFIG.seed)
+    result = Trainer(TINY_CONFIG).fit(initial_model(TINY_CONFIG, data), data)
+    run = store.new_run()
+    record = save_run(run, build_record(TINY_CONFIG, data, result, label="tiny run"), result)
+    return TinyRun(demo_set, TINY_CONFIG, data, result, record, run, store)
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Run:
+    """A copy of the tiny run's folder in a store of its own, free to change."""
+    home = tmp_path / "runs"
+    home.mkdir()
+    shutil.copytree(tiny_run.run.path, home / tiny_run.run.run_id)
+    return Run(Path(home / tiny_run.run.run_id))
