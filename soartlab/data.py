@@ -7,11 +7,12 @@ A dataset is a ``datasets.Dataset`` with
 - a ``"label"`` column, ``ClassLabel(names=[...])``.
 
 ``load_dataset`` reads ``.csv``, ``.tsv``, ``.parquet``, ``.npz`` and ``.zip`` (one folder
-per class) and turns every problem with the file into a ``DataError`` that says what is
-wrong and what is expected. Class names: integer labels become ``"0"``, ``"1"``, … (the
-distinct values, sorted); text labels keep their names, sorted, with a good/ok/pass name
-first. Image values from image files are scaled to [0, 1]; numbers from tables and arrays
-are kept as they are (normalise with ``Normalization``).
+per class) with the reader ``soartlab.io`` registers for the suffix, and turns every
+problem with the file into a ``DataError`` that says what is wrong and what is expected.
+Class names: integer labels become ``"0"``, ``"1"``, … (the distinct values, sorted); text
+labels keep their names, sorted, with a good/ok/pass name first. Image values from image
+files are scaled to [0, 1]; numbers from tables and arrays are kept as they are (normalise
+with ``Normalization``). ``Limits`` (the caps on a user file) lives in ``soartlab.io``.
 """
 
 from __future__ import annotations
@@ -25,29 +26,16 @@ import pyarrow as pa
 from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, Sequence, Value
 from datasets.table import InMemoryTable
 
-from soartlab import archives, tables
 from soartlab.errors import DataError
+from soartlab.io import Limits, check_file_size, checked_samples, finite_float32, reader_for
+from soartlab.io.messages import rows_text
 
-SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet", ".npz", ".zip")
 GOOD_NAMES = ("good", "ok", "pass")
 """Label names taken as the good (合格) class, case-insensitive, in order of preference."""
 
 MIN_SAMPLES_PER_CLASS = 2
 WARN_SAMPLES_PER_CLASS = 5
 STD_FLOOR = 1e-6
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps on what a user file may hold; each is checked before the bulk of the work."""
-
-    max_file_bytes: int = 200 * 1024**2  # size of the uploaded file itself
-    max_rows: int = 200_000  # samples (table rows, images in a zip)
-    max_columns: int = 20_000  # table columns / features per sample
-    max_zip_members: int = 20_000  # entries in a .zip or .npz
-    max_uncompressed_bytes: int = 1024**3  # declared unpacked size of a zip / npz / parquet
-    max_compression_ratio: float = 100.0  # per zip entry (entries of 1 MiB and more)
-    max_image_pixels: int = 4096 * 4096  # width × height declared by one image header
 
 
 # The single class name of a lot loaded without labels.
@@ -75,62 +63,28 @@ def load_dataset(
     ``is_labelled``), for prediction.
     """
     path = Path(path)
-    name = path.name
     if not path.is_file():
         raise DataError(f"No data file at '{path}'.")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(
-            f"'{name}' has an unsupported file type '{suffix or '(none)'}'; supported "
-            f"formats: {', '.join(SUPPORTED_SUFFIXES)}."
-        )
-    size = path.stat().st_size
-    if size > limits.max_file_bytes:
-        raise DataError(
-            f"'{name}' is {size / 2**20:,.1f} MiB; the limit is "
-            f"{limits.max_file_bytes / 2**20:,.1f} MiB. It was not read."
-        )
+    read = reader_for(path)
+    check_file_size(path, limits)
     image_size = _check_shape(image_size, "image_size")
     if input_shape is not None:
         input_shape = _check_shape(input_shape, "input_shape", allow_1d=True)
 
-    columns = None
-    stored_names = None
-    if suffix in (".csv", ".tsv"):
-        sep = "," if suffix == ".csv" else "\t"
-        raw = tables.read_delimited(path, limits, label_column, sep, require_labels)
-        features, labels, shape = raw.features, raw.labels, raw.shape
-        stored_names, columns = raw.names, raw.columns
-    elif suffix == ".parquet":
-        raw = tables.read_parquet(path, limits, label_column, image_size, require_labels)
-        features, labels, shape = raw.features, raw.labels, raw.shape
-        stored_names, columns = raw.names, raw.columns
-    elif suffix == ".npz":
-        features, labels, stored_names = archives.read_npz(path, limits)
-        shape = tuple(features.shape[1:]) if features.ndim == 3 else None
+    raw = read(
+        path, limits, label_column=label_column, image_size=image_size, require_labels=require_labels
+    )
+    flat = checked_samples(raw, path.name, limits)
+    if raw.labels is None:
+        y, names = np.zeros(len(flat), dtype=np.int64), [UNLABELLED]
     else:
-        features, labels = archives.read_image_zip(path, image_size, limits)
-        shape = tuple(image_size)
-
-    n = len(features)
-    if n == 0:
-        raise DataError(f"'{name}' holds no data rows.")
-    flat = features.reshape(n, -1)
-    d = flat.shape[1]
-    if n > limits.max_rows:
-        raise DataError(f"'{name}' has {n:,} rows; the limit is {limits.max_rows:,} rows.")
-    if d > limits.max_columns:
-        raise DataError(f"'{name}' has {d:,} features; the limit is {limits.max_columns:,}.")
-    flat = _finite_float32(flat, name, columns)
-    if labels is None:
-        y, names = np.zeros(n, dtype=np.int64), [UNLABELLED]
-    else:
-        y, names = _encode_labels(labels, stored_names, name)
+        y, names = _encode_labels(raw.labels, raw.label_names, path.name)
+    shape = raw.image_shape
     if input_shape is not None:
-        if math.prod(input_shape) != d:
+        if math.prod(input_shape) != flat.shape[1]:
             raise DataError(
                 f"input_shape {input_shape} holds {math.prod(input_shape)} values, but each "
-                f"sample in '{name}' has {d} features."
+                f"sample in '{path.name}' has {flat.shape[1]} features."
             )
         shape = input_shape
     return _build(flat, y, names, shape)
@@ -153,26 +107,6 @@ def _check_shape(shape, what: str, allow_1d: bool = False) -> tuple[int, ...]:
             f"got {shape!r}."
         )
     return shape
-
-
-def _finite_float32(flat: np.ndarray, name: str, columns: list[str] | None) -> np.ndarray:
-    """(N, d) → float32; non-finite values (NaN, inf, missing, beyond float32) refused."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = np.ascontiguousarray(flat, dtype=np.float32)
-    ok = np.isfinite(values)
-    if ok.all():
-        return values
-    bad_rows = np.flatnonzero(~ok.all(axis=1))
-    row = int(bad_rows[0])
-    col = int(np.flatnonzero(~ok[row])[0])
-    column = (
-        repr(columns[col]) if columns is not None and len(columns) == flat.shape[1] else str(col)
-    )
-    raise DataError(
-        f"'{name}': rows {tables.rows_text(bad_rows)} (counted from 1) hold missing, NaN or "
-        f"infinite values (row {row + 1}, column {column}: {flat[row, col]!r}). Every feature "
-        "must be a finite number."
-    )
 
 
 def _encode_labels(
@@ -199,7 +133,7 @@ def _encode_labels(
     empty = np.flatnonzero(text == "")
     if len(empty):
         raise DataError(
-            f"'{name}': rows {tables.rows_text(empty)} have an empty label; every row needs "
+            f"'{name}': rows {rows_text(empty)} have an empty label; every row needs "
             "a class."
         )
     values, inverse = np.unique(text, return_inverse=True)
@@ -261,7 +195,7 @@ def from_arrays(X, y, label_names, input_shape: tuple[int, ...] | None = None) -
                 f"{flat.shape[1]} features per sample."
             )
         shape = input_shape
-    return _build(_finite_float32(flat, "X", None), y.astype(np.int64), names, shape)
+    return _build(finite_float32(flat, "X", None), y.astype(np.int64), names, shape)
 
 
 # --- reading a dataset back -----------------------------------------------------------------

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from soartlab import data, tables
-from soartlab.data import Limits, load_dataset
+from soartlab import data
+from soartlab.data import load_dataset
 from soartlab.errors import DataError, SoartLabError
+from soartlab.io import Limits, tables
 
 
 def png(shape=(4, 5), value=100):

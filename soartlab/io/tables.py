@@ -10,11 +10,11 @@ everything is parsed. Rows in messages are data rows counted from 1; lines are f
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from soartlab.archives import decode_image
 from soartlab.errors import DataError
-
-if TYPE_CHECKING:
-    from soartlab.data import Limits
+from soartlab.io.images import decode_image
+from soartlab.io.limits import Limits
+from soartlab.io.messages import columns_text, mib, rows_text
+from soartlab.io.raw import RawData
 
 PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
 """Feature columns named px_<row>_<col> hold the pixels of a (rows × cols) image."""
@@ -34,44 +34,30 @@ PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
 _INDEX_COLUMNS = ("", "__index_level_0__", "Unnamed: 0")
 
 
-class RawTable:
-    """What a table file holds before it becomes a dataset.
-
-    features: float (N, d), or float32 (N, H, W) for decoded images; labels: (N,) int64 or
-    object array of str; shape: image shape implied by the file or None; names: class names
-    stored with the file (Hugging Face metadata) or None.
-    """
-
-    def __init__(self, features, labels, shape=None, names=None, columns=None):
-        self.features = features
-        self.labels = labels
-        self.shape = shape
-        self.names = names
-        self.columns = columns  # feature column names, for messages
-
-
-def rows_text(rows: np.ndarray, limit: int = 5) -> str:
-    shown = ", ".join(str(int(r) + 1) for r in rows[:limit])
-    more = f" and {len(rows) - limit:,} more" if len(rows) > limit else ""
-    return f"{shown}{more}"
-
-
-def _columns_text(names: list[str], limit: int = 12) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" … ({len(names)} in all)" if len(names) > limit else "")
-
-
 # --- CSV / TSV ------------------------------------------------------------------------------
 
 
 def read_delimited(
-    path: Path, limits: Limits, label_column: str, sep: str, require_labels: bool = True
-) -> RawTable:
-    """Parse a CSV (``sep=","``) or TSV (``sep="\\t"``) file into a RawTable."""
+    path: Path,
+    limits: Limits,
+    *,
+    label_column: str,
+    image_size: tuple[int, int],
+    require_labels: bool,
+    **_other_options: object,
+) -> RawData:
+    """Parse a CSV (``.csv``, comma-separated) or TSV (``.tsv``, tab-separated) file.
+
+    ``notes["encoding"]`` says how the text was read: ``utf-8``, or ``utf-8-sig`` when it
+    starts with the byte-order mark Excel's "CSV UTF-8" writes.
+    """
     name = path.name
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     data = path.read_bytes()
+    encoding = "utf-8"
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+        encoding = "utf-8-sig"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,10 +65,24 @@ def read_delimited(
             f"'{name}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
             f"{exc.start:,} cannot be decoded). Save it as UTF-8 (in Excel: 'CSV UTF-8')."
         ) from None
+    _check_header(text, name, sep, limits)
+    table = _parse_delimited(data, text, name, sep)
+    raw = table_to_raw(
+        table,
+        name,
+        limits,
+        label_column=label_column,
+        image_size=image_size,
+        require_labels=require_labels,
+    )
+    return dataclasses.replace(raw, notes={"encoding": encoding})
+
+
+def _check_header(text: str, name: str, sep: str, limits: Limits) -> None:
+    """Refuse an empty or oversized table, or one with the wrong separator, from its line
+    count and header alone, before anything is parsed."""
     if not text.strip():
         raise DataError(f"'{name}' is empty: no data rows. Expected a header line and data rows.")
-
-    # refuse oversized tables from the line count and the header before parsing
     n_lines = text.rstrip("\r\n").count("\n") + 1
     if n_lines - 1 > limits.max_rows:
         raise DataError(
@@ -99,6 +99,10 @@ def read_delimited(
             f"'{name}' looks separated by ';' rather than ','. Save it as comma-separated CSV."
         )
 
+
+def _parse_delimited(data: bytes, text: str, name: str, sep: str) -> pa.Table:
+    """``data`` (UTF-8 without a byte-order mark; ``text`` is it decoded) → Arrow table;
+    a row with more or fewer fields than the header is refused, naming its line."""
     bad_rows: list[tuple[int | None, int, int]] = []
 
     def on_bad_row(row) -> str:
@@ -125,7 +129,7 @@ def read_delimited(
             f"'{name}' line {line} has {actual} fields; the header has {expected}{more}. "
             "Every row needs one value per column."
         )
-    return table_to_raw(table, name, limits, label_column, require_labels=require_labels)
+    return table
 
 
 def _kind(sep: str) -> str:
@@ -145,10 +149,12 @@ def _first_ragged_line(text: str, sep: str, expected: int) -> int | str:
 def read_parquet(
     path: Path,
     limits: Limits,
+    *,
     label_column: str,
     image_size: tuple[int, int],
-    require_labels: bool = True,
-) -> RawTable:
+    require_labels: bool,
+    **_other_options: object,
+) -> RawData:
     """Parse a Parquet file (plain columns, a ``features`` list column or hub images)."""
     name = path.name
     try:
@@ -168,8 +174,8 @@ def read_parquet(
     unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if unpacked > limits.max_uncompressed_bytes:
         raise DataError(
-            f"'{name}' would unpack to {unpacked / 2**20:,.1f} MiB; the limit is "
-            f"{limits.max_uncompressed_bytes / 2**20:,.1f} MiB."
+            f"'{name}' would unpack to {mib(unpacked)}; the limit is "
+            f"{mib(limits.max_uncompressed_bytes)}."
         )
     try:
         table = parquet.read()
@@ -179,10 +185,10 @@ def read_parquet(
         table,
         name,
         limits,
-        label_column,
-        image_size,
-        _hub_label_names(schema),
+        label_column=label_column,
+        image_size=image_size,
         require_labels=require_labels,
+        stored_names=_hub_label_names(schema),
     )
 
 
@@ -210,13 +216,15 @@ def table_to_raw(
     table: pa.Table,
     name: str,
     limits: Limits,
+    *,
     label_column: str,
-    image_size: tuple[int, int] = (36, 39),
+    image_size: tuple[int, int],
+    require_labels: bool,
     stored_names: dict[str, list[str]] | None = None,
-    require_labels: bool = True,
-) -> RawTable:
+) -> RawData:
     """Split an Arrow table into features and labels, checking both. Without
-    `require_labels` a table with no label column gives `labels=None` (a new lot)."""
+    ``require_labels`` a table with no label column gives ``labels=None`` (a new lot).
+    ``stored_names``: class names per column, from the file's metadata."""
     columns = table.column_names
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
@@ -233,10 +241,12 @@ def table_to_raw(
 
     if "image" in rest and pa.types.is_struct(table.schema.field("image").type):
         images = _decode_image_column(table.column("image"), name, image_size, limits)
-        return RawTable(images, labels, tuple(image_size), names, ["image"])
+        return RawData(
+            images, labels, label_names=names, image_shape=tuple(image_size), columns=["image"]
+        )
     if "features" in rest:
         features = _list_column(table.column("features"), name)
-        return RawTable(features, labels, None, names, ["features"])
+        return RawData(features, labels, label_names=names, columns=["features"])
     if not rest:
         raise DataError(
             f"'{name}' has no feature columns besides {label_name!r}. Expected numeric feature "
@@ -249,7 +259,7 @@ def table_to_raw(
     if order is not None:
         features = features[:, order]
         rest = [rest[i] for i in order]
-    return RawTable(features, labels, shape, names, rest)
+    return RawData(features, labels, label_names=names, image_shape=shape, columns=rest)
 
 
 def _find_label_column(
@@ -263,7 +273,7 @@ def _find_label_column(
     if not required:
         return None
     raise DataError(
-        f"'{name}' has no {label_column!r} column; columns found: {_columns_text(columns)}. "
+        f"'{name}' has no {label_column!r} column; columns found: {columns_text(columns)}. "
         f"Expected a {label_column!r} column holding each row's class."
     )
 

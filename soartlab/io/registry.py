@@ -1,0 +1,43 @@
+"""Which reader reads which file: one entry per file suffix.
+
+Every reader has the signature ``(path: Path, limits: Limits, **options) -> RawData``.
+``load_dataset`` passes every reader the same keyword options (``label_column``,
+``image_size``, ``require_labels``); a reader names the ones it uses as keyword-only
+parameters and ignores the rest. A new format is one such function, added here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from soartlab.errors import DataError
+from soartlab.io.archives import read_image_zip
+from soartlab.io.npz import read_npz
+from soartlab.io.raw import RawData
+from soartlab.io.tables import read_delimited, read_parquet
+
+Reader = Callable[..., RawData]
+"""(path: Path, limits: Limits, **options) -> RawData"""
+
+READERS: dict[str, Reader] = {
+    ".csv": read_delimited,
+    ".tsv": read_delimited,
+    ".parquet": read_parquet,
+    ".npz": read_npz,
+    ".zip": read_image_zip,  # one folder of images per class
+}
+
+SUPPORTED_SUFFIXES = tuple(READERS)
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader registered for ``path``'s suffix (case-insensitive); DataError listing
+    the supported suffixes otherwise."""
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise DataError(
+            f"'{path.name}' has an unsupported file type '{suffix or '(none)'}'; supported "
+            f"formats: {', '.join(SUPPORTED_SUFFIXES)}."
+        )
+    return READERS[suffix]
