@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import streamlit as st
 
 from soartlab.ui import state
 
@@ -113,17 +112,3 @@ def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndar
     """Indices (into the held-out split) of samples in confusion cell (true, pred)."""
     return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
 
-
-def rates_row(metrics: dict) -> None:
-    cols = st.columns(3)
-    cols[0].metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
-    cols[1].metric(
-        "Escape",
-        f"{metrics.get('escape_rate', float('nan')):.1%}",
-        help="Defects judged good (見逃し)",
-    )
-    cols[2].metric(
-        "Overkill",
-        f"{metrics.get('overkill_rate', float('nan')):.1%}",
-        help="Good parts judged defective (過検出)",
-    )

@@ -10,6 +10,7 @@ import streamlit as st
 
 from soartlab.ui import state
 from soartlab.ui.jobs import JobSnapshot, TrainingJob
+from soartlab.ui.widgets import rates_row
 
 POLL_SECONDS = 0.5
 FINISHED_JOB = "soart_finished_job"  # id() of the job whose end was already taken in
@@ -117,7 +118,7 @@ def results() -> None:
         st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
     if snap.run_dir is None:
         return
-    metrics_row(snap.metrics)
+    rates_row(snap.metrics, held_out_samples=True)
     downloads(snap.run_dir)
     st.button(
         "Next round: re-tune on the new embeddings",
@@ -125,20 +126,6 @@ def results() -> None:
         args=(str(snap.run_dir),),
         help="Tune the distance on this model's embeddings, then continue training from it.",
     )
-
-
-def metrics_row(metrics: dict) -> None:
-    cols = st.columns(4)
-    cols[0].metric("Held-out accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
-    cols[1].metric(
-        "Escape rate", f"{metrics.get('escape_rate', float('nan')):.1%}", help="Defects judged good"
-    )
-    cols[2].metric(
-        "Overkill rate",
-        f"{metrics.get('overkill_rate', float('nan')):.1%}",
-        help="Good parts judged defective",
-    )
-    cols[3].metric("Held-out samples", f"{metrics.get('n_samples', 0):,}")
 
 
 def _read(path: Path) -> bytes:
