@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,9 @@ def held_out_view(run: Any, data: state.LoadedData, test_split_of: Any = None) -
             metrics,
         )
 
-    return state.cached(f"held_out_{id(split_run) == id(run)}", key, compute)
+    # A compared run keeps its own slot, so switching it does not drop the current run's view.
+    slot = "held_out" if str(split_run.run_dir) == str(run.run_dir) else "held_out_compared"
+    return state.cached(slot, key, compute)
 
 
 def table_metrics(run: Any, table: Any) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -88,8 +91,12 @@ def projected(view: HeldOutView, components: int) -> np.ndarray:
     """PCA of the held-out embeddings to 2 or 3 components, cached per session."""
     from soartlab.evaluation import pca
 
-    key = (id(view), components)
-    return state.cached("explore_pca", key, lambda: pca(view.embeddings, n_components=components))
+    # Keyed on the embeddings' bytes: the projection depends on nothing else, and an object's
+    # id() can be reused by a later view once the old one is garbage-collected.
+    embeddings = np.ascontiguousarray(view.embeddings)
+    digest = hashlib.blake2b(embeddings.data, digest_size=16).hexdigest()
+    key = (embeddings.shape, str(embeddings.dtype), digest, components)
+    return state.cached("explore_pca", key, lambda: pca(embeddings, n_components=components))
 
 
 def per_class_table(metrics: dict) -> Any:

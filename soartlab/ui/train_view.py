@@ -13,7 +13,7 @@ from soartlab.ui.jobs import JobSnapshot, TrainingJob
 from soartlab.ui.widgets import rates_row
 
 POLL_SECONDS = 0.5
-FINISHED_JOB = "soart_finished_job"  # id() of the job whose end was already taken in
+FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
 
 
 def job() -> TrainingJob | None:
@@ -34,9 +34,9 @@ def start(dataset: Any, config: Any, *, label: str, resume_from: Path | None) ->
 
 def _take_in(finished: TrainingJob, snap: JobSnapshot) -> bool:
     """Once per finished job: make its run the session's current run. True if new."""
-    if st.session_state.get(FINISHED_JOB) == id(finished):
+    if st.session_state.get(FINISHED_JOB) == finished.job_id:
         return False
-    st.session_state[FINISHED_JOB] = id(finished)
+    st.session_state[FINISHED_JOB] = finished.job_id
     if snap.run_dir is not None:
         state.set_current_run(snap.run_dir)
         st.session_state.pop(state.RESUME_FROM, None)
