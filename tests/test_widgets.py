@@ -33,3 +33,34 @@ def test_rates_row_adds_the_sample_count_when_asked():
     at = _rates_app(held_out_samples=True)
     assert [metric.label for metric in at.metric][-1] == "Held-out samples"
     assert at.metric[-1].value == "1,234"
+
+
+def test_runs_compare_shows_the_same_row_for_each_run(tmp_path):
+    def script(folder: str) -> None:
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from soartlab.ui import runs_view
+
+        infos = [
+            SimpleNamespace(
+                run_id=f"run{i}",
+                label="",
+                loss="contrastive",
+                path=Path(folder) / f"run{i}",  # no run.json: no curves, still the rates
+                metrics={"accuracy": 0.5 + i / 10, "escape_rate": 0.1, "overkill_rate": 0.2},
+            )
+            for i in range(3)
+        ]
+        runs_view.compare(infos)
+
+    at = AppTest.from_function(script, kwargs={"folder": str(tmp_path)}, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    labels = [metric.label for metric in at.metric]
+    assert labels == ["Accuracy", "Escape", "Overkill"] * 3
+    assert [metric.value for metric in at.metric if metric.label == "Accuracy"] == [
+        "50.0%",
+        "60.0%",
+        "70.0%",
+    ]
