@@ -5,7 +5,7 @@ import streamlit as st
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
 from soartlab.ui import explore, state
 from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.widgets import require_data, require_run, run_title
+from soartlab.ui.widgets import rates_row, require_data, require_run, run_title
 
 st.title("Explore")
 data = require_data()
@@ -24,7 +24,7 @@ if view is None:
     st.stop()
 
 st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")
-explore.rates_row(view.metrics)
+rates_row(view.metrics)
 
 left, right = st.columns(2)
 with left:
@@ -117,7 +117,7 @@ else:
                 with column:
                     loss = shown_run.record.config.loss
                     st.markdown(f"**{run_title(shown_run)}** · {loss}")
-                    explore.rates_row(shown.metrics)
+                    rates_row(shown.metrics)
                     figure = confusion_heatmap(shown.metrics["confusion"], shown.label_names)
                     figure.update_layout(height=380, margin={"t": 20})
                     st.plotly_chart(figure, key=f"compare_{column is a}", width="stretch")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from soartlab.ui import data_io, explore, predict, state
 from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.widgets import run_title
+from soartlab.ui.widgets import rates_row, run_title
 
 st.title("Predict")
 guard = EngineErrors()
@@ -87,7 +87,7 @@ with guard, st.spinner("Predicting…"):
 if table is None:
     st.stop()
 if metrics is not None:
-    explore.rates_row(metrics)
+    rates_row(metrics)
 passed = int((table["pass_fail"] == "pass").sum())
 st.markdown(f"**{passed:,} pass, {len(table) - passed:,} fail** of {len(table):,} samples")
 st.download_button(

@@ -216,7 +216,7 @@ def test_training_finishes_offers_downloads_and_next_round(app):
     assert "Download model (.pth)" in labels and "Download bundle (.zip)" in labels
     run_dir = app.session_state[state.CURRENT_RUN]
     assert (Path(run_dir) / "model.pth").exists() and (Path(run_dir) / "run.json").exists()
-    assert any(m.label == "Held-out accuracy" for m in app.metric)
+    assert any(m.label == "Accuracy" for m in app.metric)
     [held_out] = [m.value for m in app.metric if m.label == "Held-out samples"]
     assert int(held_out.replace(",", "")) > 0
     # After training every page still renders.

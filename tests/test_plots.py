@@ -1,6 +1,7 @@
 """Figure builders, checked as plain ``go.Figure`` objects."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -8,6 +9,8 @@ import pytest
 from plotly.subplots import make_subplots
 
 from soartlab import plots
+from soartlab.errors import SoartLabError
+from soartlab.plots.histograms import _histogram_traces
 
 LABELS = ["good", "scratch", "dent"]
 
@@ -29,11 +32,10 @@ def test_shared_edges_cover_all_arrays_and_skip_non_finite():
     np.testing.assert_allclose(edges, [0.0, 0.75, 1.5, 2.25, 3.0])
 
 
-def test_shared_edges_degenerate_and_fixed_range():
+def test_shared_edges_degenerate_inputs():
     np.testing.assert_allclose(plots.shared_edges([2.0, 2.0], bins=2), [1.5, 2.0, 2.5])
     np.testing.assert_allclose(plots.shared_edges([], bins=2), [0.0, 0.5, 1.0])
-    np.testing.assert_allclose(plots.shared_edges([5.0], bins=2, range=(0, 4)), [0, 2, 4])
-    with pytest.raises(ValueError, match="bins"):
+    with pytest.raises(SoartLabError, match="bins"):
         plots.shared_edges([1.0], bins=0)
 
 
@@ -124,7 +126,7 @@ def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, threshol
     fig = make_subplots(rows=1, cols=2, subplot_titles=("before tune", "after tune"))
     for col, (matched, unmatched) in enumerate(((raw_m, raw_u), (tuned_m, tuned_u)), start=1):
         edges = plots.shared_edges(matched, unmatched, bins=bins)
-        for trace in plots._histogram_traces(
+        for trace in _histogram_traces(
             np.asarray(matched), np.asarray(unmatched), edges, showlegend=col == 1
         ):
             fig.add_trace(go.Bar(trace), row=1, col=col)
@@ -164,7 +166,7 @@ def test_pair_histogram_matches_the_validated_figure(rng):
     fast = plots.pair_histogram(matched, [], bins=8, title="t", threshold=0.4, x_title="d")
     edges = plots.shared_edges(matched, bins=8)
     reference = go.Figure(
-        [go.Bar(t) for t in plots._histogram_traces(matched, np.array([]), edges)]
+        [go.Bar(t) for t in _histogram_traces(matched, np.array([]), edges)]
     )
     reference.update_layout(
         title="t",
@@ -232,7 +234,7 @@ def test_pca_scatter_3d(rng):
 
 def test_pca_scatter_empty_and_bad_shape():
     assert "no points" in _annotation_texts(plots.pca_scatter(np.zeros((0, 2)), [], LABELS))
-    with pytest.raises(ValueError, match="points"):
+    with pytest.raises(SoartLabError, match="points"):
         plots.pca_scatter(np.zeros((4, 5)), [0, 0, 0, 0], LABELS)
 
 
@@ -253,14 +255,9 @@ def test_confusion_heatmap_text_counts_and_row_percent():
     assert heatmap.customdata[0][1].tolist() == [0, 1]
 
 
-def test_confusion_heatmap_normalized_leads_with_percent():
-    fig = plots.confusion_heatmap([[12, 3], [0, 5]], LABELS[:2], normalize=True)
-    assert fig.data[0].text[0][0] == "80.0%<br>(12)"
-
-
 def test_confusion_heatmap_empty_and_mismatch():
     assert "no predictions" in _annotation_texts(plots.confusion_heatmap(np.zeros((0, 0)), []))
-    with pytest.raises(ValueError, match="label_names"):
+    with pytest.raises(SoartLabError, match="label_names"):
         plots.confusion_heatmap([[1, 2], [3, 4]], LABELS)
 
 
@@ -329,5 +326,29 @@ def test_class_counts_bar_colours_good_green():
 
 
 def test_plots_does_not_import_streamlit():
-    source = open(plots.__file__, encoding="utf-8").read()
-    assert "import streamlit" not in source and "from streamlit" not in source
+    modules = sorted(Path(plots.__file__).parent.glob("*.py"))
+    assert len(modules) > 1
+    for module in modules:
+        source = module.read_text(encoding="utf-8")
+        assert "import streamlit" not in source and "from streamlit" not in source, module
+
+
+@pytest.mark.parametrize(
+    ("build", "parameter"),
+    [
+        (lambda: plots.pca_scatter(np.zeros((3, 2)), [0, 1], LABELS), "labels"),
+        (
+            lambda: plots.pca_scatter(np.zeros((3, 2)), [0, 1, 2], LABELS, predictions=[0]),
+            "predictions",
+        ),
+        (lambda: plots.pca_scatter(np.zeros((3, 2)), [0, 1, 2], LABELS, indices=[0]), "indices"),
+        (lambda: plots.class_counts_bar(LABELS, [1, 2]), "counts"),
+        (lambda: plots.sample_grid(np.zeros((2, 4))), "images"),
+        (lambda: plots.sample_grid(np.zeros((2, 4, 4)), columns=0), "columns"),
+        (lambda: plots.sample_grid(np.zeros((2, 4, 4)), ["only one"]), "titles"),
+    ],
+)
+def test_bad_arguments_raise_the_engine_error_naming_the_parameter(build, parameter):
+    # The app's error handler shows SoartLabError as a message; anything else is a traceback.
+    with pytest.raises(SoartLabError, match=f"^{parameter} must"):
+        build()

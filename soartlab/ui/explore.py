@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import streamlit as st
 
 from soartlab.ui import state
 
@@ -53,7 +53,10 @@ def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] 
             metrics,
         )
 
-    return state.cached(f"held_out_{len(split_runs)}", key, compute)
+    # One slot per role (the run alone; each side of a comparison), so drawing one view
+    # does not evict another.
+    role = [str(r.run_dir) for r in split_runs].index(str(run.run_dir))
+    return state.cached(f"held_out_{len(split_runs)}_{role}", key, compute)
 
 
 def table_metrics(run: Any, table: Any) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -78,8 +81,12 @@ def projected(view: HeldOutView, components: int) -> np.ndarray:
     """PCA of the held-out embeddings to 2 or 3 components, cached per session."""
     from soartlab.evaluation import pca
 
-    key = (id(view), components)
-    return state.cached("explore_pca", key, lambda: pca(view.embeddings, n_components=components))
+    # Keyed on the embeddings' bytes: the projection depends on nothing else, and an object's
+    # id() can be reused by a later view once the old one is garbage-collected.
+    embeddings = np.ascontiguousarray(view.embeddings)
+    digest = hashlib.blake2b(embeddings.data, digest_size=16).hexdigest()
+    key = (embeddings.shape, str(embeddings.dtype), digest, components)
+    return state.cached("explore_pca", key, lambda: pca(embeddings, n_components=components))
 
 
 def per_class_table(metrics: dict) -> Any:
@@ -102,17 +109,3 @@ def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndar
     """Indices (into the held-out split) of samples in confusion cell (true, pred)."""
     return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
 
-
-def rates_row(metrics: dict) -> None:
-    cols = st.columns(3)
-    cols[0].metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
-    cols[1].metric(
-        "Escape",
-        f"{metrics.get('escape_rate', float('nan')):.1%}",
-        help="Defects judged good (見逃し)",
-    )
-    cols[2].metric(
-        "Overkill",
-        f"{metrics.get('overkill_rate', float('nan')):.1%}",
-        help="Good parts judged defective (過検出)",
-    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ class TrainingJob:
         label: str = "",
         resume_from: Path | None = None,
     ) -> None:
+        # Who this job is, for the page's "already taken in" mark: id() of a finished job
+        # can be reused by a later one.
+        self.job_id = uuid.uuid4().hex
         self._dataset = dataset
         self._config = config
         self._store = store
@@ -156,9 +160,6 @@ class TrainingJob:
     def is_running(self) -> bool:
         with self._lock:
             return self._snapshot.status == "running"
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
 
     def summary(self) -> str:
         snap = self.snapshot()

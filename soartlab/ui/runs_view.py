@@ -7,6 +7,8 @@ from typing import Any
 
 import streamlit as st
 
+from soartlab.ui.widgets import rates_row
+
 
 def describe(info: Any) -> str:
     """'label (run id, loss)' for selectboxes."""
@@ -48,10 +50,7 @@ def compare(infos: list[Any]) -> None:
     for column, info in zip(columns, infos, strict=False):
         with column:
             st.markdown(f"**{describe(info)}**")
-            metrics = info.metrics or {}
-            st.metric("Accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
-            st.metric("Escape", f"{metrics.get('escape_rate', float('nan')):.1%}")
-            st.metric("Overkill", f"{metrics.get('overkill_rate', float('nan')):.1%}")
+            rates_row(info.metrics or {})
             figure = training_curves(list(info.history))
             figure.update_layout(height=300, margin={"t": 40, "b": 20}, showlegend=False)
             st.plotly_chart(figure, key=f"runs_curves_{info.run_id}", width="stretch")

@@ -10,9 +10,10 @@ import streamlit as st
 
 from soartlab.ui import state
 from soartlab.ui.jobs import JobSnapshot, TrainingJob
+from soartlab.ui.widgets import rates_row
 
 POLL_SECONDS = 0.5
-FINISHED_JOB = "soart_finished_job"  # id() of the job whose end was already taken in
+FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
 
 
 def job() -> TrainingJob | None:
@@ -33,9 +34,9 @@ def start(dataset: Any, config: Any, *, label: str, resume_from: Path | None) ->
 
 def _take_in(finished: TrainingJob, snap: JobSnapshot) -> bool:
     """Once per finished job: make its run the session's current run. True if new."""
-    if st.session_state.get(FINISHED_JOB) == id(finished):
+    if st.session_state.get(FINISHED_JOB) == finished.job_id:
         return False
-    st.session_state[FINISHED_JOB] = id(finished)
+    st.session_state[FINISHED_JOB] = finished.job_id
     if snap.run_dir is not None:
         state.set_current_run(snap.run_dir)
         st.session_state.pop(state.RESUME_FROM, None)
@@ -117,7 +118,7 @@ def results() -> None:
         st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
     if snap.run_dir is None:
         return
-    metrics_row(snap.metrics)
+    rates_row(snap.metrics, held_out_samples=True)
     downloads(snap.run_dir)
     st.button(
         "Next round: re-tune on the new embeddings",
@@ -125,20 +126,6 @@ def results() -> None:
         args=(str(snap.run_dir),),
         help="Tune the distance on this model's embeddings, then continue training from it.",
     )
-
-
-def metrics_row(metrics: dict) -> None:
-    cols = st.columns(4)
-    cols[0].metric("Held-out accuracy", f"{metrics.get('accuracy', float('nan')):.1%}")
-    cols[1].metric(
-        "Escape rate", f"{metrics.get('escape_rate', float('nan')):.1%}", help="Defects judged good"
-    )
-    cols[2].metric(
-        "Overkill rate",
-        f"{metrics.get('overkill_rate', float('nan')):.1%}",
-        help="Good parts judged defective",
-    )
-    cols[3].metric("Held-out samples", f"{metrics.get('n_samples', 0):,}")
 
 
 def _read(path: Path) -> bytes:

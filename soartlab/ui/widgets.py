@@ -1,7 +1,9 @@
-"""Small pieces shared by the pages: guards for missing data/runs, the sidebar status."""
+"""Small pieces shared by the pages: guards for missing data/runs, the sidebar status, the
+row of held-out rates."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -44,6 +46,41 @@ def run_title(run: Any) -> str:
     run_dir = getattr(run, "run_dir", None)
     run_id = run_dir.name if run_dir is not None else "uploaded model"
     return f"{label} ({run_id})" if label else run_id
+
+
+def _percent(metrics: Mapping[str, Any], key: str) -> str:
+    return f"{metrics.get(key, float('nan')):.1%}"
+
+
+def rates_row(metrics: Mapping[str, Any], *, held_out_samples: bool = False) -> None:
+    """Accuracy, escape and overkill of ``metrics`` (as ``classification_metrics`` gives
+    them) in one row, with the number of samples scored when ``held_out_samples``.
+
+    A wrapping horizontal container of content-wide metrics rather than columns: where the
+    row is narrow (one of four runs side by side on the Runs page) the metrics move to a
+    second line instead of being squeezed until their values are cut off.
+    """
+    with st.container(horizontal=True, gap="large"):
+        st.metric(
+            "Accuracy",
+            _percent(metrics, "accuracy"),
+            help="Share of samples whose predicted class is their true class.",
+            width="content",
+        )
+        st.metric(
+            "Escape",
+            _percent(metrics, "escape_rate"),
+            help="見逃し (escape): defects judged good, as a share of the defective samples.",
+            width="content",
+        )
+        st.metric(
+            "Overkill",
+            _percent(metrics, "overkill_rate"),
+            help="過検出 (overkill): good parts judged defective, as a share of the good samples.",
+            width="content",
+        )
+        if held_out_samples:
+            st.metric("Held-out samples", f"{metrics.get('n_samples', 0):,}", width="content")
 
 
 def session_status() -> dict[str, str | None]:

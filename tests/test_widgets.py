@@ -1,0 +1,66 @@
+"""The one row of held-out rates every page shows (AppTest, no browser)."""
+
+from streamlit.testing.v1 import AppTest
+
+
+def _rates_app(held_out_samples: bool) -> AppTest:
+    def script(held_out_samples: bool) -> None:
+        from soartlab.ui.widgets import rates_row
+
+        metrics = {"accuracy": 0.9, "escape_rate": 0.05, "overkill_rate": 0.125, "n_samples": 1234}
+        rates_row(metrics, held_out_samples=held_out_samples)
+
+    at = AppTest.from_function(script, kwargs={"held_out_samples": held_out_samples})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_rates_row_shows_the_three_rates_with_the_japanese_terms():
+    at = _rates_app(held_out_samples=False)
+    shown = {metric.label: metric for metric in at.metric}
+    assert {label: metric.value for label, metric in shown.items()} == {
+        "Accuracy": "90.0%",
+        "Escape": "5.0%",
+        "Overkill": "12.5%",
+    }
+    assert "見逃し" in shown["Escape"].proto.help and "defects judged good" in shown["Escape"].proto.help
+    assert "過検出" in shown["Overkill"].proto.help
+    assert "good parts judged defective" in shown["Overkill"].proto.help
+
+
+def test_rates_row_adds_the_sample_count_when_asked():
+    at = _rates_app(held_out_samples=True)
+    assert [metric.label for metric in at.metric][-1] == "Held-out samples"
+    assert at.metric[-1].value == "1,234"
+
+
+def test_runs_compare_shows_the_same_row_for_each_run(tmp_path):
+    def script(folder: str) -> None:
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from soartlab.ui import runs_view
+
+        infos = [
+            SimpleNamespace(
+                run_id=f"run{i}",
+                label="",
+                loss="contrastive",
+                path=Path(folder) / f"run{i}",  # no run.json: no curves, still the rates
+                metrics={"accuracy": 0.5 + i / 10, "escape_rate": 0.1, "overkill_rate": 0.2},
+            )
+            for i in range(3)
+        ]
+        runs_view.compare(infos)
+
+    at = AppTest.from_function(script, kwargs={"folder": str(tmp_path)}, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    labels = [metric.label for metric in at.metric]
+    assert labels == ["Accuracy", "Escape", "Overkill"] * 3
+    assert [metric.value for metric in at.metric if metric.label == "Accuracy"] == [
+        "50.0%",
+        "60.0%",
+        "70.0%",
+    ]
