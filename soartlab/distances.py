@@ -15,16 +15,9 @@ from typing import Any
 
 import torch
 
+from soartlab.checks import as_tensor_pair, check_eps, check_order, to_output
 from soartlab.errors import SoartLabError
-from soartlab.metric import (
-    DEFAULT_MAX_CHUNK_BYTES,
-    _check_eps,
-    _check_order,
-    _to_output,
-    as_tensor_pair,
-    soart3,
-    soart3_pairwise,
-)
+from soartlab.metric import DEFAULT_MAX_CHUNK_BYTES, soart3, soart3_pairwise
 from soartlab.transform import GammaTransform
 
 _SEED_TRANSFORM = GammaTransform()
@@ -50,7 +43,7 @@ class Distance:
                 f"{self.name}: pairwise needs a and b of the same shape (N, d); "
                 f"got a {tuple(a_t.shape)} and b {tuple(b_t.shape)}."
             )
-        return _to_output(self._rows(a_t, b_t), tensor_out)
+        return to_output(self._rows(a_t, b_t), tensor_out)
 
     def matrix(self, q: Any, r: Any) -> Any:
         """`(Nq, d), (Nr, d) → (Nq, Nr)`: entry `[i, j]` is the distance of `q[i]` to `r[j]`."""
@@ -60,7 +53,7 @@ class Distance:
                 f"{self.name}: matrix needs q (Nq, d) and r (Nr, d) with the same d; "
                 f"got q {tuple(q_t.shape)} and r {tuple(r_t.shape)}."
             )
-        return _to_output(self._matrix(q_t, r_t), tensor_out)
+        return to_output(self._matrix(q_t, r_t), tensor_out)
 
     def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Distance over the last axis; leading axes broadcast."""
@@ -122,8 +115,8 @@ class SOART3Distance(Distance):
                 f"got {type(transform).__name__}."
             )
         self.transform = transform
-        self.p_v, self.p_m = _check_order("p_v", p_v), _check_order("p_m", p_m)
-        self.eps = _check_eps(eps)
+        self.p_v, self.p_m = check_order("p_v", p_v), check_order("p_m", p_m)
+        self.eps = check_eps(eps)
         self.component = component
         self.max_chunk_bytes = max_chunk_bytes
         self.name = "soart3" if component == "gamma" else f"soart3_{component}"
@@ -164,7 +157,7 @@ class MinkowskiDistance(Distance):
     name = "minkowski"
 
     def __init__(self, p: float = 3.0) -> None:
-        self.p = _check_order("p", p)
+        self.p = check_order("p", p)
 
     def params(self) -> dict[str, Any]:
         return {"p": self.p}
