@@ -31,7 +31,7 @@ import torch.distributed as dist
 from soartlab import data as D
 from soartlab import distributed
 from soartlab.checkpoint import atomic_write_bytes
-from soartlab.distances import EuclideanDistance, SOART3Distance
+from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
 from soartlab.losses import ContrastiveLoss
@@ -119,28 +119,6 @@ class TrainConfig:
         if "hidden" in values:
             values["hidden"] = tuple(values["hidden"])
         return cls(**values)
-
-
-def training_distance(config: TrainConfig):
-    """The distance the loss uses."""
-    if config.loss == "soart3":
-        return SOART3Distance(transform=config.transform, p_v=config.p_v, p_m=config.p_m)
-    return EuclideanDistance()
-
-
-def evaluation_distance(loss: str, p_v: float = 4.0, p_m: float = 1.0):
-    """The distance for nearest-neighbour classification: the untransformed metric the
-    model was trained with (the floor of the transform would only create ties)."""
-    if loss == "soart3":
-        return SOART3Distance(transform=None, p_v=p_v, p_m=p_m)
-    return EuclideanDistance()
-
-
-def distance_spec(loss: str, p_v: float, p_m: float) -> dict:
-    """JSON form of `evaluation_distance`, stored in run metadata:
-    `get_distance(**spec)` rebuilds exactly it (the transform included, i.e. none)."""
-    distance = evaluation_distance(loss, p_v, p_m)
-    return {"name": distance.name, **distance.params()}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -286,8 +264,11 @@ class Trainer:
 
         model.to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        loss_fn = ContrastiveLoss(training_distance(cfg), margin=cfg.margin)
-        eval_distance = evaluation_distance(cfg.loss, cfg.p_v, cfg.p_m)
+        # Training and evaluation share the raw distance; the transform is the loss's.
+        soart3_params = {"p_v": cfg.p_v, "p_m": cfg.p_m} if cfg.loss == "soart3" else {}
+        eval_distance = get_distance(cfg.loss, **soart3_params)
+        transform = cfg.transform if cfg.loss == "soart3" else None
+        loss_fn = ContrastiveLoss(eval_distance, margin=cfg.margin, transform=transform)
 
         def held_out() -> tuple[np.ndarray, dict]:
             """The current weights on the held-out split, the train split as references:
@@ -416,7 +397,7 @@ class Trainer:
             "input_shape": list(shape),
             "normalization": normalization.to_dict(),
             "transform": cfg.transform.to_dict(),
-            "distance": distance_spec(cfg.loss, cfg.p_v, cfg.p_m),
+            "distance": {"name": eval_distance.name, **eval_distance.params()},
             "metrics": metrics,
             "history": history,
             "stopped": stopped,
