@@ -2,7 +2,7 @@
 
 A checkpoint is the `SiameseNet` state_dict in two files:
 
-- ``model.pth``: the plain state_dict through ``torch.save``, so the seed's own
+- ``model.pth``: the plain state_dict through ``torch.save``, so the article's own
   ``model.load_state_dict(torch.load(path))`` works on it;
 - ``model.safetensors``: the same tensors, with the metadata (model config, label names,
   normalisation, transform, ...) as JSON under the header key ``"soartlab"``.
@@ -115,7 +115,7 @@ def save_checkpoint(
     metadata["model"] = model.config.to_dict()
     header = {METADATA_KEY: json.dumps(metadata, ensure_ascii=False)}
 
-    # Plain CPU tensors only, so weights_only loading (and the seed's torch.load) works.
+    # Plain CPU tensors only, so weights_only loading (and the article's torch.load) works.
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
 
     buffer = io.BytesIO()
@@ -314,7 +314,7 @@ def _infer_config(
     missing = [k for k in keys if k not in state]
     if missing:
         raise CheckpointError(
-            f"Checkpoint '{path.name}' does not have the SOART Lab / seed architecture "
+            f"Checkpoint '{path.name}' does not have the SOART Lab / article architecture "
             f"(linear1, linear2, linear3, final): missing keys {_short(missing)}; "
             f"found {_short(sorted(state))}."
         )

@@ -1,8 +1,8 @@
-"""The seed's Siamese embedding network, with its sizes taken from a config.
+"""The article's Siamese embedding network, with its sizes taken from a config.
 
 The layer attribute names (``linear1``, ``linear2``, ``linear3``, ``final``, ``relu``) and
-the ``embedding_net`` wrapper are the seed's, so a state_dict saved here loads with
-``load_state_dict(torch.load(path))`` into the seed's own classes and the other way round.
+the ``embedding_net`` wrapper are the article's, so a state_dict saved here loads with
+``load_state_dict(torch.load(path))`` into the article's own classes and the other way round.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _check_int(name: str, value: Any, upper: int) -> None:
 class EmbeddingNet(nn.Module):
     """Flatten one sample and map it to an embedding: ``(N, *input_shape) -> (N, e)``.
 
-    Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (seed: 1404→512→256→256→128).
+    Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (the article's: 1404→512→256→256→128).
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
@@ -185,7 +185,7 @@ class SiameseNet(nn.Module):
 
 
 def build_model(config: ModelConfig | None = None) -> SiameseNet:
-    """A freshly initialised `SiameseNet` of the given sizes (seed sizes by default)."""
+    """A freshly initialised `SiameseNet` of the given sizes (the article's sizes by default)."""
     return SiameseNet(EmbeddingNet(config if config is not None else ModelConfig()))
 
 

@@ -86,7 +86,7 @@ def train_run(
     """Train on `dataset` and save the run under `store` (default: SOARTLAB_HOME).
 
     resume_from: an earlier run (or its folder) to continue from — a new round of the
-    seed's tune → train cycle; its weights and normalisation are the starting point.
+    article's tune → train cycle; its weights and normalisation are the starting point.
     """
     store = store or RunStore()
     init = None
