@@ -66,7 +66,7 @@ class Distance:
         distances have the dtype of `matrix` (float32 for float32 input). Brute force:
         `matrix` over blocks of queries, so the `(block, Nr)` matrix stays within
         `KNN_BLOCK_BYTES`; it is exact, so `exact` changes nothing here (a subclass with a
-        faster approximate search uses it). Among equally near rows the first comes first.
+        faster approximate search uses it). Equally near rows come in index order.
         """
         q_t, r_t, _ = self._query_pair(q, r, "knn")
         k = check_k(k, r_t.shape[0], "len(r)")
@@ -283,7 +283,8 @@ def get_distance(name: str, **params: Any) -> Distance:
 
 def _smallest_first(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices `(n, k)` of the `k` smallest entries per row of `scores (n, m)`,
-    in increasing order; ties keep the lower index first."""
+    in increasing order; among those returned, equal distances keep the lower index first
+    (which of several rows tied at the k-th place is returned is not specified)."""
     if k == 1:
         return scores.argmin(axis=1)[:, None]
     top = np.argpartition(scores, k - 1, axis=1)[:, :k]
