@@ -1,7 +1,7 @@
-"""2. The seed's histogram pipeline against SOART Lab's.
+"""2. The article's histogram pipeline against SOART Lab's.
 
 Seed: 2,000 random pairs from 5,000 samples of 36×39; each pair's two samples embedded
-one at a time through the seed's EmbeddingNet (`get_embedding(...).data.cpu().numpy()`,
+one at a time through the article's EmbeddingNet (`get_embedding(...).data.cpu().numpy()`,
 no `no_grad`, as the article wrote it), scored with `calc_soaRT3`, transformed with
 `max(0.5·gamma − 0.25, 0)` and split into matched / unmatched.
 
@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from article_way import EmbeddingNet as ArticleEmbeddingNet
+from article_way import SiameseNet as ArticleSiameseNet
+from article_way import calc_soaRT3
 from common import paired_ratio, timed
-from seed_way import EmbeddingNet as SeedEmbeddingNet
-from seed_way import SiameseNet as SeedSiameseNet
-from seed_way import calc_soaRT3
 
 from soartlab.evaluation import embed
 from soartlab.metric import soart3
 from soartlab.models import build_model
-from soartlab.transform import GammaTransform
+from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 
 N_SAMPLES = 5_000
 N_PAIRS = 2_000
 
 
-def seed_pipeline(model, images: torch.Tensor, labels: np.ndarray, i: np.ndarray, j: np.ndarray):
+def article_pipeline(model, images: torch.Tensor, labels: np.ndarray, i: np.ndarray, j: np.ndarray):
     arr_gamma, matched, unmatched = [], [], []
     for a, b in zip(i, j, strict=True):
         tsr_sig_array = torch.unsqueeze(images[a], 1)
@@ -55,26 +55,26 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
     if model is None:
         torch.manual_seed(0)
         model = build_model()
-    seed_model = SeedSiameseNet(SeedEmbeddingNet())
-    seed_model.load_state_dict(model.state_dict())  # SOART Lab checkpoints load unchanged
-    seed_model.eval()
+    article_model = ArticleSiameseNet(ArticleEmbeddingNet())
+    article_model.load_state_dict(model.state_dict())  # SOART Lab checkpoints load unchanged
+    article_model.eval()
     model.eval()
     rng = np.random.default_rng(0)
     i = rng.integers(N_SAMPLES, size=N_PAIRS)
     j = rng.integers(N_SAMPLES, size=N_PAIRS)
     images_t = torch.from_numpy(images)
     flat = images.reshape(len(images), -1)
-    transform = GammaTransform()
+    transform = ARTICLE_TRANSFORM
 
-    seed_seconds = timed(lambda: seed_pipeline(seed_model, images_t, labels, i, j), repeats=3)
-    seed_gamma, _, _ = seed_pipeline(seed_model, images_t, labels, i, j)
+    article_seconds = timed(lambda: article_pipeline(article_model, images_t, labels, i, j), repeats=3)
+    article_gamma, _, _ = article_pipeline(article_model, images_t, labels, i, j)
 
     def full():
         emb = embed(model, flat)
         return soartlab_histogram_data(emb, labels, i, j, transform)
 
     full_seconds = timed(full, repeats=5)
-    paired = paired_ratio(lambda: seed_pipeline(seed_model, images_t, labels, i, j), full, 5)
+    paired = paired_ratio(lambda: article_pipeline(article_model, images_t, labels, i, j), full, 5)
 
     def sampled_only():
         used, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
@@ -93,17 +93,17 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
     return {
         "pairs": N_PAIRS,
         "samples": N_SAMPLES,
-        "seed_seconds": seed_seconds,
+        "article_seconds": article_seconds,
         "soartlab_seconds": full_seconds,
         "soartlab_embed_seconds": embed_seconds,
         "soartlab_cached_seconds": cached_seconds,
         "soartlab_sampled_seconds": sampled_seconds,
         "samples_used": n_used,
-        "speedup_sampled": seed_seconds / sampled_seconds,
-        "speedup": seed_seconds / full_seconds,
+        "speedup_sampled": article_seconds / sampled_seconds,
+        "speedup": article_seconds / full_seconds,
         "paired_speedup": paired["ratio"],
-        "speedup_cached": seed_seconds / cached_seconds,
-        "max_abs_gamma_diff": float(np.max(np.abs(seed_gamma - gamma))),
+        "speedup_cached": article_seconds / cached_seconds,
+        "max_abs_gamma_diff": float(np.max(np.abs(article_gamma - gamma))),
     }
 
 

@@ -1,7 +1,7 @@
 """4. kNN under SOART3 gamma: 5,000 queries against 20,000 references, 128-d.
 
 SOART Lab: `soartlab.search.soart3_knn` (matmul prefilter + exact re-ranking). The
-baseline is brute force: every pair scored with `soart3_pairwise` (chunked), the seed's
+baseline is brute force: every pair scored with `soart3_pairwise` (chunked), the article's
 way of getting a nearest neighbour at all; it is timed on a subsample of queries and
 extrapolated per pair, and gives the agreement. Peak memory is the growth of the maximum
 resident set of a fresh subprocess that runs only the search.

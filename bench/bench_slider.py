@@ -3,7 +3,7 @@ the cached raw gammas with the new `GammaTransform`, re-bin both panels and buil
 figure (`plots.before_after_histograms`, sized as `soartlab.ui.tune` sizes it), then
 serialise it the way `st.plotly_chart` does (`fig.to_dict()`, then JSON without
 re-validation). Also the single `pair_histogram`, and the whole fragment's work per move
-(the above plus the tuned side's `separation_report`). The seed re-plots with
+(the above plus the tuned side's `separation_report`). The article re-plots with
 matplotlib's `plt.hist` on the raw lists.
 """
 
@@ -63,8 +63,8 @@ def single_histogram(matched, unmatched, transform: GammaTransform) -> str:
     return chart_payload(plots.pair_histogram(transform(matched), transform(unmatched)))
 
 
-def seed_replot(matched, unmatched, transform: GammaTransform) -> int:
-    """The seed's way: plt.hist of the two lists (20 bins), rendered to a PNG."""
+def article_replot(matched, unmatched, transform: GammaTransform) -> int:
+    """The article's way: plt.hist of the two lists (20 bins), rendered to a PNG."""
     fig = plt.figure(figsize=[8, 6])
     plt.hist(list(transform(matched)), alpha=0.5, bins=20, label="Matched", color="b")
     plt.hist(list(transform(unmatched)), alpha=0.3, bins=20, label="Unmatch", color="r")
@@ -89,17 +89,17 @@ def run(pairs: tuple[int, ...] = GROWTH_PAIRS) -> dict:
         seconds = timed(lambda m=matched, u=unmatched: slider_move(m, u, next_transform()), 9)
         fragment = timed(lambda m=matched, u=unmatched: fragment_move(m, u, next_transform()), 5)
         single = timed(lambda m=matched, u=unmatched: single_histogram(m, u, transforms[1]), 9)
-        seed = timed(lambda m=matched, u=unmatched: seed_replot(m, u, transforms[1]), 3)
+        article = timed(lambda m=matched, u=unmatched: article_replot(m, u, transforms[1]), 3)
         rows.append(
             {
                 "pairs": n,
                 "seconds": seconds,
                 "fragment_seconds": fragment,
                 "single_seconds": single,
-                "seed_seconds": seed,
+                "article_seconds": article,
                 "payload_bytes": len(slider_move(matched, unmatched, transforms[0]).encode()),
                 "single_payload_bytes": len(single_histogram(matched, unmatched, transforms[1])),
-                "seed_png_bytes": seed_replot(matched, unmatched, transforms[1]),
+                "article_png_bytes": article_replot(matched, unmatched, transforms[1]),
             }
         )
     main = next((r for r in rows if r["pairs"] == MAIN_PAIRS), rows[-1])

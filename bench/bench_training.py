@@ -1,8 +1,8 @@
 """5. Training: time of one epoch with the SOART3 contrastive loss against the Euclidean
-loss the seed calls "Siamese-128", on the same pairs, same batches, same initial weights.
+loss the article calls "Siamese-128", on the same pairs, same batches, same initial weights.
 
 The loop is the one `soartlab.training.Trainer` runs per step (gather the pair batch,
-SiameseNet forward, `ContrastiveLoss` over the distance `training_distance` builds,
+SiameseNet forward, `ContrastiveLoss` over the raw distance with the run's transform,
 backward, Adam step), without the per-epoch held-out evaluation, so the ratio is the cost
 of the loss itself. CPU only: no GPU in this task.
 """
@@ -14,17 +14,19 @@ import time
 import numpy as np
 import torch
 
-from soartlab.distances import EuclideanDistance, SOART3Distance
+from soartlab.distances import get_distance
 from soartlab.losses import ContrastiveLoss
 from soartlab.models import build_model
-from soartlab.transform import GammaTransform
+from soartlab.transform import ARTICLE_TRANSFORM
 
 BATCH = 128
 STEPS = 20  # one "epoch" here: 20 steps of 128 pairs = 2,560 pairs
 ROUNDS = 3
+# Loss name → the loss as training builds it: the raw distance, and for SOART3 the
+# article's transform.
 LOSSES = {
-    "soart3": lambda: SOART3Distance(transform=GammaTransform()),
-    "euclidean": EuclideanDistance,
+    "soart3": lambda: ContrastiveLoss(get_distance("soart3"), transform=ARTICLE_TRANSFORM),
+    "euclidean": lambda: ContrastiveLoss(get_distance("euclidean")),
 }
 
 
@@ -89,11 +91,11 @@ def run(images: np.ndarray, labels: np.ndarray) -> tuple[dict, torch.nn.Module]:
     i, j, target = sample_pairs(labels, BATCH * STEPS, seed=0)
     i_t, j_t, t_t = (torch.as_tensor(a) for a in (i, j, target))
     models, optimizers, losses = {}, {}, {}
-    for name, make_distance in LOSSES.items():
+    for name, make_loss in LOSSES.items():
         torch.manual_seed(0)
         models[name] = build_model()
         optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
-        losses[name] = ContrastiveLoss(make_distance(), margin=1.0)
+        losses[name] = make_loss()
     times: dict[str, list[float]] = {name: [] for name in LOSSES}
     for _ in range(ROUNDS):  # alternate, so both see the same machine load
         for name in LOSSES:

@@ -1,6 +1,6 @@
 """Shared helpers for the benchmark scripts: timing, the machine, the demo arrays.
 
-Every benchmark times SOART Lab and the seed article's way of doing the same work in the
+Every benchmark times SOART Lab and the article's way of doing the same work in the
 same process, one right after the other, so that their ratio is measured under the same
 load. The machine these run on may be shared: times are medians of several repeats.
 """

@@ -29,9 +29,9 @@ def growth_plot(results: dict, path, plt) -> None:
         )
         ax.loglog(
             n,
-            [r["seed_seconds_extrapolated"] for r in s3["growth"]],
+            [r["article_seconds_extrapolated"] for r in s3["growth"]],
             "o--",
-            label="1. seed loop (calc_soaRT3, extrapolated)",
+            label="1. article's loop (calc_soaRT3, extrapolated)",
         )
     sl = results.get("slider")
     if sl and "growth" in sl:
@@ -44,9 +44,9 @@ def growth_plot(results: dict, path, plt) -> None:
         )
         ax.loglog(
             n,
-            [r["seed_seconds"] for r in sl["growth"]],
+            [r["article_seconds"] for r in sl["growth"]],
             "s--",
-            label="3. seed re-plot (plt.hist + PNG)",
+            label="3. article's re-plot (plt.hist + PNG)",
         )
     kn = results.get("knn")
     if kn and "growth" in kn:
@@ -77,7 +77,7 @@ def markdown(results: dict, plot_name: str) -> str:
         "",
         "Written by `make bench` (`bench/run_all.py`); every number below is from the run on "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Each benchmark times SOART Lab "
-        "and the seed article's way of doing the same work in the same process, one after "
+        "and the article's way of doing the same work in the same process, one after "
         "the other; times are medians of repeats. Do not compare numbers across runs: the "
         "machine is shared and its load changes.",
         "",
@@ -112,7 +112,7 @@ def _summary(r: dict) -> list[str]:
     rows = [
         "## Targets",
         "",
-        "Ratios against the seed are medians of per-round ratios with both sides timed "
+        "Ratios against the article are medians of per-round ratios with both sides timed "
         "alternately in this run (`common.paired_ratio`), so that both see the same load; "
         "the tables further down time each side on its own. On this shared machine "
         "results move by up to 2× between runs with the load average shown above, so an "
@@ -125,12 +125,12 @@ def _summary(r: dict) -> list[str]:
     if s3 and "main" in s3:
         x = s3["main"]["paired_speedup"]
         rows.append(
-            f"| 1. soart3, 100k pairs vs seed loop (timed alternately) | {x:.0f}× ({fmt_time(s3['main']['paired_seconds'])}) | ≥ 50× | {_ok(x >= 50)} |"
+            f"| 1. soart3, 100k pairs vs the article's loop (timed alternately) | {x:.0f}× ({fmt_time(s3['main']['paired_seconds'])}) | ≥ 50× | {_ok(x >= 50)} |"
         )
     h = r.get("histogram")
     if h and "speedup" in h:
         rows.append(
-            f"| 2. histogram pipeline vs seed (timed alternately) | {h['paired_speedup']:.1f}× end to end; {h['speedup_cached']:.0f}× with cached embeddings | ≥ 40× | {_ok(h['paired_speedup'] >= 40)} |"
+            f"| 2. histogram pipeline vs the article (timed alternately) | {h['paired_speedup']:.1f}× end to end; {h['speedup_cached']:.0f}× with cached embeddings | ≥ 40× | {_ok(h['paired_speedup'] >= 40)} |"
         )
         rows.append(
             f"| 2. gamma agreement | max abs diff {h['max_abs_gamma_diff']:.1e} | ≤ 1e-4 | {_ok(h['max_abs_gamma_diff'] <= 1e-4)} |"
@@ -173,47 +173,47 @@ def _soart3(s) -> list[str]:
         return out + [e, ""]
     bw = s["bandwidth"]
     out += [
-        f"Seed loop (`calc_soaRT3`: `np.dot` + two `scipy.spatial.distance.minkowski` per pair, "
-        f"Python loop) timed on {s['seed_subsample']:,} pairs: **{s['seed_per_pair_s'] * 1e6:.1f} µs per pair**. "
-        f"SOART Lab's `soart3` agrees with it to {s['max_abs_gamma_diff_vs_seed']:.1e} in gamma "
-        "(the seed rounds to 5 decimals).",
+        f"The article's loop (`calc_soaRT3`: `np.dot` + two `scipy.spatial.distance.minkowski` per pair, "
+        f"Python loop) timed on {s['article_subsample']:,} pairs: **{s['article_per_pair_s'] * 1e6:.1f} µs per pair**. "
+        f"SOART Lab's `soart3` agrees with it to {s['max_abs_gamma_diff_vs_article']:.1e} in gamma "
+        "(the article rounds to 5 decimals).",
         "",
         f"Memory bandwidth measured here: copy {bw['copy_gbs']:.1f} GB/s, add {bw['add_gbs']:.1f} GB/s "
         f"(256 MiB float32 buffers, bytes moved / time); the limit used is {s['bandwidth_limit_gbs']:.1f} GB/s. "
         "soart3 must at least read both inputs once: 2 · N · 128 · 4 bytes (102.4 MB at 100k pairs).",
         "",
-        "| pairs | soart3 | pairs/s | seed loop (extrap.) | speed-up | GB/s read | of bandwidth limit |",
+        "| pairs | soart3 | pairs/s | article's loop (extrap.) | speed-up | GB/s read | of bandwidth limit |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in s["growth"]:
         out.append(
             f"| {g['pairs']:,} | {fmt_time(g['seconds'])} | {g['pairs_per_s'] / 1e6:.2f} M | "
-            f"{fmt_time(g['seed_seconds_extrapolated'])} | {g['speedup']:.0f}× | {g['gbs']:.2f} | {g['bandwidth_fraction']:.0%} |"
+            f"{fmt_time(g['article_seconds_extrapolated'])} | {g['speedup']:.0f}× | {g['gbs']:.2f} | {g['bandwidth_fraction']:.0%} |"
         )
     return out + [""]
 
 
 def _histogram(h) -> list[str]:
-    out = ["## 2. The seed's histogram pipeline", ""]
+    out = ["## 2. The article's histogram pipeline", ""]
     if (e := _err(h)) is not None:
         return out + [e, ""]
     return out + [
         f"{h['pairs']:,} random pairs from {h['samples']:,} demo samples (36×39), same weights "
-        "(a SOART Lab state_dict loaded into the seed's classes).",
+        "(a SOART Lab state_dict loaded into the article's classes).",
         "",
         "| path | time | speed-up |",
         "|---|---:|---:|",
-        f"| seed: per pair, embed each sample alone + `calc_soaRT3` | {fmt_time(h['seed_seconds'])} | 1× |",
+        f"| article: per pair, embed each sample alone + `calc_soaRT3` | {fmt_time(h['article_seconds'])} | 1× |",
         f"| SOART Lab: `embed` all {h['samples']:,} in batch, gather, `soart3`, transform | {fmt_time(h['soartlab_seconds'])} | {h['speedup']:.1f}× |",
         f"| … of which the batch embedding | {fmt_time(h['soartlab_embed_seconds'])} | |",
         f"| SOART Lab embedding only the {h['samples_used']:,} samples the pairs use | {fmt_time(h['soartlab_sampled_seconds'])} | {h['speedup_sampled']:.1f}× |",
         f"| SOART Lab with cached embeddings (Tune page re-draw) | {fmt_time(h['soartlab_cached_seconds'])} | {h['speedup_cached']:.0f}× |",
         "",
-        f"Gamma agreement: max |seed − SOART Lab| = {h['max_abs_gamma_diff']:.1e} (target 1e-4).",
+        f"Gamma agreement: max |article − SOART Lab| = {h['max_abs_gamma_diff']:.1e} (target 1e-4).",
         "",
         "What limits the end-to-end figure: the batch embedding is a dense MLP "
-        "(1404→512→256→256→128, 1.77 MFLOP per sample) over all 5,000 samples; the seed "
-        "embeds only the ≈4,000 it draws, one at a time. Per sample the seed pays a "
+        "(1404→512→256→256→128, 1.77 MFLOP per sample) over all 5,000 samples; the article "
+        "embeds only the ≈4,000 it draws, one at a time. Per sample the article pays a "
         "matrix-vector product (memory-bound on the 3.5 MB of weights) plus Python and "
         "autograd overhead; batching turns it into a compute-bound matrix product, which "
         "on 2 cores is only several times faster per sample, not 40×. What would close the "
@@ -235,18 +235,18 @@ def _slider(s) -> list[str]:
         "`plots.before_after_histograms` (both panels re-binned, 40 bins, sized as on the page) "
         "→ the JSON `st.plotly_chart` sends (`fig.to_dict()`, serialised without "
         "re-validation). The whole fragment also scores the tuned side with "
-        "`separation_report` (the raw side's report is kept with the sample). The seed "
+        "`separation_report` (the raw side's report is kept with the sample). The article "
         "instead re-draws `plt.hist` of the raw lists with matplotlib (timed here rendered "
         "to PNG).",
         "",
-        "| pairs | before/after figure + JSON | its JSON | whole fragment (+ separation report) | single `pair_histogram` | its JSON | seed `plt.hist` → PNG |",
+        "| pairs | before/after figure + JSON | its JSON | whole fragment (+ separation report) | single `pair_histogram` | its JSON | article `plt.hist` → PNG |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in s["growth"]:
         out.append(
             f"| {g['pairs']:,} | {fmt_time(g['seconds'])} | {g['payload_bytes'] / 1000:.1f} kB | "
             f"{fmt_time(g.get('fragment_seconds', float('nan')))} | "
-            f"{fmt_time(g['single_seconds'])} | {g['single_payload_bytes'] / 1000:.1f} kB | {fmt_time(g['seed_seconds'])} |"
+            f"{fmt_time(g['single_seconds'])} | {g['single_payload_bytes'] / 1000:.1f} kB | {fmt_time(g['article_seconds'])} |"
         )
     out += [
         "",
@@ -348,7 +348,7 @@ def _training(t) -> list[str]:
         "",
         "| loss | epoch | pairs / s |",
         "|---|---:|---:|",
-        f"| Euclidean (seed's Siamese-128) | {fmt_time(t['euclidean']['epoch_seconds'])} | {t['euclidean']['pairs_per_s']:,.0f} |",
+        f"| Euclidean (article's Siamese-128) | {fmt_time(t['euclidean']['epoch_seconds'])} | {t['euclidean']['pairs_per_s']:,.0f} |",
         f"| SOART3 gamma + transform | {fmt_time(t['soart3']['epoch_seconds'])} | {t['soart3']['pairs_per_s']:,.0f} |",
         f"| ratio | {t['ratio']:.2f}× | target ≤ 1.3× |",
         "",

@@ -268,7 +268,7 @@ def _infer_config(
     missing = [k for k in keys if k not in state]
     if missing:
         raise CheckpointError(
-            f"Checkpoint '{path.name}' does not have the SOART Lab / seed architecture "
+            f"Checkpoint '{path.name}' does not have the SOART Lab / article architecture "
             f"(linear1, linear2, linear3, final): missing keys {_short(missing)}; "
             f"found {_short(sorted(state))}."
         )

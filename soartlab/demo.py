@@ -26,7 +26,7 @@ Classes (about 40 % good, the rest spread evenly over seven defect types):
 Defects are drawn relative to the part, so they move with it, and each type keeps to
 where it arises on a real part (the clamp, the drill exit, the thin web by the edge), so
 a network can learn it while raw pixels cannot. On 3000 samples (80/20 stratified),
-1-NN on normalised raw pixels scores about 0.55; a plain MLP of the seed's shape, about
+1-NN on normalised raw pixels scores about 0.55; a plain MLP of the article's shape, about
 0.93–0.97. Generation is vectorised over samples with NumPy (about 0.5 s for 3000) and
 deterministic for a given ``(n_samples, seed)``.
 """
@@ -42,7 +42,7 @@ from soartlab.data import from_arrays, write_table
 from soartlab.errors import DataError
 
 IMAGE_SHAPE = (36, 39)
-"""(H, W) of every demo image, as in the seed article."""
+"""(H, W) of every demo image, as in the article."""
 
 CLASS_NAMES = (
     "good",

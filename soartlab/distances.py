@@ -2,9 +2,12 @@
 
 - `pairwise(a, b)`: `(N, d), (N, d) → (N,)`, row i of `a` against row i of `b`;
 - `matrix(q, r)`: `(Nq, d), (Nr, d) → (Nq, Nr)`, computed in bounded memory;
+- `knn(q, r, k)`: `(Nq, d), (Nr, d) → (indices (Nq, k), distances (Nq, k))`, nearest first;
 - smaller means closer; NumPy in → NumPy out, torch in → torch out (differentiable).
 
 A new distance is one small class: `name`, `_rows` (and optionally a faster `_matrix`).
+A distance is the raw metric: reshaping it for training (a `GammaTransform`, a margin)
+belongs to the loss.
 """
 
 from __future__ import annotations
@@ -13,21 +16,17 @@ import inspect
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
+from soartlab.checks import as_tensor_pair, check_eps, check_k, check_order, to_output
 from soartlab.errors import SoartLabError
-from soartlab.metric import (
-    DEFAULT_MAX_CHUNK_BYTES,
-    _check_eps,
-    _check_order,
-    _to_output,
-    as_tensor_pair,
-    soart3,
-    soart3_pairwise,
-)
-from soartlab.transform import GammaTransform
+from soartlab.metric import DEFAULT_MAX_CHUNK_BYTES, soart3, soart3_pairwise
+from soartlab.search import soart3_knn
 
-_SEED_TRANSFORM = GammaTransform()
+# Brute-force kNN scores queries in blocks whose (block, Nr) distance matrix stays within
+# this many bytes.
+KNN_BLOCK_BYTES = 64 * 2**20
 
 
 class Distance:
@@ -50,17 +49,48 @@ class Distance:
                 f"{self.name}: pairwise needs a and b of the same shape (N, d); "
                 f"got a {tuple(a_t.shape)} and b {tuple(b_t.shape)}."
             )
-        return _to_output(self._rows(a_t, b_t), tensor_out)
+        return to_output(self._rows(a_t, b_t), tensor_out)
 
     def matrix(self, q: Any, r: Any) -> Any:
         """`(Nq, d), (Nr, d) → (Nq, Nr)`: entry `[i, j]` is the distance of `q[i]` to `r[j]`."""
+        q_t, r_t, tensor_out = self._query_pair(q, r, "matrix")
+        return to_output(self._matrix(q_t, r_t), tensor_out)
+
+    def knn(
+        self, q: Any, r: Any, k: int = 1, *, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` rows of `r` nearest to each row of `q` (`q[i]` scored against `r[j]`
+        as in `matrix`).
+
+        Returns NumPy `(indices (Nq, k) int64, distances (Nq, k))`, nearest first; the
+        distances have the dtype of `matrix` (float32 for float32 input). Brute force:
+        `matrix` over blocks of queries, so the `(block, Nr)` matrix stays within
+        `KNN_BLOCK_BYTES`; it is exact, so `exact` changes nothing here (a subclass with a
+        faster approximate search uses it). Equally near rows come in index order.
+        """
+        q_t, r_t, _ = self._query_pair(q, r, "knn")
+        k = check_k(k, r_t.shape[0], "len(r)")
+        n_q, n_r = q_t.shape[0], r_t.shape[0]
+        block = max(1, KNN_BLOCK_BYTES // (n_r * q_t.element_size()))
+        indices = np.empty((n_q, k), dtype=np.int64)
+        distances = q_t.new_empty((n_q, k), device="cpu").numpy()
+        with torch.no_grad():
+            for start in range(0, n_q, block):
+                scores = self._matrix(q_t[start : start + block], r_t).cpu().numpy()
+                found = _smallest_first(scores, k)
+                indices[start : start + len(scores)] = found
+                distances[start : start + len(scores)] = np.take_along_axis(scores, found, 1)
+        return indices, distances
+
+    def _query_pair(self, q: Any, r: Any, method: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """`q (Nq, d)`, `r (Nr, d)` as tensors of one dtype and device, checked."""
         q_t, r_t, tensor_out = as_tensor_pair(q, r, names=("q", "r"))
         if q_t.ndim != 2 or r_t.ndim != 2 or q_t.shape[1] != r_t.shape[1]:
             raise SoartLabError(
-                f"{self.name}: matrix needs q (Nq, d) and r (Nr, d) with the same d; "
+                f"{self.name}: {method} needs q (Nq, d) and r (Nr, d) with the same d; "
                 f"got q {tuple(q_t.shape)} and r {tuple(r_t.shape)}."
             )
-        return _to_output(self._matrix(q_t, r_t), tensor_out)
+        return q_t, r_t, tensor_out
 
     def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Distance over the last axis; leading axes broadcast."""
@@ -90,14 +120,13 @@ class Distance:
 class SOART3Distance(Distance):
     """SOART3 between embeddings: `a` (or `q`) is the signal, `b` (or `r`) the unit.
 
-    component "gamma": `transform(gamma)` (raw gamma when `transform=None`);
-    "yita": yita; "beta": `|1 − beta|`, so that smaller is closer (beta = 1 means the
-    signal is the unit up to no rescaling). A transform applies to gamma only.
+    component "gamma": raw gamma; "yita": yita; "beta": `|1 − beta|`, so that smaller is
+    closer (beta = 1 means the signal is the unit up to no rescaling). A gamma transform
+    for training is the loss's (`ContrastiveLoss(distance, margin, transform)`).
     """
 
     def __init__(
         self,
-        transform: GammaTransform | dict | None = _SEED_TRANSFORM,
         p_v: float = 4,
         p_m: float = 1,
         eps: float = 1e-4,
@@ -107,39 +136,27 @@ class SOART3Distance(Distance):
     ) -> None:
         if component not in ("gamma", "yita", "beta"):
             raise SoartLabError(f"component must be gamma, yita or beta; got {component!r}.")
-        if component != "gamma":
-            if transform is not _SEED_TRANSFORM and transform is not None:
-                raise SoartLabError(
-                    f"a gamma transform applies to component 'gamma' only; got one with "
-                    f"component {component!r}."
-                )
-            transform = None
-        if isinstance(transform, dict):
-            transform = GammaTransform.from_dict(transform)
-        if transform is not None and not isinstance(transform, GammaTransform):
-            raise SoartLabError(
-                f"transform must be a GammaTransform, a dict of its fields or None; "
-                f"got {type(transform).__name__}."
-            )
-        self.transform = transform
-        self.p_v, self.p_m = _check_order("p_v", p_v), _check_order("p_m", p_m)
-        self.eps = _check_eps(eps)
+        self.p_v, self.p_m = check_order("p_v", p_v), check_order("p_m", p_m)
+        self.eps = check_eps(eps)
         self.component = component
         self.max_chunk_bytes = max_chunk_bytes
         self.name = "soart3" if component == "gamma" else f"soart3_{component}"
 
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"p_v": self.p_v, "p_m": self.p_m, "eps": self.eps}
-        if self.component == "gamma":
-            params["transform"] = None if self.transform is None else self.transform.to_dict()
-        return params
+        return {"p_v": self.p_v, "p_m": self.p_m, "eps": self.eps}
+
+    def knn(
+        self, q: Any, r: Any, k: int = 1, *, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As `Distance.knn`; for gamma, the two-stage search of `soartlab.search`
+        (matrix-product candidates, exact re-ranking; >= 99 % agreement with brute force,
+        see BENCHMARKS.md) unless `exact` is set."""
+        if self.component != "gamma":
+            return super().knn(q, r, k, exact=exact)
+        return soart3_knn(q, r, k, exact=exact, p_v=self.p_v, p_m=self.p_m, eps=self.eps)
 
     def _finish(self, score: torch.Tensor) -> torch.Tensor:
-        if self.component == "beta":
-            return (1.0 - score).abs()
-        if self.transform is not None:
-            return self.transform(score)
-        return score
+        return (1.0 - score).abs() if self.component == "beta" else score
 
     def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         beta, yita, gamma = soart3(a, b, p_v=self.p_v, p_m=self.p_m, eps=self.eps)
@@ -164,7 +181,7 @@ class MinkowskiDistance(Distance):
     name = "minkowski"
 
     def __init__(self, p: float = 3.0) -> None:
-        self.p = _check_order("p", p)
+        self.p = check_order("p", p)
 
     def params(self) -> dict[str, Any]:
         return {"p": self.p}
@@ -238,6 +255,15 @@ def get_distance(name: str, **params: Any) -> Distance:
         raise SoartLabError(
             f"unknown distance {name!r}; valid names are {', '.join(DISTANCE_NAMES)}."
         )
+    if key == "soart3" and "transform" in params:
+        # Run records written before the transform moved to the loss store
+        # "transform": null beside the untransformed distance; that null means no change.
+        if params.pop("transform") is not None:
+            raise SoartLabError(
+                "distance 'soart3' takes no transform: a distance is raw gamma, and the "
+                "gamma transform belongs to the loss; pass it as "
+                "ContrastiveLoss(distance, margin, transform=GammaTransform(...))."
+            )
     cls, fixed = _FACTORIES[key]
     allowed = [
         p.name
@@ -245,8 +271,6 @@ def get_distance(name: str, **params: Any) -> Distance:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         and p.name not in ("self", "max_chunk_bytes", *fixed)
     ]
-    if key != "soart3":
-        allowed = [p for p in allowed if p != "transform"]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         expected = ", ".join(allowed) if allowed else "none"
@@ -255,3 +279,16 @@ def get_distance(name: str, **params: Any) -> Distance:
             f"valid parameters: {expected}."
         )
     return cls(**fixed, **params)
+
+
+def _smallest_first(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices `(n, k)` of the `k` smallest entries per row of `scores (n, m)`,
+    in increasing order; among those returned, equal distances keep the lower index first
+    (which of several rows tied at the k-th place is returned is not specified)."""
+    if k == 1:
+        return scores.argmin(axis=1)[:, None]
+    top = np.argpartition(scores, k - 1, axis=1)[:, :k]
+    # Sort the k by (distance, index): a stable order whatever argpartition returned.
+    top.sort(axis=1)
+    order = np.argsort(np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)

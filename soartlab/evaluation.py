@@ -3,21 +3,14 @@ registered distance, inspection metrics, PCA and pair-distance samples for histo
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from soartlab.data import sample_pairs
-from soartlab.distances import SOART3Distance
+from soartlab.distances import Distance
 from soartlab.errors import SoartLabError
-from soartlab.search import soart3_knn
-
-# Queries are scored against all references in blocks of this many rows, so the
-# (block, n_references) distance matrix stays small.
-_QUERY_BLOCK = 1024
 
 
 @torch.no_grad()
@@ -55,7 +48,7 @@ def classify(
     ref_emb: np.ndarray,
     ref_labels: np.ndarray,
     query_emb: np.ndarray,
-    distance: Any,
+    distance: Distance,
     method: str = "knn",
     k: int = 1,
     n_classes: int | None = None,
@@ -63,10 +56,9 @@ def classify(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict a class for each query row.
 
-    `distance.matrix(query, ref)` scores queries (signal) against references (unit).
-    Under SOART3 gamma, kNN uses the two-stage search of `soartlab.search` (cheap
-    matrix-product candidates, exact re-ranking; ≥ 99 % agreement with brute force, see
-    BENCHMARKS.md) unless `exact` is set.
+    `distance.matrix(query, ref)` scores queries (signal) against references (unit);
+    kNN asks `distance.knn` for the `k` nearest references (SOART3 gamma answers with its
+    two-stage search unless `exact` is set) and takes a majority vote.
     Returns `(pred (Nq,) int64, nearest (Nq,) float32)`, the distance to the nearest
     reference (kNN) or prototype.
     """
@@ -85,25 +77,10 @@ def classify(
     if len(ref_emb) == 0:
         raise SoartLabError("No reference samples to classify against.")
     k = max(1, min(int(k), len(ref_emb)))
-    if isinstance(distance, SOART3Distance) and distance.component == "gamma":
-        return _soart3_knn_classify(ref_emb, ref_labels, query_emb, distance, k, n_classes, exact)
-    preds = np.empty(len(query_emb), dtype=np.int64)
-    nearest = np.empty(len(query_emb), dtype=np.float32)
-    for start in range(0, len(query_emb), _QUERY_BLOCK):
-        d = np.asarray(
-            distance.matrix(query_emb[start : start + _QUERY_BLOCK], ref_emb), dtype=np.float64
-        )
-        rows = np.arange(len(d))
-        if k == 1:
-            idx = d.argmin(axis=1)
-            preds[start : start + len(d)] = ref_labels[idx]
-            nearest[start : start + len(d)] = d[rows, idx]
-            continue
-        top = np.argpartition(d, k - 1, axis=1)[:, :k]
-        top_d = d[rows[:, None], top]
-        preds[start : start + len(d)] = _vote(ref_labels[top], top_d, n_classes)
-        nearest[start : start + len(d)] = top_d.min(axis=1)
-    return preds, nearest
+    idx, d = distance.knn(query_emb, ref_emb, k, exact=exact)
+    d = np.asarray(d, dtype=np.float64)
+    pred = ref_labels[idx[:, 0]] if k == 1 else _vote(ref_labels[idx], d, n_classes)
+    return pred.astype(np.int64), d[:, 0].astype(np.float32)
 
 
 def _vote(labels: np.ndarray, d: np.ndarray, n_classes: int) -> np.ndarray:
@@ -113,17 +90,6 @@ def _vote(labels: np.ndarray, d: np.ndarray, n_classes: int) -> np.ndarray:
     votes = np.zeros((len(labels), n_classes))
     np.add.at(votes, (rows, labels), 1.0 + 1e-6 / (1.0 + d))
     return votes.argmax(axis=1)
-
-
-def _soart3_knn_classify(ref_emb, ref_labels, query_emb, distance, k, n_classes, exact):
-    idx, gamma = soart3_knn(
-        query_emb, ref_emb, k=k, exact=exact, p_v=distance.p_v, p_m=distance.p_m, eps=distance.eps
-    )
-    d = np.asarray(
-        gamma if distance.transform is None else distance.transform(gamma), dtype=np.float64
-    )
-    pred = ref_labels[idx[:, 0]] if k == 1 else _vote(ref_labels[idx], d, n_classes)
-    return pred.astype(np.int64), d.min(axis=1).astype(np.float32)
 
 
 def classification_metrics(
@@ -179,7 +145,7 @@ def pair_distances(
     emb: np.ndarray,
     labels: np.ndarray,
     n_pairs: int,
-    distance: Any,
+    distance: Distance,
     seed: int = 0,
     matched_fraction: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:

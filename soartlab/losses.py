@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from soartlab.errors import SoartLabError
+from soartlab.transform import GammaTransform
 
 
 class PairwiseDistance(Protocol):
@@ -19,13 +20,21 @@ class PairwiseDistance(Protocol):
 
 
 class ContrastiveLoss(nn.Module):
-    """``mean(y·d² + (1−y)·max(margin − d, 0)²)`` with ``d = distance.pairwise(e1, e2)``.
+    """``mean(y·d² + (1−y)·max(margin − d, 0)²)`` with ``d = transform(distance.pairwise(e1, e2))``.
 
     ``y`` is 1 for a matched pair (same label) and 0 for an unmatched one: matched pairs
-    are pulled to distance 0, unmatched ones pushed beyond ``margin``.
+    are pulled to distance 0, unmatched ones pushed beyond ``margin``. ``transform`` (a
+    ``GammaTransform``, or None for the raw distance) reshapes the distance for training
+    only, as the margin does: the distance itself stays the raw metric that evaluation
+    uses.
     """
 
-    def __init__(self, distance: PairwiseDistance, margin: float = 1.0) -> None:
+    def __init__(
+        self,
+        distance: PairwiseDistance,
+        margin: float = 1.0,
+        transform: GammaTransform | None = None,
+    ) -> None:
         super().__init__()
         if not callable(getattr(distance, "pairwise", None)):
             raise SoartLabError(
@@ -36,12 +45,20 @@ class ContrastiveLoss(nn.Module):
             raise SoartLabError(f"Contrastive margin must be a number; got {margin!r}.")
         if not math.isfinite(margin) or margin <= 0:
             raise SoartLabError(f"Contrastive margin must be finite and > 0; got {margin!r}.")
+        if transform is not None and not isinstance(transform, GammaTransform):
+            raise SoartLabError(
+                f"ContrastiveLoss transform must be a GammaTransform or None; "
+                f"got {type(transform).__name__}."
+            )
         self.distance = distance
         self.margin = float(margin)
+        self.transform = transform
 
     def forward(self, e1: torch.Tensor, e2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``e1``, ``e2``: ``(N, e)`` embeddings; ``target``: ``(N,)`` of 1/0 → scalar."""
         d = self.distance.pairwise(e1, e2)
+        if self.transform is not None:
+            d = self.transform(d)
         target = torch.as_tensor(target, device=d.device)
         if target.numel() != d.numel():
             raise SoartLabError(
@@ -55,4 +72,4 @@ class ContrastiveLoss(nn.Module):
         return (matched + unmatched).mean()
 
     def extra_repr(self) -> str:
-        return f"distance={type(self.distance).__name__}, margin={self.margin}"
+        return f"distance={self.distance!r}, margin={self.margin}, transform={self.transform}"

@@ -14,12 +14,11 @@ gives torch out on the same device, differentiable.
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any
 
-import numpy as np
 import torch
 
+from soartlab.checks import as_tensor_pair, check_eps, check_order, to_output
 from soartlab.errors import SoartLabError
 
 COMPONENTS = ("gamma", "yita", "beta")
@@ -27,59 +26,6 @@ DEFAULT_MAX_CHUNK_BYTES = 64 * 2**20
 # Row-wise scoring on the CPU works through blocks of rows this large (1 MiB: a float32
 # block of 2,048 rows of 128), which stay in the core's cache between passes.
 _CPU_ROW_BLOCK_BYTES = 2**20
-
-
-def _check_order(name: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, Real) or math.isnan(p) or p <= 0:
-        raise SoartLabError(f"{name} must be a positive number (or inf); got {p!r}.")
-    return float(p)
-
-
-def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(eps) or eps <= 0:
-        raise SoartLabError(f"eps must be a positive finite number; got {eps!r}.")
-    return float(eps)
-
-
-def _numpy_float(a: Any) -> np.ndarray:
-    """NumPy array of float32 (float32/float16 input) or float64 (anything else)."""
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise SoartLabError(f"expected numeric values; got an array of dtype {a.dtype}.")
-    dtype = np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
-def as_tensor_pair(
-    a: Any, b: Any, names: tuple[str, str] = ("y", "x")
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Both inputs as floating tensors of one dtype and device.
-
-    Returns `(a, b, numpy_out)`: `numpy_out` is True when neither input was a tensor, in
-    which case the tensors share memory with float32/float64 NumPy arrays. Integer input
-    becomes float64; float32 stays float32.
-    """
-    a_is_tensor, b_is_tensor = isinstance(a, torch.Tensor), isinstance(b, torch.Tensor)
-    if not (a_is_tensor or b_is_tensor):
-        return torch.from_numpy(_numpy_float(a)), torch.from_numpy(_numpy_float(b)), False
-    if a_is_tensor and b_is_tensor and a.device != b.device:
-        raise SoartLabError(
-            f"{names[0]} is on {a.device} and {names[1]} on {b.device}; "
-            "both must be on the same device."
-        )
-    device = a.device if a_is_tensor else b.device
-    a = a if a_is_tensor else torch.from_numpy(_numpy_float(a)).to(device)
-    b = b if b_is_tensor else torch.from_numpy(_numpy_float(b)).to(device)
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    if not dtype.is_floating_point:
-        if dtype.is_complex:
-            raise SoartLabError(f"expected real values; got tensors of dtype {dtype}.")
-        dtype = torch.float64
-    return a.to(dtype), b.to(dtype), True
-
-
-def _to_output(t: torch.Tensor, tensor_out: bool) -> Any:
-    return t if tensor_out else t.detach().cpu().numpy()
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -101,7 +47,7 @@ def soart3(
 
     Returns `(beta, yita, gamma)`.
     """
-    p_v, p_m, eps = _check_order("p_v", p_v), _check_order("p_m", p_m), _check_eps(eps)
+    p_v, p_m, eps = check_order("p_v", p_v), check_order("p_m", p_m), check_eps(eps)
     y_t, x_t, tensor_out = as_tensor_pair(y, x)
     if y_t.shape != x_t.shape or y_t.ndim not in (1, 2):
         raise SoartLabError(
@@ -125,7 +71,7 @@ def soart3(
     gamma = yita - torch.log1p(v)
     if y_t.ndim == 1 and not tensor_out:
         return float(beta), float(yita), float(gamma)
-    return tuple(_to_output(t, tensor_out) for t in (beta, yita, gamma))
+    return tuple(to_output(t, tensor_out) for t in (beta, yita, gamma))
 
 
 def _rows_in_blocks(
@@ -203,7 +149,7 @@ def soart3_pairwise(
     the backward pass. Beta comes from a matrix product, so in float32 a pair of identical
     rows scores about 1e-6 rather than exactly 0. NumPy in → NumPy out, torch in → torch out on the same device.
     """
-    p_v, p_m, eps = _check_order("p_v", p_v), _check_order("p_m", p_m), _check_eps(eps)
+    p_v, p_m, eps = check_order("p_v", p_v), check_order("p_m", p_m), check_eps(eps)
     if component not in COMPONENTS:
         raise SoartLabError(f"component must be one of {', '.join(COMPONENTS)}; got {component!r}.")
     if (
@@ -223,7 +169,7 @@ def soart3_pairwise(
 
     n_q, n_r, d = q.shape[0], r.shape[0], q.shape[1]
     if n_q == 0 or n_r == 0:
-        return _to_output(q.new_zeros((n_q, n_r)), tensor_out)
+        return to_output(q.new_zeros((n_q, n_r)), tensor_out)
     differentiable = torch.is_grad_enabled() and (q.requires_grad or r.requires_grad)
     chunk_q, chunk_r = _chunk_sizes(n_q, n_r, d * q.element_size(), max_chunk_bytes)
     orders = [] if component == "beta" else [p_m] if component == "yita" else [p_m, p_v]
@@ -254,4 +200,4 @@ def soart3_pairwise(
             yita = torch.log1p(norms[0])
             pieces.append(yita if component == "yita" else yita - torch.log1p(norms[1]))
         rows.append(torch.cat(pieces, dim=1))
-    return _to_output(torch.cat(rows, dim=0), tensor_out)
+    return to_output(torch.cat(rows, dim=0), tensor_out)

@@ -1,4 +1,4 @@
-"""The seed's Siamese embedding network, with its sizes taken from a config.
+"""The article's Siamese embedding network, with its sizes taken from a config.
 
 The layer attribute names (``linear1``, ``linear2``, ``linear3``, ``final``, ``relu``) and
 the ``embedding_net`` wrapper are the article's, so a state_dict saved here loads with
@@ -135,7 +135,7 @@ def _check_int(name: str, value: Any, upper: int) -> None:
 class EmbeddingNet(nn.Module):
     """Flatten one sample and map it to an embedding: ``(N, *input_shape) -> (N, e)``.
 
-    Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (seed: 1404→512→256→256→128).
+    Linear in→h1, ReLU, h1→h2, ReLU, h2→h3, ReLU, h3→e (the article's: 1404→512→256→256→128).
     """
 
     def __init__(

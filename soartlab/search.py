@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from soartlab.checks import check_eps, check_k, check_order
 from soartlab.errors import SoartLabError
-from soartlab.metric import _check_eps, _check_order, soart3, soart3_pairwise
+from soartlab.metric import soart3, soart3_pairwise
 
 # Candidates kept per query by each prefilter score. With 32 the true SOART3 nearest
 # neighbour was among the candidates for >= 99.7 % of queries on embeddings of the demo set,
@@ -93,18 +94,16 @@ def soart3_knn(
         raise SoartLabError("Q and R must have at least one column (d >= 1); got d = 0.")
     if len(r) == 0:
         raise SoartLabError("R holds no reference rows; nearest neighbours need at least one.")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(r):
-        raise SoartLabError(f"k must be an integer from 1 to len(R) = {len(r)}; got {k!r}.")
+    k = check_k(k, len(r))
     if candidates is not None and (
         isinstance(candidates, bool)
         or not isinstance(candidates, int | np.integer)
         or candidates < 1
     ):
         raise SoartLabError(f"candidates must be a positive integer or None; got {candidates!r}.")
-    p_v, p_m, eps = _check_order("p_v", p_v), _check_order("p_m", p_m), _check_eps(eps)
+    p_v, p_m, eps = check_order("p_v", p_v), check_order("p_m", p_m), check_eps(eps)
     if q.dtype != r.dtype:
         q, r = q.astype(np.float64), r.astype(np.float64)
-    k = int(k)
 
     n_q, n_r = len(q), len(r)
     indices = np.empty((n_q, k), dtype=np.int64)

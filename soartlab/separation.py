@@ -4,14 +4,14 @@ gamma transform suggested from that separation. Smaller distance means "same".""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import auc, roc_curve
 
 from soartlab.errors import SoartLabError
-from soartlab.transform import GammaTransform
+from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 
 
 @dataclass
@@ -107,8 +107,8 @@ def suggest_transform(
 
     so about 90 % of matched pairs land on the floor and about 90 % of unmatched pairs at
     or above the margin. If those quantiles cross, the medians are used instead; if the
-    medians do not separate either (unmatched median <= matched median), the seed's
-    transform `GammaTransform(0.5, -0.25, floor)` is returned unchanged.
+    medians do not separate either (unmatched median <= matched median), the article's
+    transform (`ARTICLE_TRANSFORM`) with the given `floor` is returned.
     """
     matched_g = _as_distances(matched_gamma, "matched_gamma")
     unmatched_g = _as_distances(unmatched_gamma, "unmatched_gamma")
@@ -134,4 +134,4 @@ def suggest_transform(
             offset = floor - scale * low
             if math.isfinite(scale) and math.isfinite(offset):
                 return GammaTransform(scale=float(scale), offset=float(offset), floor=float(floor))
-    return GammaTransform(floor=float(floor))
+    return replace(ARTICLE_TRANSFORM, floor=float(floor))

@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from soartlab import distributed
 from soartlab.data import Normalization, sample_pairs
-from soartlab.distances import EuclideanDistance, SOART3Distance
+from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
 from soartlab.files import atomic_write_bytes
@@ -128,14 +128,12 @@ class TrainConfig:
 
 def _loss_and_distance(config: TrainConfig) -> tuple[ContrastiveLoss, Any]:
     """The loss to train with, and the distance held-out parts are classified by: the
-    loss's distance without the transform, whose floor would only create ties."""
-    if config.loss == "soart3":
-        loss = ContrastiveLoss(
-            SOART3Distance(transform=config.transform, p_v=config.p_v, p_m=config.p_m),
-            margin=config.margin,
-        )
-        return loss, SOART3Distance(transform=None, p_v=config.p_v, p_m=config.p_m)
-    return ContrastiveLoss(EuclideanDistance(), margin=config.margin), EuclideanDistance()
+    loss's distance without the transform (the transform belongs to the loss; its floor
+    would only create ties)."""
+    params = {"p_v": config.p_v, "p_m": config.p_m} if config.loss == "soart3" else {}
+    distance = get_distance(config.loss, **params)
+    transform = config.transform if config.loss == "soart3" else None
+    return ContrastiveLoss(distance, margin=config.margin, transform=transform), distance
 
 
 def evaluation_distance(config: TrainConfig) -> Any:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import soartlab.checkpoint as checkpoint
-from bench.seed_way import EmbeddingNet, SiameseNet
+from bench.article_way import EmbeddingNet, SiameseNet
 from soartlab.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -55,34 +55,34 @@ class RunsCode:
         return (open, (self.marker, "w"))
 
 
-# --- seed compatibility and round trips --------------------------------------------------
+# --- article compatibility and round trips -----------------------------------------------
 
 
-def test_pth_loads_into_the_seed_classes(tmp_path):
+def test_pth_loads_into_the_article_classes(tmp_path):
     torch.manual_seed(0)
     model = build_model().eval()
     paths = save_checkpoint(tmp_path, model, {"label_names": ["good", "bad"]})
     assert paths["pth"] == tmp_path / "model.pth"
 
-    seed_model = SiameseNet(EmbeddingNet())
-    seed_model.load_state_dict(torch.load(paths["pth"]))  # exactly as the seed does
-    seed_model.eval()
+    article_model = SiameseNet(EmbeddingNet())
+    article_model.load_state_dict(torch.load(paths["pth"]))  # exactly as the article does
+    article_model.eval()
 
     x = torch.rand(7, 36, 39)
     with torch.no_grad():
-        assert torch.equal(seed_model.get_embedding(x), model.get_embedding(x))
+        assert torch.equal(article_model.get_embedding(x), model.get_embedding(x))
 
 
-def test_seed_state_dict_loads_without_metadata(tmp_path):
+def test_article_state_dict_loads_without_metadata(tmp_path):
     torch.manual_seed(1)
-    seed_model = SiameseNet(EmbeddingNet()).eval()
-    torch.save(seed_model.state_dict(), tmp_path / "siamese_gaikan_model.pth")
+    article_model = SiameseNet(EmbeddingNet()).eval()
+    torch.save(article_model.state_dict(), tmp_path / "siamese_gaikan_model.pth")
 
     model, meta = load_checkpoint(tmp_path / "siamese_gaikan_model.pth")
     assert meta["model"] == {"input_shape": [1404], "hidden": [512, 256, 256], "embedding_dim": 128}
     x = torch.rand(3, 36, 39)
     with torch.no_grad():
-        assert torch.equal(model.get_embedding(x), seed_model.get_embedding(x))
+        assert torch.equal(model.get_embedding(x), article_model.get_embedding(x))
 
 
 def test_safetensors_round_trip_keeps_weights_and_metadata(tmp_path):
@@ -165,7 +165,7 @@ def test_raw_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     "payload",
     [
         pytest.param(lambda: build_model(SMALL), id="whole-model"),
-        pytest.param(lambda: SiameseNet(EmbeddingNet()), id="whole-seed-model"),
+        pytest.param(lambda: SiameseNet(EmbeddingNet()), id="whole-article-model"),
         pytest.param(lambda: {"w": np.zeros(3)}, id="numpy-in-dict"),
         pytest.param(lambda: np.zeros((3, 3)), id="numpy-array"),
         pytest.param(lambda: {"embedding_net.linear1.weight": 3}, id="dict-of-ints"),

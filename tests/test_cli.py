@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.seed_way import EmbeddingNet, SiameseNet
+from bench.article_way import EmbeddingNet, SiameseNet
 from soartlab.cli import main
 from soartlab.data import load_dataset, to_arrays
 

@@ -1,4 +1,4 @@
-"""The demo set's promise: training matters (raw-pixel kNN is far behind) and the seed's
+"""The demo set's promise: training matters (raw-pixel kNN is far behind) and the article's
 network learns it (SOART3-contrastive training reaches 0.90 held-out accuracy)."""
 
 import numpy as np

@@ -48,7 +48,7 @@ def test_matches_scipy_cdist(data, distance, scipy_kw):
 
 
 ALL = [get_distance(name) for name in DISTANCE_NAMES] + [
-    SOART3Distance(transform=None),
+    SOART3Distance(p_v=3, p_m=2),
     MinkowskiDistance(p=1.0),
 ]
 
@@ -86,19 +86,73 @@ def test_float32_stays_float32(data):
         assert distance.pairwise(Q[:6], R).dtype == np.float32
 
 
-def test_soart3_distance_orientation_and_transform(data):
+def test_soart3_distance_is_raw_gamma_in_signal_unit_orientation(data):
     Q, R = data
-    t = GammaTransform(scale=2.0, offset=-0.5, floor=0.1)
-    distance = SOART3Distance(transform=t, p_v=3, p_m=1)
-    expected_rows = t(soart3(Q[:6], R, p_v=3, p_m=1)[2])
-    np.testing.assert_allclose(distance.pairwise(Q[:6], R), expected_rows, rtol=1e-12)
+    distance = SOART3Distance(p_v=3, p_m=1)
     np.testing.assert_allclose(
-        distance.matrix(Q, R), t(soart3_pairwise(Q, R, p_v=3, p_m=1)), rtol=1e-12
+        distance.pairwise(Q[:6], R), soart3(Q[:6], R, p_v=3, p_m=1)[2], rtol=1e-12
     )
+    np.testing.assert_allclose(distance.matrix(Q, R), soart3_pairwise(Q, R, p_v=3), rtol=1e-12)
     # a is the signal: swapping the arguments changes the value
     assert not np.allclose(distance.pairwise(Q[:6], R), distance.pairwise(R, Q[:6]))
-    raw = SOART3Distance(transform=None).pairwise(Q[:6], R)
-    np.testing.assert_allclose(raw, soart3(Q[:6], R)[2], rtol=1e-12)
+
+
+def test_get_distance_soart3_is_raw_gamma(data):
+    Q, R = data
+    distance = get_distance("soart3")
+    np.testing.assert_allclose(distance.pairwise(Q[:6], R), soart3(Q[:6], R)[2], rtol=1e-12)
+    np.testing.assert_allclose(distance.matrix(Q, R), soart3_pairwise(Q, R), rtol=1e-12)
+    assert distance.params() == {"p_v": 4.0, "p_m": 1.0, "eps": 1e-4}
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("distance", ALL, ids=repr)
+def test_knn_agrees_with_argsort_of_matrix(data, distance, k):
+    Q, R = data
+    M = distance.matrix(Q, R)
+    expected = np.argsort(M, axis=1, kind="stable")[:, :k]
+    # exact=True: the brute-force answer for every distance, SOART3 gamma included
+    idx, d = distance.knn(Q, R, k, exact=True)
+    assert idx.shape == d.shape == (9, k) and idx.dtype == np.int64
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(d, np.take_along_axis(M, expected, 1), rtol=1e-9, atol=1e-12)
+    # the default search: the same on 6 references (fewer than any candidate count)
+    np.testing.assert_array_equal(distance.knn(Q, R, k)[0], expected)
+    idx_t, d_t = distance.knn(torch.from_numpy(Q), torch.from_numpy(R), k)
+    np.testing.assert_array_equal(idx_t, expected)
+
+
+def test_brute_force_knn_in_blocks_and_ties(data, monkeypatch):
+    Q, R = data
+    R = np.vstack([R, R[2]])  # row 6 ties row 2 for every query
+    distance = EuclideanDistance()
+    whole = distance.knn(Q, R, 3)
+    monkeypatch.setattr("soartlab.distances.KNN_BLOCK_BYTES", 1)  # one query a block
+    blocked = distance.knn(Q, R, 3)
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_array_equal(whole[1], blocked[1])
+    ties = distance.knn(R[2:3], R, 2)[0]
+    np.testing.assert_array_equal(ties, [[2, 6]])  # the lower index first
+    assert distance.knn(Q[:0], R, 2)[0].shape == (0, 2)
+    with pytest.raises(SoartLabError, match=r"k must be an integer from 1 to len\(r\) = 7"):
+        distance.knn(Q, R, 8)
+
+
+def test_soart3_two_stage_knn_agrees_with_exact():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 16))
+    R = (centres[np.arange(400) % 4] + 0.5 * rng.normal(size=(400, 16))).astype(np.float32)
+    Q = (centres[np.arange(60) % 4] + 0.5 * rng.normal(size=(60, 16))).astype(np.float32)
+    distance = get_distance("soart3")
+    fast_idx, fast_d = distance.knn(Q, R, 3)
+    exact_idx, exact_d = distance.knn(Q, R, 3, exact=True)
+    assert fast_d.dtype == np.float32
+    assert (fast_idx[:, 0] == exact_idx[:, 0]).mean() >= 0.95
+    # whatever it returns is scored exactly, and never closer than the true nearest
+    np.testing.assert_allclose(
+        fast_d, np.take_along_axis(distance.matrix(Q, R), fast_idx, 1), rtol=1e-4, atol=1e-5
+    )
+    assert (fast_d[:, 0] >= exact_d[:, 0] - 1e-6).all()
 
 
 def test_soart3_beta_and_yita(data):
@@ -106,8 +160,8 @@ def test_soart3_beta_and_yita(data):
     beta, yita, _ = soart3(Q[:6], R)
     np.testing.assert_allclose(get_distance("soart3_beta").pairwise(Q[:6], R), np.abs(1 - beta))
     np.testing.assert_allclose(get_distance("soart3_yita").pairwise(Q[:6], R), yita)
-    with pytest.raises(SoartLabError, match="component 'gamma' only"):
-        SOART3Distance(transform=GammaTransform(), component="yita")
+    with pytest.raises(SoartLabError, match="component must be gamma, yita or beta"):
+        SOART3Distance(component="delta")
 
 
 def test_cosine_zero_vectors_are_safe():
@@ -145,9 +199,8 @@ def test_get_distance_names_params_and_round_trip():
         d = get_distance(name)
         assert d.name == name
         assert get_distance(d.name, **d.params()) == d
-    d = get_distance("soart3", transform={"scale": 1.0, "offset": 0.0, "floor": 0.0}, p_v=6)
-    assert d.transform == GammaTransform(1.0, 0.0, 0.0) and d.p_v == 6
-    assert get_distance(d.name, **d.params()) == d
+    d = get_distance("soart3", p_v=6)
+    assert d.p_v == 6 and get_distance(d.name, **d.params()) == d
     assert get_distance("minkowski", p=5).p == 5.0
     assert get_distance("Euclidean") == EuclideanDistance()
 
@@ -165,6 +218,19 @@ def test_get_distance_errors():
         get_distance("soart3_yita", transform=None)
     with pytest.raises(SoartLabError, match="p must be a positive"):
         get_distance("minkowski", p=-1)
+
+
+def test_soart3_spec_of_an_older_run_loads_and_a_transform_is_refused():
+    # run.json files written before the transform moved to the loss hold "transform": null
+    old_spec = {"name": "soart3", "transform": None, "p_v": 4.0, "p_m": 1.0, "eps": 1e-4}
+    spec = dict(old_spec)
+    assert get_distance(spec.pop("name"), **spec) == get_distance("soart3")
+    with pytest.raises(
+        SoartLabError, match=r"takes no transform.*ContrastiveLoss\(distance, margin, transform="
+    ):
+        get_distance("soart3", transform={"scale": 1.0, "offset": 0.0, "floor": 0.0})
+    with pytest.raises(SoartLabError, match="takes no transform"):
+        get_distance("soart3", transform=GammaTransform())
 
 
 def test_shape_errors():

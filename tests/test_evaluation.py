@@ -30,7 +30,7 @@ def test_knn_under_soart3_uses_signal_unit_orientation():
     refs = rng.normal(size=(20, 16)).astype(np.float32)
     labels = np.arange(20) % 4
     queries = refs[:8] * 3.0  # a scaled copy has zero residual against its unit
-    pred, nearest = classify(refs, labels, queries, SOART3Distance(transform=None))
+    pred, nearest = classify(refs, labels, queries, SOART3Distance())
     assert (pred == labels[:8]).all()
     assert np.allclose(nearest, 0.0, atol=1e-3)  # eps in beta leaves a tiny residual
 
@@ -74,9 +74,26 @@ def test_soart3_knn_two_stage_agrees_with_brute_force():
     ref_labels = np.repeat(np.arange(5), 200)
     refs = (centres[ref_labels] + 0.4 * rng.normal(size=(1000, 32))).astype(np.float32)
     queries = (centres[np.arange(300) % 5] + 0.4 * rng.normal(size=(300, 32))).astype(np.float32)
-    distance = SOART3Distance(transform=None)
+    distance = SOART3Distance()
     fast, fast_d = classify(refs, ref_labels, queries, distance, k=3)
     exact, exact_d = classify(refs, ref_labels, queries, distance, k=3, exact=True)
     brute = distance.matrix(queries, refs)
     assert np.allclose(exact_d, brute.min(axis=1), atol=1e-5)
     assert (fast == exact).mean() >= 0.99
+
+
+def test_knn_classify_asks_the_distance_for_its_neighbours():
+    class Recording(EuclideanDistance):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def knn(self, q, r, k=1, *, exact=False):
+            self.calls.append((len(q), len(r), k, exact))
+            return super().knn(q, r, k, exact=exact)
+
+    X, y = _clusters()
+    distance = Recording()
+    pred, nearest = classify(X, y, X[:5], distance, k=3, exact=True)
+    assert distance.calls == [(5, len(X), 3, True)]
+    assert (pred == y[:5]).all() and np.allclose(nearest, 0.0)

@@ -3,6 +3,7 @@ import torch
 
 from soartlab.errors import SoartLabError
 from soartlab.losses import ContrastiveLoss
+from soartlab.transform import GammaTransform
 
 
 class Euclidean:
@@ -26,6 +27,30 @@ def test_matches_the_formula():
     loss = ContrastiveLoss(Fixed(d), margin=1.0)(None, None, target)
     expected = (0.2**2 + (1 - 0.5) ** 2 + 0.0 + 0.3**2) / 4
     assert loss.item() == pytest.approx(expected)
+
+
+def test_transform_applies_to_the_distance_before_the_formula():
+    d = [0.2, 0.5, 1.5, 0.3]
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    t = GammaTransform(scale=2.0, offset=-0.3, floor=0.05)
+    loss = ContrastiveLoss(Fixed(d), margin=1.0, transform=t)(None, None, target)
+    td = [max(2.0 * v - 0.3, 0.05) for v in d]  # 0.1, 0.7, 2.7, 0.3
+    expected = (td[0] ** 2 + (1 - td[1]) ** 2 + 0.0 + td[3] ** 2) / 4
+    assert loss.item() == pytest.approx(expected)
+    assert loss.item() != pytest.approx(ContrastiveLoss(Fixed(d))(None, None, target).item())
+
+
+def test_no_transform_is_the_plain_contrastive_loss():
+    d = [0.2, 0.5, 1.5, 0.3]
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    plain = ContrastiveLoss(Fixed(d), margin=1.0, transform=None)(None, None, target)
+    assert plain.item() == pytest.approx((0.2**2 + 0.5**2 + 0.0 + 0.3**2) / 4)
+
+
+@pytest.mark.parametrize("transform", [{"scale": 1.0}, (0.5, -0.25, 0.0), "article"])
+def test_transform_must_be_a_gamma_transform(transform):
+    with pytest.raises(SoartLabError, match="transform must be a GammaTransform or None; got"):
+        ContrastiveLoss(Euclidean(), transform=transform)
 
 
 def test_margin_is_used():
@@ -77,7 +102,9 @@ def test_works_with_the_soart3_distance():
     e1 = torch.randn(8, 16, requires_grad=True)
     e2 = torch.randn(8, 16)
     target = torch.tensor([1.0, 0.0] * 4)
-    loss = ContrastiveLoss(distances.SOART3Distance())(e1, e2, target)
+    loss = ContrastiveLoss(distances.get_distance("soart3"), transform=GammaTransform())(
+        e1, e2, target
+    )
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(e1.grad).all()

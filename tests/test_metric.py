@@ -11,8 +11,8 @@ from soartlab.metric import soart3, soart3_pairwise
 ORDERS = [(4, 1), (2, 1), (3, 1.5), (4, 2), (math.inf, 1), (0.5, 3)]
 
 
-def seed_soart3(y, x, p_v=4, p_m=1, eps=1e-4):
-    """The seed's formula, computed the seed's way: one pair at a time."""
+def article_soart3(y, x, p_v=4, p_m=1, eps=1e-4):
+    """The article's formula, computed the article's way: one pair at a time."""
     y = np.asarray(y, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     beta = (np.dot(x, y) + eps) / (np.dot(x, x) + eps)
@@ -21,8 +21,8 @@ def seed_soart3(y, x, p_v=4, p_m=1, eps=1e-4):
     return beta, math.log(1 + m), math.log(1 + m) - math.log(1 + v)
 
 
-def seed_rows(Y, X, **kw):
-    return np.array([seed_soart3(y, x, **kw) for y, x in zip(Y, X, strict=True)]).T
+def article_rows(Y, X, **kw):
+    return np.array([article_soart3(y, x, **kw) for y, x in zip(Y, X, strict=True)]).T
 
 
 @pytest.fixture
@@ -31,12 +31,12 @@ def rng():
 
 
 @pytest.mark.parametrize("p_v,p_m", ORDERS)
-def test_1d_matches_seed(rng, p_v, p_m):
+def test_1d_matches_the_article(rng, p_v, p_m):
     for _ in range(5):
         y, x = rng.normal(size=16), rng.normal(size=16)
         got = soart3(y, x, p_v=p_v, p_m=p_m)
         assert all(isinstance(v, float) for v in got)
-        np.testing.assert_allclose(got, seed_soart3(y, x, p_v=p_v, p_m=p_m), rtol=1e-12)
+        np.testing.assert_allclose(got, article_soart3(y, x, p_v=p_v, p_m=p_m), rtol=1e-12)
 
 
 def test_known_values():
@@ -52,13 +52,13 @@ def test_known_values():
 
 
 @pytest.mark.parametrize("p_v,p_m", ORDERS)
-def test_rows_match_seed_numpy_and_torch(rng, p_v, p_m):
+def test_rows_match_the_article_numpy_and_torch(rng, p_v, p_m):
     Y, X = rng.normal(size=(40, 12)), rng.normal(size=(40, 12))
     X[3] = 0.0  # zero unit
     Y[5] = 0.0  # zero signal
     Y[7] = X[7]  # identical
     Y[8] = 2.5 * X[8]  # pure scaling: zero residual
-    expected = seed_rows(Y, X, p_v=p_v, p_m=p_m)
+    expected = article_rows(Y, X, p_v=p_v, p_m=p_m)
     got = soart3(Y, X, p_v=p_v, p_m=p_m)
     assert all(isinstance(a, np.ndarray) and a.shape == (40,) for a in got)
     np.testing.assert_allclose(np.array(got), expected, rtol=1e-10, atol=1e-12)
@@ -74,20 +74,20 @@ def test_integer_and_float32_dtypes(rng):
     X = rng.integers(-5, 6, size=(20, 9))
     got = soart3(Y, X)
     assert all(a.dtype == np.float64 for a in got)
-    np.testing.assert_allclose(np.array(got), seed_rows(Y, X), rtol=1e-12)
+    np.testing.assert_allclose(np.array(got), article_rows(Y, X), rtol=1e-12)
     got32 = soart3(Y.astype(np.float32), X.astype(np.float32))
     assert all(a.dtype == np.float32 for a in got32)
-    np.testing.assert_allclose(np.array(got32), seed_rows(Y, X), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(got32), article_rows(Y, X), rtol=1e-4, atol=1e-5)
     got_t = soart3(torch.from_numpy(Y), torch.from_numpy(X))
     assert all(a.dtype == torch.float64 for a in got_t)
-    assert soart3(list(Y[0]), list(X[0]))[2] == pytest.approx(seed_soart3(Y[0], X[0])[2])
+    assert soart3(list(Y[0]), list(X[0]))[2] == pytest.approx(article_soart3(Y[0], X[0])[2])
 
 
 def test_torch_1d_returns_scalar_tensors(rng):
     y, x = rng.normal(size=8), rng.normal(size=8)
     beta, yita, gamma = soart3(torch.tensor(y), torch.tensor(x))
     assert gamma.shape == ()
-    assert gamma.item() == pytest.approx(seed_soart3(y, x)[2], rel=1e-12)
+    assert gamma.item() == pytest.approx(article_soart3(y, x)[2], rel=1e-12)
 
 
 def test_not_symmetric(rng):
@@ -137,7 +137,7 @@ def test_pairwise_orientation_and_values(rng, p_v, p_m, dtype):
     Q[2] = R[1]
     R[4] = 0.0
     expected = {
-        c: np.array([[seed_soart3(q, r, p_v=p_v, p_m=p_m)[k] for r in R] for q in Q])
+        c: np.array([[article_soart3(q, r, p_v=p_v, p_m=p_m)[k] for r in R] for q in Q])
         for k, c in enumerate(("beta", "yita", "gamma"))
     }
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)

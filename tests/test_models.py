@@ -8,7 +8,7 @@ from soartlab.errors import CheckpointError, DataError, SoartLabError
 from soartlab.models import EmbeddingNet, ModelConfig, SiameseNet, build_model
 
 
-def test_default_config_is_the_seed():
+def test_default_config_is_the_article():
     config = ModelConfig()
     assert config.input_shape == (36, 39)
     assert config.in_features == 36 * 39
@@ -53,7 +53,7 @@ def test_config_errors_are_soartlab_errors():
         ModelConfig.from_dict([1, 2, 3])
 
 
-def test_embedding_net_has_seed_attribute_names_and_shapes():
+def test_embedding_net_has_the_article_attribute_names_and_shapes():
     net = EmbeddingNet()
     assert (net.linear1.in_features, net.linear1.out_features) == (1404, 512)
     assert (net.linear2.in_features, net.linear2.out_features) == (512, 256)
@@ -93,7 +93,7 @@ def test_siamese_net_shares_one_embedding_net():
     assert model.config.embedding_dim == 4
 
 
-def test_state_dict_keys_match_the_seed():
+def test_state_dict_keys_match_the_article():
     assert list(build_model().state_dict()) == [
         f"embedding_net.{layer}.{kind}"
         for layer in ("linear1", "linear2", "linear3", "final")

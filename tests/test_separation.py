@@ -4,7 +4,7 @@ import torch
 
 from soartlab.errors import SoartLabError
 from soartlab.separation import SeparationReport, separation_report, suggest_transform
-from soartlab.transform import GammaTransform
+from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 
 
 @pytest.fixture
@@ -104,9 +104,9 @@ def test_suggest_transform_fallbacks(rng):
     unmatched = np.concatenate([np.full(20, -1.0), np.full(80, 2.0)])
     t = suggest_transform(matched, unmatched)
     assert t(0.0) == pytest.approx(0.0) and t(2.0) == pytest.approx(1.0)
-    # no separation at all: the seed transform
+    # no separation at all: the article's transform
     same = rng.normal(size=100)
-    assert suggest_transform(same, same) == GammaTransform()
+    assert suggest_transform(same, same) == ARTICLE_TRANSFORM == GammaTransform()
     assert suggest_transform([1.0], [0.0], floor=0.1) == GammaTransform(floor=0.1)
     with pytest.raises(SoartLabError, match="margin .* must be greater than floor"):
         suggest_transform([0.0], [1.0], margin=0.0, floor=0.5)

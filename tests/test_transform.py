@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from soartlab.errors import SoartLabError
-from soartlab.transform import GammaTransform
+from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 
 
-def test_seed_defaults_on_floats():
+def test_article_values_are_the_defaults_on_floats():
     t = GammaTransform()
     assert (t.scale, t.offset, t.floor) == (0.5, -0.25, 0.0)
+    assert t == ARTICLE_TRANSFORM
     assert t(1.5) == pytest.approx(0.5)
     assert t(0.2) == 0.0  # below the floor
     assert isinstance(t(1), float)

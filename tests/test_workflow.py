@@ -141,7 +141,7 @@ def test_saved_run_reproduces_held_out_metrics_exactly(run, demo):
     _, run_dir, result = run
     loaded = load_run(run_dir)
     # the distance used after loading is the one training evaluated with: untransformed
-    assert loaded.distance.params() == {"p_v": 4.0, "p_m": 1.0, "eps": 1e-4, "transform": None}
+    assert loaded.distance.params() == {"p_v": 4.0, "p_m": 1.0, "eps": 1e-4}
     metrics = evaluate_run(loaded, held_out_split(loaded, demo))
     assert metrics["accuracy"] == result.metrics["accuracy"]
     assert metrics["confusion"] == result.metrics["confusion"]

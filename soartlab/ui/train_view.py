@@ -146,7 +146,7 @@ def downloads(run_dir: Path) -> None:
         on_click="ignore",
         type="primary",
         key=f"download_pth_{Path(run_dir).name}",
-        help="A plain state_dict: load_state_dict(torch.load(path)) into the seed's SiameseNet.",
+        help="A plain state_dict: load_state_dict(torch.load(path)) into the article's SiameseNet.",
         width="stretch",
     )
     cols[1].download_button(

@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 
 from soartlab.errors import SoartLabError
+from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
 
@@ -44,7 +45,6 @@ PAIR_SEED = 0
 SCALE_KEY = "tune_scale"
 OFFSET_KEY = "tune_offset"
 FLOOR_KEY = "tune_floor"
-SEED_TRANSFORM = (0.5, -0.25, 0.0)
 # Size of the before/after histograms on the page (bench/bench_slider.py uses it too).
 HISTOGRAM_LAYOUT = {"height": 380, "margin": {"t": 60, "b": 40}}
 
@@ -81,10 +81,9 @@ class PairSample:
 
 
 def distance_params(engine_name: str, p_v: float, p_m: float, p: float) -> dict[str, Any]:
-    """Keyword arguments for ``get_distance``; SOART3 distances stay untransformed here."""
-    if engine_name == "soart3":
-        return {"transform": None, "p_v": p_v, "p_m": p_m}
-    if engine_name.startswith("soart3_"):
+    """Keyword arguments for ``get_distance`` (distances are raw; the sliders' transform
+    is applied to the sampled distances)."""
+    if engine_name.startswith("soart3"):
         return {"p_v": p_v, "p_m": p_m}
     if engine_name == "minkowski":
         return {"p": p}
@@ -176,8 +175,6 @@ def _suggest(sample: PairSample) -> None:
 
 
 def _use_for_training(p_v: float, p_m: float) -> None:
-    from soartlab.transform import GammaTransform
-
     try:
         transform = GammaTransform(
             scale=float(st.session_state[SCALE_KEY]),
@@ -220,19 +217,23 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float) -> None:
     """Sliders, the before/after histograms and the separation figures, as one fragment."""
     from soartlab.plots import before_after_histograms
     from soartlab.separation import separation_report
-    from soartlab.transform import GammaTransform
 
     span = sample.span
     left, right = st.columns([1, 3])
     with left:
         scale = _slider(
-            "Scale", SCALE_KEY, SEED_TRANSFORM[0], 0.0, 5.0, "Slope applied to the raw distance."
+            "Scale",
+            SCALE_KEY,
+            ARTICLE_TRANSFORM.scale,
+            0.0,
+            5.0,
+            "Slope applied to the raw distance.",
         )
         offset = _slider(
-            "Offset", OFFSET_KEY, SEED_TRANSFORM[1], -span, span, "Shift after scaling."
+            "Offset", OFFSET_KEY, ARTICLE_TRANSFORM.offset, -span, span, "Shift after scaling."
         )
         floor = _slider(
-            "Floor", FLOOR_KEY, SEED_TRANSFORM[2], -span, span, "Smallest distance returned."
+            "Floor", FLOOR_KEY, ARTICLE_TRANSFORM.floor, -span, span, "Smallest distance returned."
         )
         st.button(
             "Suggest",

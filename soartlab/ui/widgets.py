@@ -115,7 +115,7 @@ def sidebar_status() -> None:
     with st.sidebar:
         st.caption("This session")
         st.markdown(f"**Data** · {status['data'] or 'none'}")
-        st.markdown(f"**Tuned transform** · {status['transform'] or 'seed values (not tuned)'}")
+        st.markdown(f"**Tuned transform** · {status['transform'] or 'the values of the article (not tuned)'}")
         st.markdown(f"**Model** · {status['model'] or 'not trained yet'}")
         if status["training"]:
             st.markdown(f"**Training** · {status['training']}")

@@ -1,7 +1,7 @@
-"""The seed article's own code, as it wrote it: its model classes and its per-pair SOART3.
+"""The article's own code, as it wrote it: its model classes and its per-pair SOART3.
 
 The one copy of it in the project. The benchmarks time SOART Lab against it, and the
-tests load SOART Lab checkpoints into these classes (``from bench.seed_way import ...``)
+tests load SOART Lab checkpoints into these classes (``from bench.article_way import ...``)
 to check that they fit unchanged.
 """
 
@@ -47,8 +47,8 @@ class SiameseNet(nn.Module):
         return self.embedding_net(x)
 
 
-def calc_soaRT3(tsr_sig_array, tsr_tani_array):  # noqa: N802 - the seed's name
-    """The seed's per-pair SOART3 (np.dot + scipy minkowski), unchanged."""
+def calc_soaRT3(tsr_sig_array, tsr_tani_array):  # noqa: N802 - the article's name
+    """The article's per-pair SOART3 (np.dot + scipy minkowski), unchanged."""
     y = tsr_sig_array
     x = tsr_tani_array
     xx = np.dot(x, x) + 0.0001
@@ -62,6 +62,6 @@ def calc_soaRT3(tsr_sig_array, tsr_tani_array):  # noqa: N802 - the seed's name
     return round(log_beta, 5), round(log_yita, 5), round(log_gamma, 5)
 
 
-def seed_loop(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The seed's way of scoring many pairs: calc_soaRT3 in a Python loop → gamma (N,)."""
+def article_loop(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The article's way of scoring many pairs: calc_soaRT3 in a Python loop → gamma (N,)."""
     return np.array([calc_soaRT3(y[i], x[i])[2] for i in range(len(y))])
