@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from soartlab.ui import data_io, explore, predict, state
+from soartlab.ui import data_io, predict, state
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.widgets import rates_row, run_title
 
@@ -75,7 +75,7 @@ else:
         st.info("No data loaded in this session.")
     else:
         with guard:
-            dataset = explore.held_out_split(run, data.dataset)
+            dataset = predict.held_out_samples(run, data.dataset)
             key = ("held_out", data.version)
 if dataset is None:
     st.stop()
@@ -83,7 +83,7 @@ if dataset is None:
 st.subheader("3. Results")
 table = metrics = None
 with guard, st.spinner("Predicting…"):
-    table, metrics = predict.predictions(run, dataset, (str(run.run_dir), id(run), key))
+    table, metrics = predict.predictions(run, dataset, (*predict.run_key(run), key))
 if table is None:
     st.stop()
 if metrics is not None:

@@ -33,8 +33,10 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
 
     from soartlab import distributed
     from soartlab.data import load_dataset
-    from soartlab.training import TrainConfig, Trainer
-    from soartlab.workflow import save_result
+    from soartlab.prepare import prepare
+    from soartlab.runs import Run
+    from soartlab.training import TrainConfig, Trainer, TrainingState, initial_model
+    from soartlab.workflow import build_record, save_run
 
     torch.set_num_threads(1)
     out_dir = Path(out)
@@ -42,12 +44,13 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
         "gloo", "cpu", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     ) as context:
         dataset = load_dataset(settings.pop("data"))
-        run_dir = out_dir / "run"
-        result = Trainer(TrainConfig(**settings)).fit(
-            dataset, state_path=run_dir / "train_state.pt"
-        )
+        config = TrainConfig(**settings)
+        data = prepare(dataset, config.test_size, config.seed)
+        run = Run(out_dir / "run")
+        state = TrainingState(run.state_path, config, data.fingerprint)
+        result = Trainer(config).fit(initial_model(config, data), data, on_epoch_end=state.save)
         if context.is_main:
-            save_result(run_dir, result)
+            save_run(run, build_record(config, data, result), result)
     torch.save(result.model.state_dict(), out_dir / f"weights-rank{rank}.pt")
     (out_dir / f"result-rank{rank}.json").write_text(
         json.dumps({"history": result.history, "metrics": result.metrics})

@@ -40,17 +40,12 @@ def app(tmp_path, monkeypatch) -> AppTest:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """One small run on the demo set, saved the way the Train page saves it."""
-    from soartlab.demo import make_demo
-    from soartlab.runs import RunStore
-    from soartlab.training import TrainConfig
-    from soartlab.workflow import train_run
+def trained_run(tiny_run, tmp_path_factory) -> Path:
+    """The session's tiny run on the demo set, copied into a run store of this module's."""
+    import shutil
 
     home = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(epochs=1, pairs_per_epoch=256, batch_size=64)
-    run_dir, _ = train_run(make_demo(), config, store=RunStore(home), label="fixture run")
-    return run_dir
+    return Path(shutil.copytree(tiny_run.run.path, home / tiny_run.run.run_id))
 
 
 @pytest.fixture
@@ -290,7 +285,7 @@ def test_explore_compares_two_runs(app_with_run, trained_run):
     other, _ = train_run(make_demo(), config, store=RunStore(trained_run.parent), label="baseline")
     at = open_page(app_with_run, "pages/explore.py")
     infos = RunStore(trained_run.parent).list()
-    baseline = next(i for i in infos if i.path == other)
+    baseline = next(i for i in infos if i.path == other.path)
     at.selectbox(key="explore_compare").set_value(baseline).run()
     assert not at.exception and not at.error
     compared = [c for c in at.get("plotly_chart") if "compare_" in c.proto.id]
@@ -326,9 +321,9 @@ def test_predict_refuses_a_model_upload_without_weights():
 
 def test_predict_loads_an_uploaded_bundle_and_pth(trained_run):
     from soartlab.ui.predict import load_model_files
-    from soartlab.workflow import make_bundle
+    from soartlab.runs import Run
 
-    run = load_model_files([("bundle.zip", make_bundle(trained_run))])
+    run = load_model_files([("bundle.zip", Run(trained_run).bundle())])
     assert run.references is not None
     run = load_model_files(
         [

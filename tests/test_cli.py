@@ -65,10 +65,11 @@ def test_pth_loads_into_the_seeds_own_classes(trained):
 
     run = load_run(out)
     X, _ = to_arrays(load_dataset(data))
-    x = torch.from_numpy(run.normalization.apply(X[:50]).astype(np.float32)).reshape(-1, 36, 39)
+    # the article's classes take normalised samples; SOART Lab's model normalises raw ones
+    normalised = run.record.normalization.apply(X[:50]).astype(np.float32)
     with torch.no_grad():
-        ours = run.model.get_embedding(x)
-        theirs = seed_model.get_embedding(x)
+        ours = run.model.get_embedding(torch.from_numpy(X[:50].copy()).reshape(-1, 36, 39))
+        theirs = seed_model.get_embedding(torch.from_numpy(normalised).reshape(-1, 36, 39))
     assert torch.equal(ours, theirs)
     assert np.allclose(embed_dataset(run, load_dataset(data))[:50], theirs.numpy(), atol=1e-6)
 

@@ -5,22 +5,21 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from soartlab import data as D
 from soartlab.demo import make_demo
-from soartlab.training import TrainConfig, Trainer
+from soartlab.prepare import prepare
+from soartlab.training import TrainConfig, Trainer, initial_model
 
 
 @pytest.mark.slow
 def test_soart3_training_beats_raw_pixel_knn_on_the_demo_set():
-    demo = make_demo()
-    result = Trainer(TrainConfig(epochs=3, pairs_per_epoch=10000, device="cpu")).fit(demo)
+    config = TrainConfig(epochs=3, pairs_per_epoch=10000, device="cpu")
+    data = prepare(make_demo(), config.test_size, config.seed)
+    model = initial_model(config, data)
+    norm = model.normalization  # the same split and normalisation for the raw baseline
+    result = Trainer(config).fit(model, data)
 
-    train, test = D.split(demo, test_size=0.2, seed=0)
-    x_train, y_train = D.to_arrays(train)
-    x_test, y_test = D.to_arrays(test)
-    norm = D.Normalization.fit(x_train)
-    knn = KNeighborsClassifier(n_neighbors=1).fit(norm.apply(x_train), y_train)
-    raw_accuracy = float(np.mean(knn.predict(norm.apply(x_test)) == y_test))
+    knn = KNeighborsClassifier(n_neighbors=1).fit(norm.apply(data.x_train), data.y_train)
+    raw_accuracy = float(np.mean(knn.predict(norm.apply(data.x_test)) == data.y_test))
 
     assert result.metrics["accuracy"] >= 0.90
     assert raw_accuracy <= result.metrics["accuracy"] - 0.10

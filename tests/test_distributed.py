@@ -18,9 +18,9 @@ from dist_helpers import CRASH_EPOCH_ENV, CRASH_RANK_ENV, spawn_worker
 
 from soartlab import distributed
 from soartlab.data import load_dataset
-from soartlab.demo import make_demo, write_demo
+from soartlab.demo import write_demo
 from soartlab.errors import SoartLabError
-from soartlab.training import TrainConfig, Trainer
+from soartlab.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(epochs=3, pairs_per_epoch=4096, batch_size=64, device="cpu", seed=0)
@@ -89,7 +89,7 @@ def test_two_workers_match_single_process_quality(two_workers):
     torch.set_num_threads(1)  # as each worker has
     try:
         dataset = load_dataset(two_workers / "demo.parquet")
-        single = Trainer(TrainConfig(**SETTINGS)).fit(dataset)
+        single = train(dataset, TrainConfig(**SETTINGS))
     finally:
         torch.set_num_threads(threads)
     double = _result(two_workers, 0)
@@ -215,14 +215,3 @@ def test_single_process_helpers_without_a_group():
     assert distributed.local_device("cpu", 3) == torch.device("cpu")
 
 
-def test_resume_refuses_a_state_written_with_other_settings(tmp_path):
-    from soartlab.errors import CheckpointError
-
-    dataset = make_demo(n_samples=100, seed=2)
-    state = tmp_path / "train_state.pt"
-    small = dict(epochs=1, pairs_per_epoch=128, batch_size=64, device="cpu")
-    Trainer(TrainConfig(**small)).fit(dataset, state_path=state)
-    with pytest.raises(CheckpointError, match=r"other settings \(lr: 0.001 there, 0.01 now\)"):
-        Trainer(TrainConfig(**{**small, "epochs": 2, "lr": 0.01})).fit(
-            dataset, state_path=state, resume_state=True
-        )

@@ -7,16 +7,21 @@ import torch
 from soartlab import training
 from soartlab.data import from_arrays
 from soartlab.demo import make_demo
-from soartlab.errors import DataError, SoartLabError
-from soartlab.training import TrainConfig, Trainer
-from soartlab.transform import GammaTransform
+from soartlab.errors import CheckpointError, DataError, SoartLabError
+from soartlab.prepare import prepare
+from soartlab.training import Outcome, TrainConfig, Trainer, TrainingState, initial_model
 
 SMALL = dict(epochs=2, pairs_per_epoch=512, batch_size=64, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def demo():
-    return make_demo(n_samples=300, seed=1)
+    return prepare(make_demo(n_samples=300, seed=1))
+
+
+def fit(data, config: TrainConfig, *, callback=None, stop_event=None, warm_start=None, **kwargs):
+    trainer = Trainer(config, callback=callback, stop_event=stop_event)
+    return trainer.fit(initial_model(config, data, warm_start), data, **kwargs)
 
 
 def _weights(model):
@@ -25,7 +30,7 @@ def _weights(model):
 
 def test_training_reports_history_metrics_and_metadata(demo):
     events = []
-    result = Trainer(TrainConfig(**SMALL), callback=events.append).fit(demo)
+    result = fit(demo, TrainConfig(**SMALL), callback=events.append)
     assert [r["epoch"] for r in result.history] == [1, 2]
     for row in result.history:
         assert set(row) >= {
@@ -41,20 +46,20 @@ def test_training_reports_history_metrics_and_metadata(demo):
     assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["escape_rate"] <= 1.0
     assert np.array(m["confusion"]).sum() == m["n_samples"] == 60
     kinds = [e.kind for e in events]
-    assert kinds.count("epoch") == 2 and kinds[-1] == "done"
+    assert kinds.count("epoch") == 2 and kinds[-1] == "end"
+    assert events[-1].outcome is Outcome.FINISHED and events[-1].fraction == 1.0
     assert kinds.count("step") == 2 * 8
-    meta = result.metadata
-    assert meta["label_names"][meta["good_index"]] == "good"
-    assert meta["input_shape"] == [36, 39]
-    assert meta["transform"] == GammaTransform().to_dict()
+    assert result.outcome is Outcome.FINISHED and not result.stopped and result.stop_reason == ""
+    assert demo.label_names[demo.good_index] == "good"
+    assert result.model.config.input_shape == (36, 39)
     emb, labels = result.references
     assert emb.shape == (240, 128) and labels.shape == (240,)
 
 
 def test_training_is_reproducible_on_cpu(demo):
-    a = Trainer(TrainConfig(**SMALL, seed=3)).fit(demo)
-    b = Trainer(TrainConfig(**SMALL, seed=3)).fit(demo)
-    c = Trainer(TrainConfig(**SMALL, seed=4)).fit(demo)
+    a = fit(demo, TrainConfig(**SMALL, seed=3))
+    b = fit(demo, TrainConfig(**SMALL, seed=3))
+    c = fit(demo, TrainConfig(**SMALL, seed=4))
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key])
     assert not torch.equal(
@@ -65,8 +70,9 @@ def test_training_is_reproducible_on_cpu(demo):
 
 
 def test_euclidean_baseline_trains(demo):
-    result = Trainer(TrainConfig(**SMALL, loss="euclidean")).fit(demo)
-    assert result.metadata["distance"] == {"name": "euclidean"}
+    config = TrainConfig(**SMALL, loss="euclidean")
+    result = fit(demo, config)
+    assert training.evaluation_distance(config).name == "euclidean"
     assert np.isfinite(result.history[-1]["loss"])
 
 
@@ -77,8 +83,9 @@ def test_stop_flag_ends_at_next_step_and_keeps_a_model(demo):
         if p.kind == "step" and p.step == 3:
             stop.set()
 
-    result = Trainer(TrainConfig(**SMALL), callback=callback, stop_event=stop).fit(demo)
-    assert result.stopped and "epoch 1" in result.stop_reason
+    result = fit(demo, TrainConfig(**SMALL), callback=callback, stop_event=stop)
+    assert result.outcome is Outcome.STOPPED
+    assert result.stop_reason == "stopped by the user in epoch 1, step 4/8"
     assert len(result.history) == 1
     assert all(torch.isfinite(v).all() for v in result.model.state_dict().values())
     assert "accuracy" in result.metrics
@@ -100,31 +107,60 @@ def test_nan_loss_stops_with_epoch_named_and_restores_last_good_state(demo, monk
             snapshots.append(None)
 
     monkeypatch.setattr(training.ContrastiveLoss, "forward", forward)
-    trainer = Trainer(TrainConfig(**{**SMALL, "epochs": 3}), callback=callback)
-    result = trainer.fit(demo)
-    assert result.stopped and "NaN" in result.stop_reason and "epoch 2" in result.stop_reason
+    result = fit(demo, TrainConfig(**{**SMALL, "epochs": 3}), callback=callback)
+    assert result.outcome is Outcome.NAN_LOSS
+    assert "NaN" in result.stop_reason and "epoch 2" in result.stop_reason
     assert all(torch.isfinite(v).all() for v in result.model.state_dict().values())
-    assert result.metadata["stop_reason"] == result.stop_reason
+    assert len(result.history) == 1 and len(snapshots) == 1
 
 
 def test_resume_from_training_state_continues_exactly(demo, tmp_path):
-    state = tmp_path / "train_state.pt"
-    full = Trainer(TrainConfig(**{**SMALL, "epochs": 3})).fit(demo)
-    Trainer(TrainConfig(**{**SMALL, "epochs": 2})).fit(demo, state_path=state)
-    resumed = Trainer(TrainConfig(**{**SMALL, "epochs": 3})).fit(
-        demo, state_path=state, resume_state=True
-    )
+    three = TrainConfig(**{**SMALL, "epochs": 3})
+    full = fit(demo, three)
+    first = TrainingState(tmp_path / "state.pt", TrainConfig(**SMALL), demo.fingerprint)
+    fit(demo, TrainConfig(**SMALL), on_epoch_end=first.save)
+    state = TrainingState(tmp_path / "state.pt", three, demo.fingerprint)
+    resumed = fit(demo, three, resume=state.load())
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert resumed.history[2]["loss"] == pytest.approx(full.history[2]["loss"], rel=1e-5)
     for key, value in full.model.state_dict().items():
         assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-6)
 
 
+def test_training_state_refuses_other_data_and_other_settings(demo, tmp_path):
+    saved = TrainingState(tmp_path / "state.pt", TrainConfig(**SMALL), demo.fingerprint)
+    fit(demo, TrainConfig(**{**SMALL, "epochs": 1}), on_epoch_end=saved.save)
+    other_data = TrainingState(tmp_path / "state.pt", TrainConfig(**SMALL), "0" * 64)
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        other_data.load()
+    other_lr = TrainingState(tmp_path / "state.pt", TrainConfig(**SMALL, lr=0.01), demo.fingerprint)
+    with pytest.raises(CheckpointError, match="lr: 0.001 there, 0.01 now"):
+        other_lr.load()
+    assert TrainingState(tmp_path / "none.pt", TrainConfig(**SMALL), demo.fingerprint).load() is None
+
+
+def test_the_model_normalises_its_own_inputs(demo):
+    """Normalisation travels with the network: fitted on the training split only, applied
+    inside the model, and absent from the (article-compatible) state_dict."""
+    model = initial_model(TrainConfig(**SMALL), demo)
+    stats = model.normalization
+    assert stats.mean == pytest.approx(float(demo.x_train.astype(np.float64).mean()), rel=1e-6)
+    assert set(model.state_dict()) == {
+        f"embedding_net.{layer}.{kind}"
+        for layer in ("linear1", "linear2", "linear3", "final")
+        for kind in ("weight", "bias")
+    }
+    raw = torch.as_tensor(demo.x_test[:5])
+    normalised = (raw - stats.mean) / stats.std
+    bare = initial_model(TrainConfig(**SMALL), demo)
+    bare.normalization = type(stats)(mean=0.0, std=1.0)
+    assert torch.allclose(model.get_embedding(raw), bare.get_embedding(normalised), atol=1e-5)
+
+
 def test_warm_start_reuses_weights_and_normalisation(demo):
-    first = Trainer(TrainConfig(**SMALL)).fit(demo)
-    init = {"metadata": first.metadata, "state_dict": first.model.state_dict()}
-    second = Trainer(TrainConfig(**{**SMALL, "epochs": 1, "lr": 1e-12})).fit(demo, init_from=init)
-    assert second.metadata["normalization"] == first.metadata["normalization"]
+    first = fit(demo, TrainConfig(**SMALL))
+    second = fit(demo, TrainConfig(**{**SMALL, "epochs": 1, "lr": 1e-12}), warm_start=first.model)
+    assert second.model.normalization == first.model.normalization
     w1 = first.model.state_dict()["embedding_net.linear1.weight"]
     w2 = second.model.state_dict()["embedding_net.linear1.weight"]
     assert torch.allclose(w1, w2, atol=1e-6)
@@ -149,7 +185,7 @@ def test_one_class_is_refused_when_training_starts():
     X = np.random.default_rng(0).random((10, 4), dtype=np.float32)
     ds = from_arrays(X, np.zeros(10, dtype=np.int64), ["good"])
     with pytest.raises(DataError, match="at least 2 classes"):
-        Trainer(TrainConfig(**SMALL)).fit(ds)
+        prepare(ds)
 
 
 def test_pair_seeds_differ_by_epoch_and_rank():

@@ -82,6 +82,20 @@ def uploaded_samples(file: Any) -> Any:
     return dataset
 
 
+def held_out_samples(run: Any, dataset: Any) -> Any:
+    """The parts of ``dataset`` the run held out from training (``DataError`` when it is
+    not the run's data)."""
+    from soartlab.workflow import held_out_split
+
+    return held_out_split(run, dataset)
+
+
+def run_key(run: Any) -> tuple[str, str, str]:
+    """What identifies a run for caching: its folder, id and creation time (an uploaded
+    bundle of a saved run is the same run)."""
+    return str(run.run_dir), run.record.run_id, run.record.created
+
+
 def predictions(run: Any, dataset: Any, key: tuple) -> tuple[Any, dict | None]:
     """The prediction table and, when the samples carry labels, the metrics."""
     from soartlab.workflow import predict
