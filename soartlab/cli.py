@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from soartlab.config import CLI_SETTINGS, Setting, TrainConfig
 from soartlab.errors import SoartLabError
 
 EXIT_NOT_FINISHED = 1  # training stopped before its last epoch (stopped, NaN loss)
@@ -31,6 +32,23 @@ def _shape(text: str) -> tuple[int, ...]:
     if not parts or any(p <= 0 for p in parts):
         raise argparse.ArgumentTypeError(f"input shape must be positive integers; got {text!r}")
     return parts
+
+
+def _add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """The option for a declared training setting: its type, choices and default; its
+    range is checked by `TrainConfig.from_namespace`, which names the option."""
+    help_text = setting.help.replace("%", "%%")
+    if setting.kind is not str:  # argparse lists choices itself
+        help_text += f"; {setting.expected}"
+    if setting.default is not None:
+        help_text += " (default: %(default)s)"
+    parser.add_argument(
+        setting.flag,
+        type=setting.kind,
+        choices=setting.choices or None,
+        default=setting.default,
+        help=help_text,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,19 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, type=Path, help="CSV/TSV/Parquet/NPZ/zip of class folders"
     )
     train.add_argument("--out", required=True, type=Path, help="run folder to write")
-    train.add_argument("--loss", choices=["soart3", "euclidean"], default="soart3")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--pairs-per-epoch", type=int, default=20000)
-    train.add_argument("--margin", type=float, default=1.0)
-    train.add_argument("--scale", type=float, default=0.5, help="gamma transform scale")
-    train.add_argument("--offset", type=float, default=-0.25, help="gamma transform offset")
-    train.add_argument("--floor", type=float, default=0.0, help="gamma transform floor")
-    train.add_argument("--test-size", type=float, default=0.2, help="held-out share")
-    train.add_argument("--good-class", default=None, help="name of the good class")
+    for setting in CLI_SETTINGS:
+        _add_setting_option(train, setting)
     train.add_argument("--input-shape", type=_shape, default=None, help="e.g. 36x39")
     train.add_argument("--label", default="", help="a name for the run (a label only)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
@@ -148,24 +155,10 @@ def _train(args, context) -> int:
     from soartlab.data import load_dataset
     from soartlab.prepare import prepare
     from soartlab.runs import Run
-    from soartlab.training import Outcome, TrainConfig, Trainer, TrainingState, initial_model
-    from soartlab.transform import GammaTransform
+    from soartlab.training import Outcome, Trainer, TrainingState, initial_model
     from soartlab.workflow import build_record, save_run
 
-    config = TrainConfig(
-        loss=args.loss,
-        margin=args.margin,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        pairs_per_epoch=args.pairs_per_epoch,
-        seed=args.seed,
-        device=args.device,
-        transform=GammaTransform(args.scale, args.offset, args.floor),
-        test_size=args.test_size,
-        good_class=args.good_class,
-    )
-    config.validate()
+    config = TrainConfig.from_namespace(args)
     if args.out.exists() and not args.out.is_dir():
         raise SoartLabError(f"--out {args.out} is a file; give a folder for the run.")
     run = Run(args.out)

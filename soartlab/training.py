@@ -24,7 +24,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from soartlab import distributed
+from soartlab.config import TrainConfig
 from soartlab.data import Normalization, sample_pairs
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
@@ -41,89 +42,6 @@ from soartlab.files import atomic_write_bytes
 from soartlab.losses import ContrastiveLoss
 from soartlab.models import ModelConfig, SiameseNet, build_model
 from soartlab.prepare import PreparedData, prepare
-from soartlab.transform import GammaTransform
-
-LOSSES = ("soart3", "euclidean")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs besides the data."""
-
-    loss: str = "soart3"  # "soart3": SOART3 gamma + transform; "euclidean": the baseline
-    margin: float = 1.0  # contrastive margin for unmatched pairs
-    epochs: int = 10
-    batch_size: int = 128  # pairs per optimiser step
-    lr: float = 1e-3  # Adam learning rate
-    pairs_per_epoch: int = 20000  # fresh pairs drawn every epoch (over all ranks)
-    matched_fraction: float = 0.5  # share of matched (same-label) pairs
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    transform: GammaTransform = field(default_factory=GammaTransform)
-    p_v: float = 4.0  # SOART3 Minkowski order of v
-    p_m: float = 1.0  # SOART3 Minkowski order of m
-    test_size: float = 0.2  # held-out share, stratified
-    good_class: str | None = None  # None: a label named good/ok/pass, else the first
-    knn_k: int = 1  # neighbours for held-out classification
-    hidden: tuple[int, int, int] = (512, 256, 256)
-    embedding_dim: int = 128
-
-    def validate(self) -> None:
-        """Raise SoartLabError naming the first setting out of range."""
-        if self.loss not in LOSSES:
-            raise SoartLabError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
-        if self.device not in DEVICES:
-            raise SoartLabError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
-        checks = [
-            ("epochs", self.epochs, 1, 10_000),
-            ("batch_size", self.batch_size, 2, 1_000_000),
-            ("pairs_per_epoch", self.pairs_per_epoch, 2, 100_000_000),
-            ("knn_k", self.knn_k, 1, 1000),
-        ]
-        for name, value, low, high in checks:
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise SoartLabError(
-                    f"{name} must be an integer from {low} to {high}; got {value!r}."
-                )
-        reals = [
-            ("margin", self.margin, 0.0, 1e6),
-            ("lr", self.lr, 0.0, 10.0),
-            ("matched_fraction", self.matched_fraction, 0.0, 1.0),
-            ("test_size", self.test_size, 0.0, 0.9),
-            ("p_v", self.p_v, 0.0, 64.0),
-            ("p_m", self.p_m, 0.0, 64.0),
-        ]
-        for name, value, low, high in reals:
-            if (
-                not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not low < value <= high
-            ):
-                raise SoartLabError(f"{name} must be in ({low}, {high}]; got {value!r}.")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise SoartLabError(
-                "device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'."
-            )
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["transform"] = self.transform.to_dict()
-        out["hidden"] = list(self.hidden)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        values = dict(values)
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SoartLabError(f"Unknown training settings: {', '.join(unknown)}.")
-        if isinstance(values.get("transform"), dict):
-            values["transform"] = GammaTransform.from_dict(values["transform"])
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"])
-        return cls(**values)
 
 
 def _loss_and_distance(config: TrainConfig) -> tuple[ContrastiveLoss, Any]:

@@ -23,7 +23,7 @@ PAGES = [
     "pages/runs.py",
 ]
 TIMEOUT = 120
-TINY_TRAINING = {"train_epochs": 1, "train_pairs": 256, "train_batch": 64}
+TINY_TRAINING = {"train_epochs": 1, "train_pairs_per_epoch": 256, "train_batch_size": 64}
 
 
 def new_app() -> AppTest:
@@ -230,7 +230,7 @@ def test_training_finishes_offers_downloads_and_next_round(app):
 
 
 def test_stop_ends_training_and_clicks_elsewhere_do_not(app):
-    start_training(app, train_epochs=200, train_pairs=20_000)
+    start_training(app, train_epochs=200, train_pairs_per_epoch=20_000)
     job = app.session_state[state.TRAIN_JOB]
     # Moving around the app reruns scripts but leaves the worker alone.
     open_page(app, "pages/data.py")
@@ -320,8 +320,8 @@ def test_predict_refuses_a_model_upload_without_weights():
 
 
 def test_predict_loads_an_uploaded_bundle_and_pth(trained_run):
-    from soartlab.ui.predict import load_model_files
     from soartlab.runs import Run
+    from soartlab.ui.predict import load_model_files
 
     run = load_model_files([("bundle.zip", Run(trained_run).bundle())])
     assert run.references is not None

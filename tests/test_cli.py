@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.article_way import EmbeddingNet, SiameseNet
-from soartlab.cli import main
+from soartlab.cli import build_parser, main
+from soartlab.config import CLI_SETTINGS, TrainConfig
 from soartlab.data import load_dataset, to_arrays
 
 
@@ -96,7 +97,7 @@ def test_predict_writes_csv(trained, tmp_path):
     [
         (["train", "--data", "missing.csv", "--out", "r"], "missing.csv"),
         (["train", "--data", "bad.csv", "--out", "r"], "bad.csv"),
-        (["train", "--data", "x.csv", "--out", "r", "--epochs", "0"], "epochs must be"),
+        (["train", "--data", "x.csv", "--out", "r", "--epochs", "0"], "--epochs must be"),
         (["evaluate", "--run", "nowhere", "--data", "x.csv"], "nowhere"),
         (["demo", "--out", "demo.txt"], ".csv or .parquet"),
     ],
@@ -109,3 +110,72 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, me
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_train_options_are_the_declared_settings_with_their_defaults():
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--out", "r"])
+    for setting in CLI_SETTINGS:
+        assert getattr(args, setting.name) == setting.default, setting.flag
+    assert TrainConfig.from_namespace(args) == TrainConfig()
+    # The flags the CLI has always had (the range test below passes each to the parser).
+    assert [s.flag for s in CLI_SETTINGS] == [
+        "--loss",
+        "--margin",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--pairs-per-epoch",
+        "--seed",
+        "--device",
+        "--test-size",
+        "--good-class",
+        "--scale",
+        "--offset",
+        "--floor",
+    ]
+
+
+def _just_outside(setting) -> list[str]:
+    if setting.kind is int:
+        return [str(setting.low - 1), str(setting.high + 1)]
+    low = (
+        setting.low
+        if setting.closed in ("right", "neither")
+        else np.nextafter(setting.low, -np.inf)
+    )
+    high = (
+        setting.high
+        if setting.closed in ("left", "neither")
+        else np.nextafter(setting.high, np.inf)
+    )
+    return [repr(float(low)), repr(float(high)), "nan", "inf"]
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [(s.flag, value) for s in CLI_SETTINGS if s.kind is not str for value in _just_outside(s)]
+    + [
+        ("--seed", str(2**70)),
+        ("--epochs", "9" * 400),
+        ("--floor", "1e300"),
+        ("--lr", "10"),
+        ("--good-class", ""),
+    ],
+)
+def test_out_of_range_option_exits_2_naming_it(tmp_path, capsys, flag, value):
+    # The data file is never read: the settings are checked first.
+    args = ["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "r"), flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag} must be "), err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--loss", "triplet"), ("--device", "tpu"), ("--epochs", "1.5")]
+)
+def test_unparsable_option_is_refused_by_argparse_naming_it(capsys, flag, value):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data", "x.csv", "--out", "r", flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: invalid" in capsys.readouterr().err

@@ -181,14 +181,12 @@ def gpu_name() -> str | None:
 
 
 def make_config(*, tuned: state.TunedTransform | None, **settings: Any) -> Any:
-    """A validated ``TrainConfig`` from the page's settings and the tuned transform."""
-    from soartlab.training import TrainConfig
-    from soartlab.transform import GammaTransform
+    """A validated ``TrainConfig`` from the page's settings and the tuned transform (none
+    tuned: the article's, TrainConfig's default)."""
+    from soartlab.config import TrainConfig
 
     if tuned is not None:
         settings.update(transform=tuned.transform, p_v=float(tuned.p_v), p_m=float(tuned.p_m))
-    else:
-        settings.update(transform=GammaTransform())
     config = TrainConfig(**settings)
     config.validate()
     return config
