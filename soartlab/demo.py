@@ -33,6 +33,7 @@ deterministic for a given ``(n_samples, seed)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -124,91 +125,133 @@ def _unit(angle: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
 
 
-def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Draw one image per label. labels: (N,) int. Returns (N, H, W) float32 in [0, 1]."""
-    n = len(labels)
-    cv = _Canvas(n, rng)
+@dataclass
+class _Layers:
+    """The parts of a batch of plate images that the defects change, each (n, H, W)."""
+
+    image: np.ndarray  # the plate face with its chamfers
+    plate: np.ndarray  # 1 on the plate, 0 on the fixture behind the edge
+    hole: np.ndarray  # 1 inside the hole
+    face: np.ndarray  # the bare face (turning marks)
+    edge_chamfer: np.ndarray  # the bright band before the right-hand edge
+    dist_hole: np.ndarray  # distance to the hole's centre
+
+
+def _missing_hole(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # no hole and no hole chamfer, only a small centre-punch mark
+    punch = np.exp(-(layers.dist_hole[idx] ** 2) / (2 * 0.9**2))
+    layers.image[idx] = layers.face[idx] + 0.18 * layers.edge_chamfer[idx] - 0.18 * punch
+    layers.hole[idx] = 0.0
+
+
+def _scratch(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a long handling scratch running diagonally across the upper face
+    k = len(idx)
+    mid = cv.centre[idx] + np.float32([-9.0, 0.0]) + cv.uniform(-2.0, 2.0, (k, 2))
+    angle = cv.uniform(-0.4, 0.4, k) + rng.choice(np.float32([-0.5, 0.5]), k)
+    half = _unit(angle) * cv.uniform(7.0, 10.0, k)[:, None]
+    d = cv.distance_to_segment(mid - half, mid + half)
+    layers.image[idx] += cv.column(0.3, 0.4, k) * _soft(d - 0.6)
+
+
+def _dent(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a small crater left by the clamp, below left of the hole
+    k = len(idx)
+    at = cv.centre[idx] + np.float32([9.0, -8.0]) + cv.uniform(-1.5, 1.5, (k, 2))
+    r = cv.column(2.0, 2.6, k)
+    dist = cv.distance_to(at)
+    layers.image[idx] += -0.35 * _soft(dist - r) + 0.25 * _soft(np.abs(dist - r - 0.8) - 0.5)
+
+
+def _crack(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a dark jagged line from the hole rim into the web towards the edge
+    k = len(idx)
+    angle = cv.uniform(-0.6, 0.6, k)
+    point = cv.centre[idx] + _unit(angle) * (cv.radius[idx, None] + 1.0)
+    d = None
+    for _ in range(3):  # a polyline of three segments
+        angle = angle + cv.uniform(-0.5, 0.5, k)
+        nxt = point + _unit(angle) * cv.uniform(3.2, 4.5, k)[:, None]
+        seg = cv.distance_to_segment(point, nxt)
+        d = seg if d is None else np.minimum(d, seg)
+        point = nxt
+    layers.image[idx] -= cv.column(0.4, 0.5, k) * _soft(d - 0.7)
+
+
+def _stain(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a large soft low-contrast dark patch on the left of the face
+    k = len(idx)
+    angle = cv.uniform(np.pi - 1.0, np.pi + 1.0, k)
+    at = cv.centre[idx] + _unit(angle) * cv.uniform(9.5, 12.5, k)[:, None]
+    at[:, 0] = np.clip(at[:, 0], 4.0, IMAGE_SHAPE[0] - 5.0)
+    at[:, 1] = np.clip(at[:, 1], 4.0, cv.edge[idx] - 5.0)
+    r2 = cv.column(5.5, 7.5, k) ** 2
+    blob = np.exp(-((cv.distance_to(at) ** 2 / (2 * r2)) ** 1.5))
+    layers.image[idx] -= cv.column(0.13, 0.2, k) * blob
+
+
+def _burr(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a bright lump of metal on the upper hole rim, reaching into the hole
+    k = len(idx)
+    angle = cv.uniform(-np.pi / 2 - 0.9, -np.pi / 2 + 0.9, k)
+    at = cv.centre[idx] + _unit(angle) * (cv.radius[idx, None] - 1.2)
+    lump = _soft(cv.distance_to(at) - cv.column(1.8, 2.4, k))
+    layers.hole[idx] *= 1.0 - lump
+    layers.image[idx] += 0.3 * lump
+
+
+def _edge_chip(cv: _Canvas, idx, layers: _Layers, rng) -> None:
+    # a notch broken out of the right-hand edge
+    k = len(idx)
+    at_row = np.clip(cv.centre[idx, 0] + cv.uniform(-10.0, 10.0, k), 4.0, IMAGE_SHAPE[0] - 5.0)
+    at = np.stack([at_row, cv.edge[idx]], axis=1)
+    layers.plate[idx] *= 1.0 - _soft(cv.distance_to(at) - cv.column(2.6, 3.4, k))
+
+
+# Drawn in this order: each draws from the same generator, so the order fixes the images.
+_DEFECTS = {
+    "missing_hole": _missing_hole,
+    "scratch": _scratch,
+    "dent": _dent,
+    "crack": _crack,
+    "stain": _stain,
+    "burr": _burr,
+    "edge_chip": _edge_chip,
+}
+
+
+def _plate(cv: _Canvas, n: int) -> _Layers:
+    """The good plate: face, chamfers, edge and hole."""
     radius = cv.radius[:, None, None]
     dist_hole = cv.distance_to(cv.centre)  # (n, H, W)
     dist_edge = cv.cols[None] - cv.edge[:, None, None]  # > 0 beyond the right edge
-
     # plate face with faint turning marks around the hole
     face = 0.62 + cv.column(0.0, 0.04, n) * np.sin(dist_hole * 2.1 + cv.column(0, 2 * np.pi, n))
     # chamfers: bright bands on the hole rim and just before the right-hand edge
     hole_chamfer = _soft(np.abs(dist_hole - radius - 0.9) - 0.8)
     edge_chamfer = _soft(np.abs(dist_edge + 1.2) - 0.9)
     image = face + 0.22 * hole_chamfer + 0.18 * edge_chamfer
-    plate = _soft(dist_edge)  # 1 on the plate, 0 on the fixture behind it
-    hole = _soft(dist_hole - radius)  # 1 inside the hole
+    return _Layers(
+        image=image,
+        plate=_soft(dist_edge),
+        hole=_soft(dist_hole - radius),
+        face=face,
+        edge_chamfer=edge_chamfer,
+        dist_hole=dist_hole,
+    )
 
-    def members(name: str) -> np.ndarray:
-        return np.flatnonzero(labels == CLASS_NAMES.index(name))
 
-    idx = members("missing_hole")
-    if len(idx):  # no hole and no hole chamfer, only a small centre-punch mark
-        punch = np.exp(-(dist_hole[idx] ** 2) / (2 * 0.9**2))
-        image[idx] = face[idx] + 0.18 * edge_chamfer[idx] - 0.18 * punch
-        hole[idx] = 0.0
-
-    idx = members("scratch")
-    if len(idx):  # a long handling scratch running diagonally across the upper face
-        k = len(idx)
-        mid = cv.centre[idx] + np.float32([-9.0, 0.0]) + cv.uniform(-2.0, 2.0, (k, 2))
-        angle = cv.uniform(-0.4, 0.4, k) + rng.choice(np.float32([-0.5, 0.5]), k)
-        half = _unit(angle) * cv.uniform(7.0, 10.0, k)[:, None]
-        d = cv.distance_to_segment(mid - half, mid + half)
-        image[idx] += cv.column(0.3, 0.4, k) * _soft(d - 0.6)
-
-    idx = members("dent")
-    if len(idx):  # a small crater left by the clamp, below left of the hole
-        k = len(idx)
-        at = cv.centre[idx] + np.float32([9.0, -8.0]) + cv.uniform(-1.5, 1.5, (k, 2))
-        r = cv.column(2.0, 2.6, k)
-        dist = cv.distance_to(at)
-        image[idx] += -0.35 * _soft(dist - r) + 0.25 * _soft(np.abs(dist - r - 0.8) - 0.5)
-
-    idx = members("crack")
-    if len(idx):  # a dark jagged line from the hole rim into the web towards the edge
-        k = len(idx)
-        angle = cv.uniform(-0.6, 0.6, k)
-        point = cv.centre[idx] + _unit(angle) * (cv.radius[idx, None] + 1.0)
-        d = None
-        for _ in range(3):  # a polyline of three segments
-            angle = angle + cv.uniform(-0.5, 0.5, k)
-            nxt = point + _unit(angle) * cv.uniform(3.2, 4.5, k)[:, None]
-            seg = cv.distance_to_segment(point, nxt)
-            d = seg if d is None else np.minimum(d, seg)
-            point = nxt
-        image[idx] -= cv.column(0.4, 0.5, k) * _soft(d - 0.7)
-
-    idx = members("stain")
-    if len(idx):  # a large soft low-contrast dark patch on the left of the face
-        k = len(idx)
-        angle = cv.uniform(np.pi - 1.0, np.pi + 1.0, k)
-        at = cv.centre[idx] + _unit(angle) * cv.uniform(9.5, 12.5, k)[:, None]
-        at[:, 0] = np.clip(at[:, 0], 4.0, IMAGE_SHAPE[0] - 5.0)
-        at[:, 1] = np.clip(at[:, 1], 4.0, cv.edge[idx] - 5.0)
-        r2 = cv.column(5.5, 7.5, k) ** 2
-        blob = np.exp(-((cv.distance_to(at) ** 2 / (2 * r2)) ** 1.5))
-        image[idx] -= cv.column(0.13, 0.2, k) * blob
-
-    idx = members("burr")
-    if len(idx):  # a bright lump of metal on the upper hole rim, reaching into the hole
-        k = len(idx)
-        angle = cv.uniform(-np.pi / 2 - 0.9, -np.pi / 2 + 0.9, k)
-        at = cv.centre[idx] + _unit(angle) * (cv.radius[idx, None] - 1.2)
-        lump = _soft(cv.distance_to(at) - cv.column(1.8, 2.4, k))
-        hole[idx] *= 1.0 - lump
-        image[idx] += 0.3 * lump
-
-    idx = members("edge_chip")
-    if len(idx):  # a notch broken out of the right-hand edge
-        k = len(idx)
-        at_row = np.clip(cv.centre[idx, 0] + cv.uniform(-10.0, 10.0, k), 4.0, IMAGE_SHAPE[0] - 5.0)
-        at = np.stack([at_row, cv.edge[idx]], axis=1)
-        plate[idx] *= 1.0 - _soft(cv.distance_to(at) - cv.column(2.6, 3.4, k))
-
-    image = image * plate + 0.12 * (1.0 - plate)  # the dark fixture behind the edge
+def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw one image per label. labels: (N,) int. Returns (N, H, W) float32 in [0, 1]."""
+    n = len(labels)
+    cv = _Canvas(n, rng)
+    layers = _plate(cv, n)
+    for name, draw in _DEFECTS.items():
+        idx = np.flatnonzero(labels == CLASS_NAMES.index(name))
+        if len(idx):
+            draw(cv, idx, layers, rng)
+    plate, hole = layers.plate, layers.hole
+    image = layers.image * plate + 0.12 * (1.0 - plate)  # the dark fixture behind the edge
     image = image * (1.0 - hole) + 0.06 * hole  # the dark inside of the hole
 
     # lighting: camera gain and a linear gradient in a random direction

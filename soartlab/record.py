@@ -108,7 +108,7 @@ class RunRecord:
         return out
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "run.json") -> RunRecord:
+    def from_dict(cls, raw: Any, source: str = "the run record") -> RunRecord:
         """Validate ``raw`` (parsed JSON) field by field; `CheckpointError` names the
         first field that is missing, of the wrong type or out of range."""
         return _Reader(raw, source).record()
