@@ -19,9 +19,16 @@ browser:
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py
 
+# Three stages, so that a failure says which kind it is: the fast unit and page tests,
+# the model-quality checks (real trainings, marked slow), then the real browser.
 test: $(STAMP) browser
 	$(PY) -m ruff check soartlab tests bench app.py pages
-	$(PY) -m pytest -q
+	@echo "== unit and page tests"
+	$(PY) -m pytest -q -m "not slow and not browser"
+	@echo "== model-quality tests (slow)"
+	$(PY) -m pytest -q -m "slow and not browser"
+	@echo "== browser test (headless Chromium)"
+	$(PY) -m pytest -q -m browser
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -84,6 +84,7 @@ def test_only_rank_0_writes_one_run_folder(two_workers):
     assert run["metrics"] == _result(two_workers, 0)["metrics"]
 
 
+@pytest.mark.slow
 def test_two_workers_match_single_process_quality(two_workers):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker has
