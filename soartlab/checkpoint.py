@@ -57,13 +57,14 @@ EXPORT_HINT = (
 def checkpoint_bytes(model: SiameseNet, metadata: Mapping[str, Any]) -> dict[str, bytes]:
     """The model's state_dict as ``{"pth": bytes, "safetensors": bytes}``.
 
-    ``metadata`` must be JSON-serialisable; its ``"model"`` entry is set from the model's
-    own `ModelConfig`, so the file always describes the weights it holds.
+    ``metadata`` must be JSON-serialisable; its ``"model"`` and ``"normalization"`` entries
+    are set from the model itself, so the file always describes the function it holds.
     """
     if not isinstance(model, SiameseNet):
         raise TypeError(f"checkpoint_bytes expects a SiameseNet; got {type(model).__name__}.")
     metadata = dict(metadata)
     metadata["model"] = model.config.to_dict()
+    metadata["normalization"] = model.normalization.to_dict()
     header = {METADATA_KEY: json.dumps(metadata, ensure_ascii=False)}
     # Plain CPU tensors only, so weights_only loading (and the article's torch.load) works.
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}

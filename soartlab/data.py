@@ -426,6 +426,16 @@ class Normalization:
             mean, std = d["mean"], d["std"]
         except (KeyError, TypeError):
             raise DataError(f"A normalisation needs 'mean' and 'std'; got {d!r:.200}.") from None
+
+        def numbers(value) -> bool:  # a number, or a list of numbers (no text, no booleans)
+            items = value if isinstance(value, list | tuple) else [value]
+            return all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
+
+        if not (numbers(mean) and numbers(std)):
+            raise DataError(
+                f"A normalisation's mean and std must be numbers or lists of numbers; got "
+                f"mean {mean!r:.80}, std {std!r:.80}."
+            )
         mean_arr = np.asarray(mean, dtype=np.float64)
         std_arr = np.asarray(std, dtype=np.float64)
         if (

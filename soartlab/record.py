@@ -171,7 +171,8 @@ class _Reader:
             history=self.history(),
             status=self.status(),
             stop_reason=self.text("stop_reason"),
-            data=self.data() if version >= 2 else None,
+            # None: written before schema 2, or a schema-1 run rewritten (renamed) since
+            data=self.data() if version >= 2 and self.raw.get("data") is not None else None,
             label=self.text("label"),
             run_id=self.text("run_id"),
             created=self.text("created"),
