@@ -19,7 +19,7 @@ _EXPORTS = {
     "get_distance": "soartlab.distances",
     "load_dataset": "soartlab.data",
     "load_checkpoint": "soartlab.checkpoint",
-    "TrainConfig": "soartlab.training",
+    "TrainConfig": "soartlab.config",
     "train": "soartlab.training",
 }
 

@@ -129,12 +129,12 @@ class _ProgressPrinter:
 
 
 def _cmd_demo(args) -> int:
-    from soartlab.demo import write_demo
+    from soartlab.demo import MAX_SAMPLES, write_demo
 
     if args.out.suffix.lower() not in (".csv", ".parquet"):
         raise SoartLabError(f"--out must end in .csv or .parquet; got {args.out.name!r}.")
-    if not 10 <= args.samples <= 200_000:
-        raise SoartLabError(f"--samples must be from 10 to 200000; got {args.samples}.")
+    if not 10 <= args.samples <= MAX_SAMPLES:
+        raise SoartLabError(f"--samples must be from 10 to {MAX_SAMPLES}; got {args.samples}.")
     write_demo(args.out, n_samples=args.samples, seed=args.seed)
     print(f"wrote {args.samples} demo samples to {args.out}", file=sys.stderr)
     return 0

@@ -304,8 +304,10 @@ class TrainConfig:
     hidden: tuple[int, int, int] = _DEFAULTS["hidden"]
     embedding_dim: int = _DEFAULTS["embedding_dim"]
 
-    def validate(self) -> None:
-        """Raise SoartLabError naming the first setting outside its declared range."""
+    def validate(self, *, check_device: bool = True) -> None:
+        """Raise SoartLabError naming the first setting outside its declared range.
+        ``check_device=False`` skips asking whether a CUDA GPU is here: a record of a run
+        trained on a GPU must open on a machine without one."""
         for setting in TRAIN_SETTINGS:
             setting.check(getattr(self, setting.name))
         if not isinstance(self.transform, GammaTransform):
@@ -314,7 +316,7 @@ class TrainConfig:
             )
         for setting in TRANSFORM_SETTINGS:
             setting.check(getattr(self.transform, setting.name), f"transform.{setting.name}")
-        if self.device == "cuda":
+        if check_device and self.device == "cuda":
             import torch  # only here: the CLI's parser must not wait for torch
 
             if not torch.cuda.is_available():

@@ -111,10 +111,15 @@ class Distance:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.params() == other.params()  # type: ignore[attr-defined]
+        # the name too: the SOART3 components share a class and their parameters
+        return (
+            type(self) is type(other)
+            and self.name == other.name  # type: ignore[attr-defined]
+            and self.params() == other.params()  # type: ignore[attr-defined]
+        )
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, repr(self.params())))
+        return hash((type(self).__name__, self.name, repr(self.params())))
 
 
 class SOART3Distance(Distance):

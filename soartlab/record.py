@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
 
+from soartlab.config import TrainConfig
 from soartlab.data import Normalization
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.models import ModelConfig
-from soartlab.training import Outcome, TrainConfig
+from soartlab.training import Outcome
 
 SCHEMA_VERSION = 2
 MAX_CLASSES = 10_000
@@ -57,7 +58,7 @@ class RunRecord:
     stop_reason: str = ""  # the outcome in words when it is not "finished"
     data: DataInfo | None = None  # None for records written before schema version 2
     label: str = ""  # the user's name for the run (display only)
-    run_id: str = ""  # folder name in a run store ("" for a folder chosen by the user)
+    run_id: str = ""  # the run folder's name, filled in when the run is written
     created: str = ""  # ISO 8601 local time with offset
     world_size: int = 1  # training processes (torchrun)
     backend: str | None = None  # process-group backend when world_size > 1
@@ -169,7 +170,7 @@ class _Reader:
             distance=self.distance(),
             metrics=self.metrics(len(names)),
             history=self.history(),
-            status=self.status(),
+            status=self.status(version),
             stop_reason=self.text("stop_reason"),
             # None: written before schema 2, or a schema-1 run rewritten (renamed) since
             data=self.data() if version >= 2 and self.raw.get("data") is not None else None,
@@ -198,7 +199,7 @@ class _Reader:
             values["transform"] = self.get("transform", dict, "an object (scale, offset, floor)")
         try:
             config = TrainConfig.from_dict(values)
-            config.validate()
+            config.validate(check_device=False)
         except (SoartLabError, TypeError) as exc:
             raise CheckpointError(f"{self.source}: field 'config' is not valid: {exc}") from None
         return config
@@ -264,7 +265,15 @@ class _Reader:
             raise self.fail("history", "a list of per-epoch rows, each with an 'epoch'")
         return tuple(rows)
 
-    def status(self) -> Outcome:
+    def status(self, version: int) -> Outcome:
+        if version == 1:
+            # schema 1 wrote "finished" for every saved run (or no status, in a weights
+            # file's header) and marked early ends with "stopped": true
+            if self.raw.get("stopped") is True:
+                reason = str(self.raw.get("stop_reason", ""))
+                return Outcome.NAN_LOSS if "NaN" in reason else Outcome.STOPPED
+            if "status" not in self.raw:
+                return Outcome.FINISHED
         value = self.get("status", str, "one of " + ", ".join(o.value for o in Outcome))
         try:
             return Outcome(value)
@@ -290,6 +299,7 @@ _KNOWN = {
     "schema_version",
     "format",  # schema 1's version marker
     "loss",  # schema 1 stored the loss a second time; config.loss is the one
+    "stopped",  # schema 1's early-end flag, read into status
     *(f for f in RunRecord.__dataclass_fields__ if f != "extra"),
     "transform",
     "input_shape",

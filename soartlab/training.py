@@ -228,7 +228,7 @@ class Trainer:
                     "resumed",
                     resume.epoch + 1,
                     cfg.epochs,
-                    message=f"resuming after epoch {resume.epoch}",
+                    message=f"resuming from the saved training state after epoch {resume.epoch}",
                 )
             )
         # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.

@@ -244,3 +244,9 @@ def test_empty_matrix():
     for distance in ALL:
         assert distance.matrix(np.zeros((0, 3)), np.ones((2, 3))).shape == (0, 2)
         assert not math.isnan(distance.matrix(np.ones((1, 3)), np.ones((1, 3)))[0, 0])
+
+
+def test_soart3_components_are_different_distances():
+    gamma, yita, beta = (get_distance(n) for n in ("soart3", "soart3_yita", "soart3_beta"))
+    assert len({gamma, yita, beta}) == 3 and gamma != yita
+    assert get_distance("soart3") == gamma

@@ -213,3 +213,24 @@ def test_random_damage_is_refused_or_read_never_crashes(raw):
             outcomes["read"] += 1
             assert isinstance(record, RunRecord)
     assert outcomes["refused"] > 50 and outcomes["read"] > 0
+
+
+def test_a_run_trained_on_a_gpu_opens_on_a_machine_without_one(raw):
+    raw["config"]["device"] = "cuda"
+    assert RunRecord.from_dict(raw).config.device == "cuda"
+
+
+@pytest.mark.parametrize(
+    "flags, outcome",
+    [
+        ({}, "finished"),
+        ({"stopped": True, "stop_reason": "stopped by the user in epoch 2"}, "stopped"),
+        ({"stopped": True, "stop_reason": "loss became NaN in epoch 3"}, "nan_loss"),
+    ],
+)
+def test_schema_1_early_ends_are_read_from_its_stopped_flag(raw, flags, outcome):
+    old = schema_1(raw)
+    old.update(flags, status="finished")  # schema 1 wrote "finished" for every saved run
+    assert RunRecord.from_dict(old).status.value == outcome
+    del old["status"]  # a schema-1 weights file's header had no status at all
+    assert RunRecord.from_dict(old).status.value == outcome

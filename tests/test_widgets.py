@@ -47,7 +47,8 @@ def test_runs_compare_shows_the_same_row_for_each_run(tmp_path):
                 run_id=f"run{i}",
                 label="",
                 loss="contrastive",
-                path=Path(folder) / f"run{i}",  # no run.json: no curves, still the rates
+                path=Path(folder) / f"run{i}",
+                history=(),  # no epochs: no curves, still the rates
                 metrics={"accuracy": 0.5 + i / 10, "escape_rate": 0.1, "overkill_rate": 0.2},
             )
             for i in range(3)
