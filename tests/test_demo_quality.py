@@ -12,7 +12,10 @@ from soartlab.training import TrainConfig, Trainer, initial_model
 
 @pytest.mark.slow
 def test_soart3_training_beats_raw_pixel_knn_on_the_demo_set():
-    config = TrainConfig(epochs=3, pairs_per_epoch=10000, device="cpu")
+    # Three epochs of the default 20,000 pairs. With 10,000 pairs accuracy after three
+    # epochs depends on the split by several points (0.888 on this split, 0.928 on the
+    # one drawn before the split moved to data.split_indices): too close to 0.90 to test.
+    config = TrainConfig(epochs=3, pairs_per_epoch=20000, device="cpu")
     data = prepare(make_demo(), config.test_size, config.seed)
     model = initial_model(config, data)
     norm = model.normalization  # the same split and normalisation for the raw baseline
