@@ -3,8 +3,10 @@
 import streamlit as st
 
 from soartlab.plots import class_counts_bar, sample_grid
-from soartlab.ui import data_io, state
+from soartlab.ui import data_io, entry, state
 from soartlab.ui.feedback import EngineErrors
+
+entry.through_app()
 
 MAX_UPLOAD_MB = st.get_option("server.maxUploadSize")
 

@@ -3,9 +3,11 @@
 import streamlit as st
 
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
-from soartlab.ui import explore, state
+from soartlab.ui import entry, explore, state
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.widgets import rates_row, require_data, require_run, run_title
+
+entry.through_app()
 
 st.title("Explore")
 data = require_data()

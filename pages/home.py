@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from soartlab.ui import state
+from soartlab.ui import entry, state
 from soartlab.ui.widgets import session_status
+
+entry.through_app()
 
 st.title("SOART Lab")
 st.markdown(

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from soartlab.ui import data_io, predict, state
+from soartlab.ui import data_io, entry, predict, state
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.widgets import rates_row, run_title
+
+entry.through_app()
 
 st.title("Predict")
 guard = EngineErrors()

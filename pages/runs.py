@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from soartlab.ui import runs_view, state, train_view
+from soartlab.ui import entry, runs_view, state, train_view
 from soartlab.ui.feedback import EngineErrors
+
+entry.through_app()
 
 st.title("Runs")
 store = state.run_store()

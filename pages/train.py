@@ -4,10 +4,12 @@ import streamlit as st
 
 from soartlab.config import DEVICES
 from soartlab.transform import GammaTransform
-from soartlab.ui import state, train_view
+from soartlab.ui import entry, state, train_view
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.settings_form import setting_input
 from soartlab.ui.widgets import require_data
+
+entry.through_app()
 
 goto = st.session_state.pop("soart_goto", None)
 if goto:

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from soartlab.ui import state, tune
+from soartlab.ui import entry, state, tune
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.widgets import require_data
+
+entry.through_app()
 
 st.title("Tune the distance")
 st.caption(

@@ -149,6 +149,27 @@ def _screenshot(page, name: str) -> None:
     page.set_viewport_size(size)
 
 
+def test_a_first_visit_at_a_page_url_enters_through_app(server, browser):
+    """Right after the server starts, a bookmarked page URL shows the app's navigation and
+    the demo data (not the pages folder's file names and an empty page). Runs first in
+    this module: only the first script run of a fresh server can take the wrong path."""
+    url, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{url}/tune")
+        page.get_by_role("heading", name="Tune the distance").wait_for(timeout=120_000)
+        _settle(page)
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Explore" in nav and "Runs" in nav and "app" not in nav.split(), nav
+        assert "/tune" in page.url
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "demo set" in sidebar, sidebar
+        _no_exception(page, "tune")
+    finally:
+        context.close()
+
+
 def test_every_page_trains_and_downloads(server, browser):
     import torch
 
