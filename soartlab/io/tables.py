@@ -33,6 +33,9 @@ PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
 
 _INDEX_COLUMNS = ("", "__index_level_0__", "Unnamed: 0")
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+"""LF, CRLF, or a lone CR (Excel for Mac), as the CSV parser itself reads them."""
+
 _HUB_IMAGE = "{bytes: binary, path: string} with each image file's bytes embedded"
 
 _MISSING_TEXT = frozenset(pa_csv.ConvertOptions().null_values)
@@ -73,9 +76,6 @@ def read_delimited(
             f"'{name}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
             f"{exc.start:,} cannot be decoded). Save it as UTF-8 (in Excel: 'CSV UTF-8')."
         ) from None
-    if "\r" in text:  # one line end from here on, so that lines are counted one way
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        data = text.encode("utf-8")
     header = _check_header(text, name, sep, limits)
     label_name = _find_label_column(header, label_column, name, required=False)
     table = _parse_delimited(data, text, name, sep, label_name)
@@ -91,17 +91,18 @@ def read_delimited(
 
 
 def _check_header(text: str, name: str, sep: str, limits: Limits) -> list[str]:
-    """The column names of a table with "\\n" line ends. Refuses an empty or oversized
-    table, or one with the wrong separator, from its line count and header alone, before
-    anything is parsed."""
+    """The column names of a table (lines ending in LF, CRLF or CR). Refuses an empty or
+    oversized table, or one with the wrong separator, from its line count and header
+    alone, before anything is parsed."""
     if not text.strip():
         raise DataError(f"'{name}' is empty: no data rows. Expected a header line and data rows.")
-    n_lines = text.rstrip("\n").count("\n") + 1
+    body = text.rstrip("\r\n")
+    n_lines = body.count("\n") + body.count("\r") - body.count("\r\n") + 1
     if n_lines - 1 > limits.max_rows:
         raise DataError(
             f"'{name}' has {n_lines - 1:,} data rows; the limit is {limits.max_rows:,} rows."
         )
-    header_line = text.split("\n", 1)[0]
+    header_line = _LINE_END.split(text, maxsplit=1)[0]
     header = next(csv.reader([header_line], delimiter=sep), [])
     if len(header) > limits.max_columns:
         raise DataError(
@@ -157,7 +158,8 @@ def _kind(sep: str) -> str:
 
 
 def _first_ragged_line(text: str, sep: str, expected: int) -> int | str:
-    for line_number, row in enumerate(csv.reader(io.StringIO(text), delimiter=sep), start=1):
+    lines = io.StringIO(text, newline="")  # csv splits lines: LF, CRLF or CR, quotes kept
+    for line_number, row in enumerate(csv.reader(lines, delimiter=sep), start=1):
         if row and len(row) != expected:
             return line_number
     return "?"
