@@ -9,8 +9,9 @@ A dataset is a ``datasets.Dataset`` with
 ``load_dataset`` reads ``.csv``, ``.tsv``, ``.parquet``, ``.npz`` and ``.zip`` (one folder
 per class) with the reader ``soartlab.io`` registers for the suffix, and turns every
 problem with the file into a ``DataError`` that says what is wrong and what is expected.
-Class names: integer labels become ``"0"``, ``"1"``, … (the distinct values, sorted); text
-labels keep their names, sorted, with a good/ok/pass name first. Image values from image
+Class names are the labels as written (see ``_encode_labels``): integers as their decimal
+text, text unchanged (``"001"``, ``"NA"``); plain integers sorted by value, other names
+with a good/ok/pass name first. Image values from image
 files are scaled to [0, 1]; numbers from tables and arrays are kept as they are (normalise
 with ``Normalization``). ``Limits`` (the caps on a user file) lives in ``soartlab.io``.
 """
