@@ -9,8 +9,9 @@ A dataset is a ``datasets.Dataset`` with
 ``load_dataset`` reads ``.csv``, ``.tsv``, ``.parquet``, ``.npz`` and ``.zip`` (one folder
 per class) with the reader ``soartlab.io`` registers for the suffix, and turns every
 problem with the file into a ``DataError`` that says what is wrong and what is expected.
-Class names: integer labels become ``"0"``, ``"1"``, … (the distinct values, sorted); text
-labels keep their names, sorted, with a good/ok/pass name first. Image values from image
+Class names are the labels as written (see ``_encode_labels``): integers as their decimal
+text, text unchanged (``"001"``, ``"NA"``); plain integers sorted by value, other names
+with a good/ok/pass name first. Image values from image
 files are scaled to [0, 1]; numbers from tables and arrays are kept as they are (normalise
 with ``Normalization``). ``Limits`` (the caps on a user file) lives in ``soartlab.io``.
 """
@@ -18,6 +19,7 @@ with ``Normalization``). ``Limits`` (the caps on a user file) lives in ``soartla
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,14 @@ from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, Sequen
 from datasets.table import InMemoryTable
 
 from soartlab.errors import DataError
-from soartlab.io import Limits, check_file_size, checked_samples, finite_float32, reader_for
+from soartlab.io import (
+    Limits,
+    check_file_size,
+    checked_samples,
+    finite_float32,
+    reader_for,
+    reading,
+)
 from soartlab.io.messages import rows_text
 
 GOOD_NAMES = ("good", "ok", "pass")
@@ -71,23 +80,28 @@ def load_dataset(
     if input_shape is not None:
         input_shape = _check_shape(input_shape, "input_shape", allow_1d=True)
 
-    raw = read(
-        path, limits, label_column=label_column, image_size=image_size, require_labels=require_labels
-    )
-    flat = checked_samples(raw, path.name, limits)
-    if raw.labels is None:
-        y, names = np.zeros(len(flat), dtype=np.int64), [UNLABELLED]
-    else:
-        y, names = _encode_labels(raw.labels, raw.label_names, path.name)
-    shape = raw.image_shape
-    if input_shape is not None:
-        if math.prod(input_shape) != flat.shape[1]:
-            raise DataError(
-                f"input_shape {input_shape} holds {math.prod(input_shape)} values, but each "
-                f"sample in '{path.name}' has {flat.shape[1]} features."
-            )
-        shape = input_shape
-    return _build(flat, y, names, shape)
+    with reading(path):
+        raw = read(
+            path,
+            limits,
+            label_column=label_column,
+            image_size=image_size,
+            require_labels=require_labels,
+        )
+        flat = checked_samples(raw, path.name, limits)
+        if raw.labels is None:
+            y, names = np.zeros(len(flat), dtype=np.int64), [UNLABELLED]
+        else:
+            y, names = _encode_labels(raw.labels, raw.label_names, path.name)
+        shape = raw.image_shape
+        if input_shape is not None:
+            if math.prod(input_shape) != flat.shape[1]:
+                raise DataError(
+                    f"input_shape {input_shape} holds {math.prod(input_shape)} values, but each "
+                    f"sample in '{path.name}' has {flat.shape[1]} features."
+                )
+            shape = input_shape
+        return _build(flat, y, names, shape)
 
 
 def is_labelled(ds: Dataset) -> bool:
@@ -112,13 +126,19 @@ def _check_shape(shape, what: str, allow_1d: bool = False) -> tuple[int, ...]:
 def _encode_labels(
     labels: np.ndarray, stored_names: list[str] | None, name: str
 ) -> tuple[np.ndarray, list[str]]:
-    """Raw labels (ints or strings) → class indices (N,) int64 and class names."""
+    """Raw labels (N,) as the reader returned them (integers, whole floats or text) →
+    class indices (N,) int64 and class names.
+
+    Names are the labels as written: integers (any width, uint64 included) as their
+    decimal text, text unchanged but for surrounding spaces (``"001"`` stays ``"001"``,
+    ``"NA"`` is a class). An empty label is a missing one, refused. Order: plain decimal
+    integers by value, otherwise by text with a good/ok/pass name first. With
+    ``stored_names`` (class names stored in the file), integer labels index them.
+    """
     if labels.dtype.kind == "b":
         labels = labels.astype(np.int64)
     if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
-            raise DataError(f"'{name}': labels must be class names or whole numbers.")
-        labels = labels.astype(np.int64)
+        labels = _whole_number_labels(labels, name)
     if labels.dtype.kind in "iu":
         if stored_names is not None and len(set(stored_names)) == len(stored_names):
             if labels.min() >= 0 and labels.max() < len(stored_names):
@@ -129,17 +149,45 @@ def _encode_labels(
             )
         values, y = np.unique(labels, return_inverse=True)
         return y.astype(np.int64).reshape(-1), [str(v) for v in values.tolist()]
-    text = np.array([str(v).strip() for v in labels.tolist()], dtype=str)
+    text = np.array([str(v).strip() for v in labels.tolist()], dtype=object)
     empty = np.flatnonzero(text == "")
     if len(empty):
         raise DataError(
-            f"'{name}': rows {rows_text(empty)} have an empty label; every row needs "
-            "a class."
+            f"'{name}': rows {rows_text(empty)} have an empty label; every row needs a class."
         )
     values, inverse = np.unique(text, return_inverse=True)
-    names = sorted(values.tolist(), key=lambda n: (n.lower() not in GOOD_NAMES, n))
-    remap = np.array([names.index(v) for v in values.tolist()], dtype=np.int64)
+    names = _class_order(values.tolist())
+    position = {n: k for k, n in enumerate(names)}
+    remap = np.array([position[v] for v in values.tolist()], dtype=np.int64)
     return remap[inverse.reshape(-1)], names
+
+
+_PLAIN_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+"""A label written as a plain decimal integer (no sign on 0, no leading zeros)."""
+
+
+def _class_order(names: list[str]) -> list[str]:
+    """Plain decimal integers by value (``"2"`` before ``"10"``), as integer labels from
+    Parquet or NPZ; otherwise by text, with a good/ok/pass name first."""
+    if all(_PLAIN_INTEGER.fullmatch(n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names, key=lambda n: (n.lower() not in GOOD_NAMES, n))
+
+
+def _whole_number_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """Float labels (N,) → int64, when every one is a whole number that int64 holds
+    exactly (a label column that went through a float column, 1.0 → "1"). Anything else
+    would merge or invent classes, so it is refused."""
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(labels) & (labels == np.round(labels)) & (np.abs(labels) < 2.0**63)
+    if not whole.all():
+        row = int(np.flatnonzero(~whole)[0])
+        raise DataError(
+            f"'{name}': the label in row {row + 1} is {float(labels[row])!r}; labels must be class "
+            "names or whole numbers (below 2**63). Store the labels as text to keep such "
+            "a value as a class name."
+        )
+    return labels.astype(np.int64)
 
 
 def _build(flat: np.ndarray, y: np.ndarray, names: list[str], shape) -> Dataset:

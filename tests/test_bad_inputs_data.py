@@ -235,7 +235,7 @@ def test_long_row_reports_line(tmp_path):
 # --- 13. NaN, inf, 1e400 --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e400", "", "NaN"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e400", "", "NaN", "NA", "null", "#N/A"])
 def test_non_finite_values_list_rows(tmp_path, bad):
     rows = ["good,1,2", f"dent,{bad},2", "good,1,2", f"dent,1,{bad}", "good,3,4"]
     (tmp_path / "n.csv").write_text("label,a,b\n" + "\n".join(rows) + "\n")

@@ -73,6 +73,83 @@ def test_non_contiguous_integer_labels_keep_their_values_as_names(tmp_path, tabl
     assert data.label_names(ds) == ["3", "7", "10"]
 
 
+def test_csv_labels_stay_exactly_as_written(tmp_path):
+    """Integer-looking labels beyond int64 stay two classes, leading zeros stay, and a class
+    named NA, N/A, null or None is a class, not a missing label."""
+    labels = [
+        "9223372036854775808",
+        "9223372036854775809",
+        "12345678901234567890",
+        "001",
+        "002",
+        "NA",
+        "N/A",
+        "null",
+        "None",
+        "nan",
+    ]
+    rows = [f"{label},{k}" for k, label in enumerate(labels * 2)]
+    (tmp_path / "l.csv").write_text("label,a\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path / "l.csv")
+    assert sorted(data.label_names(ds)) == sorted(labels)
+    _, y = data.to_arrays(ds)
+    assert [data.label_names(ds)[k] for k in y] == labels * 2
+
+
+def test_plain_integer_text_labels_sort_by_value(tmp_path):
+    (tmp_path / "i.csv").write_text("label,a\n10,1\n2,2\n-3,3\n10,4\n")
+    assert data.label_names(load_dataset(tmp_path / "i.csv")) == ["-3", "2", "10"]
+    (tmp_path / "z.csv").write_text("label,a\n10,1\n02,2\n1,3\n")  # not all plain: by text
+    assert data.label_names(load_dataset(tmp_path / "z.csv")) == ["02", "1", "10"]
+
+
+def test_only_an_empty_label_cell_is_missing(tmp_path):
+    (tmp_path / "m.csv").write_text('label,a\ngood,1\n"",2\n  ,3\nNA,4\n')
+    with pytest.raises(DataError, match=r"rows 2 have no 'label'"):
+        load_dataset(tmp_path / "m.csv")
+    (tmp_path / "s.csv").write_text("label,a\ngood,1\n  ,3\nNA,4\n")
+    with pytest.raises(DataError, match=r"rows 2 have an empty label"):
+        load_dataset(tmp_path / "s.csv")
+
+
+def test_parquet_integer_labels_of_any_width_stay_distinct(tmp_path):
+    big = pa.array([2**63, 2**63 + 1, 2**64 - 1, 2**63], pa.uint64())
+    pq.write_table(pa.table({"label": big, "a": [1.0, 2.0, 3.0, 4.0]}), tmp_path / "u.parquet")
+    ds = load_dataset(tmp_path / "u.parquet")
+    assert data.label_names(ds) == [str(2**63), str(2**63 + 1), str(2**64 - 1)]
+    np.testing.assert_array_equal(data.to_arrays(ds)[1], [0, 1, 2, 0])
+    np.savez(tmp_path / "u.npz", X=np.ones((4, 2)), y=big.to_numpy())
+    assert data.label_names(load_dataset(tmp_path / "u.npz")) == data.label_names(ds)
+
+
+def test_float_labels_whole_numbers_only(tmp_path):
+    frame = pd.DataFrame({"label": [1.0, 2.0, 1.0], "a": [1.0, 2.0, 3.0]})
+    frame.to_parquet(tmp_path / "w.parquet")
+    assert data.label_names(load_dataset(tmp_path / "w.parquet")) == ["1", "2"]
+    for bad, shown in [(1.5, "1.5"), (1e20, r"1e\+20"), (np.inf, "inf"), (np.nan, "nan")]:
+        frame = pd.DataFrame({"label": [1.0, bad, 2e20], "a": [1.0, 2.0, 3.0]})
+        frame.to_parquet(tmp_path / "f.parquet")
+        np.savez(tmp_path / "f.npz", X=np.ones((3, 2)), y=frame["label"].to_numpy())
+        for suffix in ("parquet", "npz"):
+            expected = rf"'f.{suffix}': the label in row 2 is {shown}; labels must be class names"
+            if np.isnan(bad) and suffix == "parquet":  # pandas stores NaN as a null
+                expected = r"rows 2 have no 'label'"
+            with pytest.raises(DataError, match=expected):
+                load_dataset(tmp_path / f"f.{suffix}")
+
+
+def test_npz_byte_string_labels_and_names_are_utf8_text(tmp_path):
+    y = np.array(["良品".encode(), b"ng", "良品".encode()])
+    np.savez(tmp_path / "b.npz", X=np.ones((3, 2)), y=y)
+    assert data.label_names(load_dataset(tmp_path / "b.npz")) == ["ng", "良品"]
+    names = np.array([b"good", b"dent"])
+    np.savez(tmp_path / "n.npz", X=np.ones((3, 2)), y=np.array([0, 1, 0]), label_names=names)
+    assert data.label_names(load_dataset(tmp_path / "n.npz")) == ["good", "dent"]
+    np.savez(tmp_path / "x.npz", X=np.ones((2, 2)), y=np.array([b"\xff\xfe", b"ok"]))
+    with pytest.raises(DataError, match=r"'x.npz': y holds bytes that are not UTF-8 text"):
+        load_dataset(tmp_path / "x.npz")
+
+
 def test_tsv_round_trip(tmp_path, table_arrays):
     X, y = table_arrays
     ds = load_dataset(write_csv(tmp_path / "t.tsv", X, y, sep="\t"))

@@ -15,9 +15,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from soartlab.errors import DataError
-from soartlab.io.images import IMAGE_SUFFIXES, decode_image
+from soartlab.io.images import (
+    IMAGE_SUFFIXES,
+    check_total_pixels,
+    declared_pixels,
+    decode_image,
+)
 from soartlab.io.limits import Limits
-from soartlab.io.messages import mib
+from soartlab.io.messages import FOREIGN_ERRORS, mib
 from soartlab.io.raw import RawData
 
 _JUNK_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
@@ -109,6 +114,17 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str) -> byt
         ) from None
 
 
+def _member_pixels(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """width × height declared by the image header of one entry, read without decoding
+    the image (only the first compressed block is inflated); 0 when the entry cannot be
+    opened (``read_member`` then says why)."""
+    try:
+        with zf.open(info) as stream:
+            return declared_pixels(stream)
+    except FOREIGN_ERRORS:
+        return 0
+
+
 def _is_junk(parts: tuple[str, ...]) -> bool:
     return (
         parts[0] == "__MACOSX"
@@ -121,7 +137,8 @@ def read_image_zip(
     path: Path, limits: Limits, *, image_size: tuple[int, int], **_other_options: object
 ) -> RawData:
     """A zip of class folders → images (N, H, W) float32 in [0, 1], resized to
-    ``image_size``, labelled with their folder names (N,)."""
+    ``image_size``, labelled with their folder names (N,). Every image header is read
+    before any image is decoded, to keep the upload within ``limits.max_total_pixels``."""
     archive = path.name
     with open_zip(path) as zf:
         files = check_members(zf, archive, limits)
@@ -147,13 +164,16 @@ def read_image_zip(
             raise DataError(
                 f"'{archive}' holds {len(entries):,} images; the limit is {limits.max_rows:,}."
             )
-        images = np.empty((len(entries), *image_size), dtype=np.float32)
-        labels = []
-        for row, (info, parts) in enumerate(entries):
+        for info, _ in entries:
             if PurePosixPath(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(
                     f"'{archive}' entry '{info.filename}' is not an image file. {_LAYOUT_HELP}"
                 )
+        total = sum(_member_pixels(zf, info) for info, _ in entries)
+        check_total_pixels(total, len(entries), archive, image_size, limits)
+        images = np.empty((len(entries), *image_size), dtype=np.float32)
+        labels = []
+        for row, (info, parts) in enumerate(entries):
             data = read_member(zf, info, archive)
             images[row] = decode_image(data, f"{archive}/{info.filename}", image_size, limits)
             labels.append(parts[0])

@@ -1,19 +1,49 @@
-"""Decoding one image without trusting it: the header's width × height is checked
-against ``Limits.max_image_pixels`` before any pixel is decoded."""
+"""Decoding images without trusting them: each header's width × height is checked against
+``Limits.max_image_pixels``, and the sum over an upload against ``Limits.max_total_pixels``,
+before any pixel is decoded."""
 
 from __future__ import annotations
 
 import io
 import re
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from soartlab.errors import DataError
+from soartlab.errors import DataError, SoartLabError
 from soartlab.io.limits import Limits
+from soartlab.io.messages import FOREIGN_ERRORS, foreign_error_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 """Image files accepted inside a zip of class folders."""
+
+
+def declared_pixels(stream: BinaryIO) -> int:
+    """width × height as the image header in ``stream`` declares it, without decoding a
+    pixel; 0 when the header cannot be read (``decode_image`` then says why, naming the
+    image)."""
+    try:
+        with Image.open(stream) as image:
+            width, height = image.size
+    except FOREIGN_ERRORS:
+        return 0
+    return width * height
+
+
+def check_total_pixels(
+    total: int, n_images: int, source: str, image_size: tuple[int, int], limits: Limits
+) -> None:
+    """Refuse an upload whose images declare more than ``limits.max_total_pixels`` in all:
+    small files of huge, flat images would keep the decoder busy for minutes."""
+    if total > limits.max_total_pixels:
+        height, width = image_size
+        raise DataError(
+            f"'{source}' holds {n_images:,} images of {total:,} pixels in all; the limit is "
+            f"{limits.max_total_pixels:,} pixels per upload. Nothing was decoded. Resize the "
+            f"images before uploading (they are shrunk to {height}×{width} for the model "
+            "anyway), or upload fewer at a time."
+        )
 
 
 def decode_image(
@@ -42,6 +72,8 @@ def decode_image(
             if gray.size != (width, height):
                 gray = gray.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(gray, dtype=np.float32) / np.float32(scale)
+    except SoartLabError:
+        raise
     except Image.DecompressionBombError as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(declared.group(1)) if declared else None
@@ -50,8 +82,10 @@ def decode_image(
         raise DataError(
             f"'{member}' is not an image that can be read; expected PNG, JPEG or BMP."
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DataError(f"Image '{member}' is truncated or corrupt ({exc}).") from None
+    except FOREIGN_ERRORS as exc:
+        raise DataError(
+            f"Image '{member}' is truncated or corrupt ({foreign_error_text(exc)})."
+        ) from None
 
 
 def _too_many_pixels(member: str, pixels: int | None, limits: Limits, size: str = "") -> str:

@@ -20,6 +20,8 @@ class Limits:
     max_uncompressed_bytes: int = 1024**3  # declared unpacked size of a zip / npz / parquet
     max_compression_ratio: float = 100.0  # per zip entry (entries of 1 MiB and more)
     max_image_pixels: int = 4096 * 4096  # width × height declared by one image header
+    # width × height summed over every image of an upload (200,000 images of 64×64 pass)
+    max_total_pixels: int = 1_000_000_000
 
 
 def check_file_size(path: Path, limits: Limits) -> None:

@@ -3,6 +3,7 @@ every array header before its data, and nothing is unpickled."""
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from soartlab.errors import DataError
 from soartlab.io.archives import check_members, open_zip
 from soartlab.io.limits import Limits
-from soartlab.io.messages import mib
+from soartlab.io.messages import FOREIGN_ERRORS, foreign_error_text, mib
 from soartlab.io.raw import RawData
 
 
@@ -30,21 +31,34 @@ def _check_npy_header(
                 shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
-        raise DataError(f"'{archive}' is not a valid .npz file: array '{key}' ({exc}).") from None
+    except FOREIGN_ERRORS as exc:
+        raise DataError(
+            f"'{archive}' is not a valid .npz file: array '{key}' ({foreign_error_text(exc)})."
+        ) from None
     if dtype.hasobject:
         raise DataError(
             f"'{archive}' holds '{key}' as an object array, which would need unpickling; "
             "refused. Save plain numeric / string arrays (np.savez with allow_pickle=False)."
         )
-    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if any(size < 0 for size in shape):
+        raise DataError(
+            f"'{archive}' is not a valid .npz file: array '{key}' declares the shape "
+            f"{_shape_text(shape)}, with a negative size."
+        )
+    declared = math.prod(shape) * dtype.itemsize  # Python integers: 10**400 does not overflow
     if declared > info.file_size:
         raise DataError(
-            f"'{archive}' is not a valid .npz file: array '{key}' declares shape {shape} "
-            f"({mib(declared)}) but holds only {mib(info.file_size)}."
+            f"'{archive}' is not a valid .npz file: array '{key}' declares shape "
+            f"{_shape_text(shape)} ({mib(declared)}) but holds only {mib(info.file_size)}."
         )
     if key == "X" and len(shape) >= 1 and shape[0] > limits.max_rows:
         raise DataError(f"'{archive}': X has {shape[0]:,} rows; the limit is {limits.max_rows:,}.")
+
+
+def _shape_text(shape: tuple[int, ...], limit: int = 60) -> str:
+    """A declared shape for a message; a hostile header may declare a 400-digit size."""
+    text = str(tuple(shape))
+    return text if len(text) <= limit else text[:limit] + "…)"
 
 
 def read_npz(path: Path, limits: Limits, **_other_options: object) -> RawData:
@@ -74,13 +88,25 @@ def read_npz(path: Path, limits: Limits, **_other_options: object) -> RawData:
                 f"'{archive}': label_names must be a 1-D array of strings; got dtype "
                 f"{raw_names.dtype} with shape {raw_names.shape}."
             )
-        names = [str(name) for name in raw_names.tolist()]
+        names = [str(name) for name in _decoded(raw_names, "label_names", archive).tolist()]
     if labels.dtype.kind not in "biufUS":
         raise DataError(f"'{archive}': y must hold integers or strings; got dtype {labels.dtype}.")
-    if labels.dtype.kind == "S":
-        labels = labels.astype(str)
+    labels = _decoded(labels, "y", archive)
     shape = tuple(features.shape[1:]) if features.ndim == 3 else None
     return RawData(features, labels, label_names=names, image_shape=shape)
+
+
+def _decoded(values: np.ndarray, key: str, archive: str) -> np.ndarray:
+    """A bytes array (NumPy dtype "S") as text (N,), read as UTF-8; any other array as it is."""
+    if values.dtype.kind != "S":
+        return values
+    try:
+        return np.array([v.decode("utf-8") for v in values.tolist()], dtype=object)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"'{archive}': {key} holds bytes that are not UTF-8 text ({exc.object[:40]!r}). "
+            "Save the class names as str (NumPy dtype 'U') or as UTF-8 bytes."
+        ) from None
 
 
 def _load_arrays(path: Path, limits: Limits) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ class RawData:
 def checked_samples(raw: RawData, name: str, limits: Limits) -> np.ndarray:
     """The samples of ``raw`` (read from file ``name``) as float32 (N, d), rows flattened.
 
-    DataError when there are no rows, more than ``limits.max_rows`` rows or
+    DataError when there are no rows or no features, more than ``limits.max_rows`` rows or
     ``limits.max_columns`` features, or a value that is not a finite float32.
     """
     n = len(raw.samples)
@@ -45,6 +45,11 @@ def checked_samples(raw: RawData, name: str, limits: Limits) -> np.ndarray:
         raise DataError(f"'{name}' holds no data rows.")
     flat = raw.samples.reshape(n, -1)
     d = flat.shape[1]
+    if d == 0:
+        raise DataError(
+            f"'{name}' holds no features: its samples have shape {raw.samples.shape}. Each "
+            "sample needs at least one value."
+        )
     if n > limits.max_rows:
         raise DataError(f"'{name}' has {n:,} rows; the limit is {limits.max_rows:,} rows.")
     if d > limits.max_columns:

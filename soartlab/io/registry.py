@@ -4,15 +4,21 @@ Every reader has the signature ``(path: Path, limits: Limits, **options) -> RawD
 ``load_dataset`` passes every reader the same keyword options (``label_column``,
 ``image_size``, ``require_labels``); a reader names the ones it uses as keyword-only
 parameters and ignores the rest. A new format is one such function, added here.
+
+Readers raise ``DataError`` with specific messages where they know what is wrong; whatever
+else the libraries under them raise on a hostile file is turned into a ``DataError``
+naming the file, once, by ``reading``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from soartlab.errors import DataError
+from soartlab.errors import DataError, SoartLabError
 from soartlab.io.archives import read_image_zip
+from soartlab.io.messages import FOREIGN_ERRORS, foreign_error_text
 from soartlab.io.npz import read_npz
 from soartlab.io.raw import RawData
 from soartlab.io.tables import read_delimited, read_parquet
@@ -41,3 +47,21 @@ def reader_for(path: Path) -> Reader:
             f"formats: {', '.join(SUPPORTED_SUFFIXES)}."
         )
     return READERS[suffix]
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Around everything done with the content of ``path``: an exception a library raises
+    on a bad file (``FOREIGN_ERRORS``: an overflowing declared shape, a broken image,
+    Arrow refusing a column, text that is not UTF-8, ...) becomes a ``DataError`` naming
+    the file. Our own errors pass unchanged."""
+    try:
+        yield
+    except SoartLabError:
+        raise
+    except FOREIGN_ERRORS as exc:
+        raise DataError(
+            f"'{path.name}' cannot be read ({foreign_error_text(exc)}). Check that it is a "
+            f"complete, valid {path.suffix.lower() or 'data'} file in one of the layouts the "
+            "README describes."
+        ) from exc

@@ -23,7 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from soartlab.errors import DataError
-from soartlab.io.images import decode_image
+from soartlab.io.images import check_total_pixels, declared_pixels, decode_image
 from soartlab.io.limits import Limits
 from soartlab.io.messages import columns_text, mib, rows_text
 from soartlab.io.raw import RawData
@@ -32,6 +32,15 @@ PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
 """Feature columns named px_<row>_<col> hold the pixels of a (rows × cols) image."""
 
 _INDEX_COLUMNS = ("", "__index_level_0__", "Unnamed: 0")
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+"""LF, CRLF, or a lone CR (Excel for Mac), as the CSV parser itself reads them."""
+
+_HUB_IMAGE = "{bytes: binary, path: string} with each image file's bytes embedded"
+
+_MISSING_TEXT = frozenset(pa_csv.ConvertOptions().null_values)
+"""Cells of a feature column that mean "no value" (NA, N/A, null, #N/A, ...): missing,
+so reported as missing rather than as text. Labels are not read this way."""
 
 
 # --- CSV / TSV ------------------------------------------------------------------------------
@@ -48,8 +57,10 @@ def read_delimited(
 ) -> RawData:
     """Parse a CSV (``.csv``, comma-separated) or TSV (``.tsv``, tab-separated) file.
 
-    ``notes["encoding"]`` says how the text was read: ``utf-8``, or ``utf-8-sig`` when it
-    starts with the byte-order mark Excel's "CSV UTF-8" writes.
+    Lines may end in LF, CRLF or a lone CR (Excel for Mac). The label column is read as
+    text, exactly as written (``001`` stays ``001``, ``NA`` is a class); only an empty
+    cell is a missing value. ``notes["encoding"]`` says how the text was read: ``utf-8``,
+    or ``utf-8-sig`` when it starts with the byte-order mark Excel's "CSV UTF-8" writes.
     """
     name = path.name
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -65,8 +76,9 @@ def read_delimited(
             f"'{name}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
             f"{exc.start:,} cannot be decoded). Save it as UTF-8 (in Excel: 'CSV UTF-8')."
         ) from None
-    _check_header(text, name, sep, limits)
-    table = _parse_delimited(data, text, name, sep)
+    header = _check_header(text, name, sep, limits)
+    label_name = _find_label_column(header, label_column, name, required=False)
+    table = _parse_delimited(data, text, name, sep, label_name)
     raw = table_to_raw(
         table,
         name,
@@ -78,18 +90,20 @@ def read_delimited(
     return dataclasses.replace(raw, notes={"encoding": encoding})
 
 
-def _check_header(text: str, name: str, sep: str, limits: Limits) -> None:
-    """Refuse an empty or oversized table, or one with the wrong separator, from its line
-    count and header alone, before anything is parsed."""
+def _check_header(text: str, name: str, sep: str, limits: Limits) -> list[str]:
+    """The column names of a table (lines ending in LF, CRLF or CR). Refuses an empty or
+    oversized table, or one with the wrong separator, from its line count and header
+    alone, before anything is parsed."""
     if not text.strip():
         raise DataError(f"'{name}' is empty: no data rows. Expected a header line and data rows.")
-    n_lines = text.rstrip("\r\n").count("\n") + 1
+    body = text.rstrip("\r\n")
+    n_lines = body.count("\n") + body.count("\r") - body.count("\r\n") + 1
     if n_lines - 1 > limits.max_rows:
         raise DataError(
             f"'{name}' has {n_lines - 1:,} data rows; the limit is {limits.max_rows:,} rows."
         )
-    header_line = text.split("\n", 1)[0]
-    header = next(csv.reader([header_line], delimiter=sep))
+    header_line = _LINE_END.split(text, maxsplit=1)[0]
+    header = next(csv.reader([header_line], delimiter=sep), [])
     if len(header) > limits.max_columns:
         raise DataError(
             f"'{name}' has {len(header):,} columns; the limit is {limits.max_columns:,} columns."
@@ -98,17 +112,22 @@ def _check_header(text: str, name: str, sep: str, limits: Limits) -> None:
         raise DataError(
             f"'{name}' looks separated by ';' rather than ','. Save it as comma-separated CSV."
         )
+    return header
 
 
-def _parse_delimited(data: bytes, text: str, name: str, sep: str) -> pa.Table:
+def _parse_delimited(
+    data: bytes, text: str, name: str, sep: str, label_name: str | None
+) -> pa.Table:
     """``data`` (UTF-8 without a byte-order mark; ``text`` is it decoded) → Arrow table;
-    a row with more or fewer fields than the header is refused, naming its line."""
+    a row with more or fewer fields than the header is refused, naming its line. The
+    column ``label_name`` is text as written; an empty cell is the only missing value."""
     bad_rows: list[tuple[int | None, int, int]] = []
 
     def on_bad_row(row) -> str:
         bad_rows.append((row.number, row.expected_columns, row.actual_columns))
         return "skip"
 
+    label_types = {} if label_name is None else {label_name: pa.string()}
     try:
         table = pa_csv.read_csv(
             io.BytesIO(data),
@@ -116,7 +135,9 @@ def _parse_delimited(data: bytes, text: str, name: str, sep: str) -> pa.Table:
                 use_threads=False, block_size=max(len(data) + 1, 1 << 20)
             ),
             parse_options=pa_csv.ParseOptions(delimiter=sep, invalid_row_handler=on_bad_row),
-            convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=label_types, null_values=[""], strings_can_be_null=True
+            ),
         )
     except pa.ArrowInvalid as exc:
         raise DataError(f"'{name}' cannot be read as {_kind(sep)}: {exc}") from None
@@ -137,7 +158,8 @@ def _kind(sep: str) -> str:
 
 
 def _first_ragged_line(text: str, sep: str, expected: int) -> int | str:
-    for line_number, row in enumerate(csv.reader(io.StringIO(text), delimiter=sep), start=1):
+    lines = io.StringIO(text, newline="")  # csv splits lines: LF, CRLF or CR, quotes kept
+    for line_number, row in enumerate(csv.reader(lines, delimiter=sep), start=1):
         if row and len(row) != expected:
             return line_number
     return "?"
@@ -239,7 +261,7 @@ def table_to_raw(
     names = (stored_names or {}).get(label_name)
     rest = [c for c in columns if c != label_name and not _is_index(table, c)]
 
-    if "image" in rest and pa.types.is_struct(table.schema.field("image").type):
+    if "image" in rest and not _is_numeric(table.schema.field("image").type):
         images = _decode_image_column(table.column("image"), name, image_size, limits)
         return RawData(
             images, labels, label_names=names, image_shape=tuple(image_size), columns=["image"]
@@ -289,6 +311,9 @@ def _is_index(table: pa.Table, column: str) -> bool:
 
 
 def _labels(column: pa.ChunkedArray, label_name: str, name: str) -> np.ndarray:
+    """The label column (N,) as written: integers in their own width (uint64 stays
+    unsigned), floats as floats (``load_dataset`` decides which are whole), text and
+    booleans as text. A null (an empty cell) is a missing label."""
     if column.null_count:
         missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
         raise DataError(
@@ -298,18 +323,8 @@ def _labels(column: pa.ChunkedArray, label_name: str, name: str) -> np.ndarray:
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
         kind = column.type
-    if pa.types.is_integer(kind):
-        return column.to_numpy().astype(np.int64)
-    if pa.types.is_floating(kind):
-        values = column.to_numpy()
-        whole = np.isfinite(values) & (values == np.round(values))
-        if not whole.all():
-            row = int(np.flatnonzero(~whole)[0])
-            raise DataError(
-                f"'{name}': {label_name!r} holds {values[row]!r} in row {row + 1}; labels must be "
-                "class names or whole numbers."
-            )
-        return values.astype(np.int64)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return column.to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind):
         return np.array([str(v).strip() for v in column.to_pylist()], dtype=object)
     raise DataError(
@@ -317,21 +332,30 @@ def _labels(column: pa.ChunkedArray, label_name: str, name: str) -> np.ndarray:
     )
 
 
+def _is_numeric(kind: pa.DataType) -> bool:
+    """A column type that feature values come from as they are."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    )
+
+
 def _numeric_column(column: pa.ChunkedArray, column_name: str, name: str) -> np.ndarray:
     """One feature column as float64 (N,); missing values become NaN (caught later)."""
     kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    if pa.types.is_decimal(kind):
-        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if pa.types.is_null(kind):
         return np.full(len(column), np.nan)
+    if _is_numeric(kind):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         # text that still reads as numbers ("1e400", "Infinity") is numeric; anything else is not
         values = column.to_pylist()
         out = np.empty(len(values), dtype=np.float64)
         for row, value in enumerate(values):
-            if value is None:
+            if value is None or value.strip() in _MISSING_TEXT:
                 out[row] = np.nan
                 continue
             try:
@@ -432,22 +456,47 @@ def _list_text_column(texts: list[str | None], name: str) -> np.ndarray:
 def _decode_image_column(
     column: pa.ChunkedArray, name: str, image_size: tuple[int, int], limits: Limits
 ) -> np.ndarray:
-    """The hub's image column ({bytes, path} per row) → (N, H, W) float32."""
-    field_names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    """The hub's image column ({bytes, path} per row) → (N, H, W) float32. Every header is
+    read before any image is decoded, to keep the file within ``limits.max_total_pixels``."""
+    kind = column.type
+    if not pa.types.is_struct(kind):
+        text = (
+            " Text (base64, say) is not decoded: store each image file's bytes."
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            else ""
+        )
+        raise DataError(
+            f"Column 'image' in '{name}' has type {kind}; expected the Hugging Face image "
+            f"layout {_HUB_IMAGE}.{text}"
+        )
+    field_names = [kind.field(i).name for i in range(kind.num_fields)]
     if "bytes" not in field_names:
         raise DataError(
             f"Column 'image' in '{name}' has fields {field_names}; expected the Hugging Face "
-            "layout {bytes, path} with the image bytes embedded."
+            f"layout {_HUB_IMAGE}."
         )
-    array = column.combine_chunks()
-    blobs = array.field("bytes").to_pylist()
-    paths = array.field("path").to_pylist() if "path" in field_names else [None] * len(blobs)
-    images = np.empty((len(blobs), *image_size), dtype=np.float32)
-    for row, (blob, image_path) in enumerate(zip(blobs, paths, strict=True)):
-        member = f"{name} row {row + 1}" + (f" ({image_path})" if image_path else "")
+    bytes_type = kind.field("bytes").type
+    if not (pa.types.is_binary(bytes_type) or pa.types.is_large_binary(bytes_type)):
+        raise DataError(
+            f"Column 'image' in '{name}' holds {bytes_type} in its 'bytes' field; expected "
+            f"each image file's bytes (binary), as in {_HUB_IMAGE}. Text such as base64 is "
+            "not decoded."
+        )
+    fields = dict(zip(field_names, column.combine_chunks().flatten(), strict=True))
+    blobs = fields["bytes"].to_pylist()  # a null row is None here: flatten keeps row nulls
+    paths = fields["path"].to_pylist() if "path" in fields else [None] * len(blobs)
+    members = [
+        f"{name} row {row + 1}" + (f" ({image_path})" if image_path else "")
+        for row, image_path in enumerate(paths)
+    ]
+    for member, blob in zip(members, blobs, strict=True):
         if blob is None:
             raise DataError(
                 f"Image '{member}' has no embedded bytes; the images must be stored in the file."
             )
+    total = sum(declared_pixels(io.BytesIO(blob)) for blob in blobs)
+    check_total_pixels(total, len(blobs), name, image_size, limits)
+    images = np.empty((len(blobs), *image_size), dtype=np.float32)
+    for row, (member, blob) in enumerate(zip(members, blobs, strict=True)):
         images[row] = decode_image(blob, member, image_size, limits)
     return images
