@@ -504,7 +504,7 @@ def test_a_references_file_over_its_cap_is_refused(tiny_run_copy, monkeypatch):
         tiny_run_copy.read_references()
 
 
-def test_check_writable_finds_a_file_or_a_read_only_folder_before_work(tmp_path):
+def test_check_writable_finds_a_file_or_a_read_only_folder_before_work(tmp_path, unwritable_folder):
     Run(tmp_path / "new" / "run").check_writable()  # missing folders are made later
     assert not (tmp_path / "new").exists()
     (tmp_path / "file").write_text("x")
@@ -513,16 +513,5 @@ def test_check_writable_finds_a_file_or_a_read_only_folder_before_work(tmp_path)
     with pytest.raises(CheckpointError, match="is not a folder"):
         Run(tmp_path / "file" / "run").check_writable()
     with pytest.raises(CheckpointError, match="Cannot write in"):
-        Run(unwritable_folder(tmp_path) / "run").check_writable()
+        Run(unwritable_folder / "run").check_writable()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]
-
-
-def unwritable_folder(tmp_path) -> Path:
-    """A folder new files cannot be made in: read-only, or (root ignores modes) /proc/self."""
-    folder = tmp_path / "read-only"
-    folder.mkdir(mode=0o555, exist_ok=True)
-    if os.access(folder, os.W_OK):
-        if not Path("/proc/self").is_dir():
-            pytest.skip("running as root without /proc: no folder is read-only")
-        return Path("/proc/self")
-    return folder
