@@ -474,8 +474,8 @@ class Normalization:
             if bad.any():
                 value = np.ravel(getattr(self, name))[np.flatnonzero(np.ravel(bad))[0]]
                 raise DataError(
-                    f"A normalisation's {name} must be finite in float32 (a std from "
-                    f"{tiny:.3g} to {largest:.3g}); got {name} {float(value):g}. The run's "
+                    "A normalisation needs a mean finite in float32 and a positive std "
+                    f"from {tiny:.3g} to {largest:.3g}; got {name} {float(value):g}. The "
                     "normalisation is damaged or from another program: retrain the run."
                 )
         return mean, std
