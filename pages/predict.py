@@ -1,4 +1,4 @@
-"""Predict: apply a trained model to a new lot; pass/fail per sample, as a CSV."""
+"""Predict: apply a trained model to a new lot; pass/review/fail per sample, as a CSV."""
 
 import streamlit as st
 
@@ -18,7 +18,9 @@ model_source = st.radio(
 )
 run = None
 if model_source == MODEL_SAVED:
-    runs = state.run_store().list()
+    runs, unreadable = state.run_store().scan()  # a broken run folder is shown, not fatal
+    for problem in unreadable:
+        st.warning(f"Skipped a run folder that cannot be read: {problem}")
     finished = [info for info in runs if info.status != "created"]
     if not finished:
         st.info("No saved runs yet. Train a model, or upload a checkpoint.")
@@ -90,8 +92,17 @@ if table is None:
     st.stop()
 if metrics is not None:
     rates_row(metrics)
-passed = int((table["pass_fail"] == "pass").sum())
-st.markdown(f"**{passed:,} pass, {len(table) - passed:,} fail** of {len(table):,} samples")
+counts = table["decision"].value_counts()
+st.markdown(
+    f"**{counts.get('pass', 0):,} pass, {counts.get('fail', 0):,} fail, "
+    f"{counts.get('review', 0):,} review** of {len(table):,} samples"
+)
+if counts.get("review", 0):
+    st.warning(
+        f"{counts['review']:,} samples cannot be scored honestly (see the 'reason' column: "
+        "values beyond what the model can compute with); they are never passed. Check them "
+        "by hand."
+    )
 st.download_button(
     "Download predictions (.csv)",
     data=table.to_csv(index=False).encode("utf-8"),

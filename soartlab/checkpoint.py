@@ -33,11 +33,10 @@ from safetensors import SafetensorError, safe_open
 
 from soartlab.data import Normalization
 from soartlab.errors import CheckpointError, DataError
-from soartlab.files import parse_json_object
+from soartlab.files import MAX_CHECKPOINT_BYTES, parse_json_object
 from soartlab.models import ModelConfig, SiameseNet, build_model
 from soartlab.runs import Run
 
-MAX_CHECKPOINT_BYTES = 2 * 1024**3  # 2 GiB: far above any model this app trains
 METADATA_KEY = "soartlab"  # safetensors header key holding the metadata JSON
 PTH_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIXES = (".safetensors",)

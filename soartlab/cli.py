@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from soartlab.config import CLI_SETTINGS, Setting, TrainConfig
-from soartlab.errors import SoartLabError
+from soartlab.errors import CheckpointError, SoartLabError
 
 EXIT_NOT_FINISHED = 1  # training stopped before its last epoch (stopped, NaN loss)
 EXIT_BAD_INPUT = 2
@@ -159,9 +160,11 @@ def _train(args, context) -> int:
     from soartlab.workflow import build_record, save_run
 
     config = TrainConfig.from_namespace(args)
-    if args.out.exists() and not args.out.is_dir():
-        raise SoartLabError(f"--out {args.out} is a file; give a folder for the run.")
     run = Run(args.out)
+    try:  # now, not after an epoch of training
+        run.check_writable()
+    except CheckpointError as exc:
+        raise SoartLabError(f"--out: {exc}") from None
     dataset = load_dataset(args.data, input_shape=args.input_shape)
     data = prepare(dataset, config.test_size, config.seed, config.good_class)
     main = context is None or context.is_main
@@ -214,18 +217,49 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
+    """Refuse, before any work, an output file that is one of the ``inputs`` (it would be
+    overwritten), a folder, or in a folder that is missing or cannot be written."""
+    from soartlab.files import check_writable_folder
+
+    for given in inputs:
+        if out.resolve() == given.resolve() or (
+            out.exists() and given.exists() and os.path.samefile(out, given)
+        ):
+            raise SoartLabError(
+                f"{flag} {out} is the input {given}: writing it would overwrite the input. "
+                "Choose another file name."
+            )
+    if out.is_dir():
+        raise SoartLabError(f"{flag} {out} is a folder; give a file name.")
+    if not out.parent.is_dir():
+        raise SoartLabError(
+            f"{flag} {out}: the folder '{out.parent}' does not exist; create it first."
+        )
+    try:
+        check_writable_folder(out.parent)
+    except CheckpointError as exc:
+        raise SoartLabError(f"{flag}: {exc}") from None
+
+
 def _cmd_predict(args) -> int:
     from soartlab.data import load_dataset
+    from soartlab.files import atomic_write_bytes
     from soartlab.workflow import load_run, predict
 
     if args.out.suffix.lower() != ".csv":
         raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
+    _check_output_file("--out", args.out, args.data)
     run = load_run(args.run)
     lot = load_dataset(args.data, input_shape=run.input_shape, require_labels=False)
     table = predict(run, lot)
-    table.to_csv(args.out, index=False)
-    fails = int((table["pass_fail"] == "fail").sum())
-    print(f"wrote {len(table)} predictions to {args.out} ({fails} fail)", file=sys.stderr)
+    atomic_write_bytes(args.out, table.to_csv(index=False).encode("utf-8"))
+    counts = table["decision"].value_counts()
+    print(
+        f"wrote {len(table)} predictions to {args.out} ({counts.get('fail', 0)} fail, "
+        f"{counts.get('review', 0)} review)",
+        file=sys.stderr,
+    )
     return 0
 
 

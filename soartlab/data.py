@@ -484,22 +484,49 @@ class Normalization:
                 f"A normalisation's mean and std must be numbers or lists of numbers; got "
                 f"mean {mean!r:.80}, std {std!r:.80}."
             )
-        mean_arr = np.asarray(mean, dtype=np.float64)
-        std_arr = np.asarray(std, dtype=np.float64)
-        if (
-            mean_arr.shape != std_arr.shape
-            or mean_arr.ndim > 1
-            or not np.all(np.isfinite(mean_arr))
-            or not np.all(np.isfinite(std_arr))
-            or np.any(std_arr <= 0)
-        ):
+        try:
+            mean_arr = np.asarray(mean, dtype=np.float64)
+            std_arr = np.asarray(std, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64, e.g. 10**400
             raise DataError(
-                "A normalisation needs finite mean and positive std of the same shape "
-                f"(scalars or lists); got mean shape {mean_arr.shape}, std shape {std_arr.shape}."
+                f"A normalisation's mean and std must be within float32's range; got mean "
+                f"{mean!r:.40}, std {std!r:.40}."
+            ) from None
+        if mean_arr.shape != std_arr.shape or mean_arr.ndim > 1:
+            raise DataError(
+                "A normalisation needs a mean and a std of the same shape (scalars or lists); "
+                f"got mean shape {mean_arr.shape}, std shape {std_arr.shape}."
             )
-        if mean_arr.ndim == 0:
-            return cls(mean=float(mean_arr), std=float(std_arr))
-        return cls(mean=mean_arr.tolist(), std=std_arr.tolist())
+        normalization = (
+            cls(mean=float(mean_arr), std=float(std_arr))
+            if mean_arr.ndim == 0
+            else cls(mean=mean_arr.tolist(), std=std_arr.tolist())
+        )
+        normalization.as_float32()  # the values the model will hold must be usable
+        return normalization
+
+    def as_float32(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` as the float32 arrays the model computes with (shape ``()`` or
+        ``(d,)``); `DataError` when a mean is not finite in float32 or a std is not a
+        positive, finite float32 of normal size. A mean of 1e300 or a std of 1e-300 is
+        finite in the file but inf or 0 in the model, and would turn every sample into
+        inf (and every part into "good")."""
+        with np.errstate(over="ignore", under="ignore"):
+            mean = np.asarray(self.mean, dtype=np.float32)
+            std = np.asarray(self.std, dtype=np.float32)
+        tiny, largest = np.finfo(np.float32).tiny, np.finfo(np.float32).max
+        for name, bad in (
+            ("mean", ~np.isfinite(mean)),
+            ("std", ~(np.isfinite(std) & (std >= tiny))),
+        ):
+            if bad.any():
+                value = np.ravel(getattr(self, name))[np.flatnonzero(np.ravel(bad))[0]]
+                raise DataError(
+                    "A normalisation needs a mean finite in float32 and a positive std "
+                    f"from {tiny:.3g} to {largest:.3g}; got {name} {float(value):g}. The "
+                    "normalisation is damaged or from another program: retrain the run."
+                )
+        return mean, std
 
 
 # --- pairs ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from soartlab.errors import CheckpointError
 
 MAX_JSON_BYTES = 16 * 1024**2  # run.json and checkpoint metadata: far above any real one
+MAX_CHECKPOINT_BYTES = 2 * 1024**3  # a weights file: 2 GiB, far above any model this app trains
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -74,15 +76,58 @@ def parse_json_object(raw: bytes | str, source: str) -> dict[str, Any]:
     return data
 
 
-def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """`parse_json_object` of a regular file, reading at most ``MAX_JSON_BYTES + 1`` bytes
-    (a FIFO or device is refused, never read)."""
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them; `CheckpointError`
+    naming the file when it is something else (a FIFO, a device, a folder), larger than
+    ``max_bytes`` or unreadable.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO put
+    in its place is never waited on, and at most ``max_bytes + 1`` bytes are read whatever
+    the file claims its size is."""
     path = Path(path)
     try:
-        if not path.is_file():
-            raise CheckpointError(f"'{path}' is not a regular file.")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_JSON_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise CheckpointError(f"'{path}' could not be read: {exc.strerror}.") from None
-    return parse_json_object(raw, str(path))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"'{path}' is not a regular file.")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise CheckpointError(f"'{path}' could not be read: {exc.strerror}.") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise CheckpointError(
+            f"'{path}' is larger than {max_bytes:,} bytes, the most a SOART Lab run file holds."
+        )
+    return data
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`parse_json_object` of a regular file of at most ``MAX_JSON_BYTES``
+    (`read_regular_file`: a FIFO or device is refused, never read)."""
+    return parse_json_object(read_regular_file(path, MAX_JSON_BYTES), str(path))
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Make sure files can be created in ``folder``, or in its nearest existing parent when
+    it does not exist yet (it would be created there), by creating and removing a file;
+    `CheckpointError` naming the folder otherwise. Returns the folder checked. For a
+    check before long work: a read-only folder or a file in the way is found now."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(f"'{existing}' is not a folder, so '{folder}' cannot be made.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".soartlab-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(
+            f"Cannot write in '{existing}' ({exc.strerror}); choose a folder you can write to."
+        ) from None
+    return existing

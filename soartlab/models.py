@@ -165,8 +165,8 @@ class EmbeddingNet(nn.Module):
 
     @normalization.setter
     def normalization(self, value: Normalization) -> None:
-        mean = torch.as_tensor(value.mean, dtype=torch.float32)
-        std = torch.as_tensor(value.std, dtype=torch.float32)
+        # checked here too: a Normalization built in code has not been through from_dict
+        mean, std = (torch.from_numpy(a) for a in value.as_float32())
         if mean.ndim == 1 and mean.numel() != self.config.in_features:
             raise DataError(
                 f"The normalisation has {mean.numel()} features; the model expects "

@@ -24,6 +24,15 @@ from soartlab.training import Outcome
 SCHEMA_VERSION = 2
 MAX_CLASSES = 10_000
 RATE_FIELDS = ("accuracy", "escape_rate", "overkill_rate")
+# What a history row's known figures may hold (figures and the curves plot them); other
+# keys of a row are kept as written.
+HISTORY_RANGES = {
+    "loss": (-math.inf, math.inf),
+    "test_accuracy": (0, 1),
+    "escape_rate": (0, 1),
+    "overkill_rate": (0, 1),
+    "seconds": (0, math.inf),
+}
 
 
 @dataclass(frozen=True)
@@ -161,19 +170,21 @@ class _Reader:
     def record(self) -> RunRecord:
         version = self.integer("schema_version", 1, SCHEMA_VERSION, default=1)
         names = self.label_names()
+        model = self.model()
+        # None: written before schema 2, or a schema-1 run rewritten (renamed) since
+        data = self.data() if version >= 2 and self.raw.get("data") is not None else None
         return RunRecord(
-            config=self.config(version),
-            model=self.model(),
+            config=self.config(version, data),
+            model=model,
             label_names=names,
             good_index=self.integer("good_index", 0, len(names) - 1),
-            normalization=self.normalization(),
+            normalization=self.normalization(model),
             distance=self.distance(),
             metrics=self.metrics(len(names)),
             history=self.history(),
             status=self.status(version),
             stop_reason=self.text("stop_reason"),
-            # None: written before schema 2, or a schema-1 run rewritten (renamed) since
-            data=self.data() if version >= 2 and self.raw.get("data") is not None else None,
+            data=data,
             label=self.text("label"),
             run_id=self.text("run_id"),
             created=self.text("created"),
@@ -192,7 +203,7 @@ class _Reader:
             raise self.fail("label_names", "a list of distinct class names")
         return tuple(names)
 
-    def config(self, version: int) -> TrainConfig:
+    def config(self, version: int, data: DataInfo | None) -> TrainConfig:
         values = dict(self.get("config", dict, "an object of training settings"))
         if version >= 2 or "transform" not in values:
             # schema 2 keeps the transform once, beside the config
@@ -202,6 +213,12 @@ class _Reader:
             config.validate(check_device=False)
         except (SoartLabError, TypeError) as exc:
             raise CheckpointError(f"{self.source}: field 'config' is not valid: {exc}") from None
+        n_train = None if data is None else data.n_samples - len(data.test_indices)
+        if n_train is not None and config.knn_k > n_train:
+            raise CheckpointError(
+                f"{self.source}: field 'config.knn_k' must be at most the {n_train} training "
+                f"rows (the references); got {config.knn_k}."
+            )
         return config
 
     def model(self) -> ModelConfig:
@@ -214,11 +231,20 @@ class _Reader:
             raise self.fail("input_shape", f"the model's input shape {list(model.input_shape)}")
         return model
 
-    def normalization(self) -> Normalization:
+    def normalization(self, model: ModelConfig) -> Normalization:
         try:
-            return Normalization.from_dict(self.get("normalization", dict, "an object (mean, std)"))
+            normalization = Normalization.from_dict(
+                self.get("normalization", dict, "an object (mean, std)")
+            )
         except SoartLabError as exc:
             raise CheckpointError(f"{self.source}: field 'normalization': {exc}") from None
+        if normalization.per_feature and len(normalization.mean) != model.in_features:
+            raise CheckpointError(
+                f"{self.source}: field 'normalization' must hold one mean and std per input "
+                f"feature ({model.in_features}, input shape {list(model.input_shape)}) or "
+                f"one of each; got {len(normalization.mean)}."
+            )
+        return normalization
 
     def distance(self) -> dict[str, Any]:
         spec = dict(self.get("distance", dict, "an object with a distance 'name'"))
@@ -261,8 +287,17 @@ class _Reader:
 
     def history(self) -> tuple[dict[str, Any], ...]:
         rows = self.get("history", list, "a list of per-epoch rows", [])
-        if not all(isinstance(r, dict) and isinstance(r.get("epoch"), Integral) for r in rows):
-            raise self.fail("history", "a list of per-epoch rows, each with an 'epoch'")
+        epochs = [r.get("epoch") if isinstance(r, dict) else None for r in rows]
+        if not all(_is_int(e) and e >= 1 for e in epochs) or epochs != sorted(set(epochs)):
+            raise self.fail("history", "a list of per-epoch rows with increasing 'epoch' from 1")
+        for number, row in enumerate(rows):
+            for name, (low, high) in HISTORY_RANGES.items():
+                value = row.get(name)
+                if value is not None and not (_is_number(value) and low <= value <= high):
+                    raise CheckpointError(
+                        f"{self.source}: field 'history[{number}].{name}' must be a number "
+                        f"from {low} to {high} or null; got {value!r:.80}."
+                    )
         return tuple(rows)
 
     def status(self, version: int) -> Outcome:
@@ -293,6 +328,14 @@ class _Reader:
         if not fingerprint:
             raise inner.fail("fingerprint", "the data set's fingerprint (text)")
         return DataInfo(fingerprint, n, tuple(int(i) for i in indices))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 _KNOWN = {

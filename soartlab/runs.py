@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from soartlab.errors import CheckpointError
-from soartlab.files import atomic_write_bytes, atomic_write_json, read_json_object
+from soartlab.files import (
+    MAX_CHECKPOINT_BYTES,
+    MAX_JSON_BYTES,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable_folder,
+    read_json_object,
+    read_regular_file,
+)
+from soartlab.io import Limits
 from soartlab.record import RunRecord
 
 RUN_JSON = "run.json"
@@ -35,6 +44,17 @@ REFERENCES_FILE = "references.safetensors"
 STATE_FILE = "train_state.pt"
 # What a downloaded bundle holds: everything needed to predict, nothing to resume.
 BUNDLE_FILES = (SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON)
+
+# references.safetensors: (N_train, e) float32 embeddings and labels; 1 GiB is 2 million
+# 128-wide embeddings, ten times the most rows a data file may hold
+MAX_REFERENCES_BYTES = 1024**3
+# The most each bundle member may unpack to, checked before it is read.
+BUNDLE_CAPS = {
+    SAFETENSORS_FILE: MAX_CHECKPOINT_BYTES,
+    REFERENCES_FILE: MAX_REFERENCES_BYTES,
+    RUN_JSON: MAX_JSON_BYTES,
+}
+_RATIO_CHECK_BYTES = 1 << 20  # a small member may compress very well without being a bomb
 
 RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # always used with fullmatch
 MAX_LABEL_CHARS = 100
@@ -123,27 +143,69 @@ class Run:
         weights: Callable[[RunRecord], dict[str, bytes]],
         references: bytes,
     ) -> RunRecord:
-        """Write a trained run: the weights (``weights(record)``, e.g. from
+        """Write a trained run as one unit: the weights (``weights(record)``, e.g. from
         `checkpoint.checkpoint_bytes`, with the record in the safetensors header), the
-        reference embeddings, then the record last, so that a folder with a record has
-        the weights it describes. Returns the record as written (run id, creation time
-        and a clean label filled in)."""
+        reference embeddings and the record go into a new sibling folder, which then
+        takes the place of this one. Files of the old folder that the run does not
+        rewrite (the training state) are kept. A crash or a full disk before the swap
+        leaves the old run whole; readers never see the weights of one run beside the
+        record of another. Returns the record as written (run id, creation time and a
+        clean label filled in)."""
         record = replace(
             record,
             run_id=self.run_id,
             created=record.created or datetime.now().astimezone().isoformat(timespec="seconds"),
             label=clean_label(record.label),
         )
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.write_weights(weights(record))
-        atomic_write_bytes(self.references_path, references)
-        self.write_record(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = Run(self._sibling("writing"))
+        try:
+            new.path.mkdir()
+            new.write_weights(weights(record))
+            atomic_write_bytes(new.references_path, references)
+            new.write_record(record)
+            if self.path.exists():
+                _link_missing(self.path, new.path)
+            self._replace_with(new.path)
+        except BaseException:
+            shutil.rmtree(new.path, ignore_errors=True)
+            raise
         return record
 
+    def _sibling(self, purpose: str) -> Path:
+        """A fresh hidden folder name beside this one (same file system: renames work)."""
+        return self.path.with_name(f".{self.path.name}.{purpose}-{secrets.token_hex(4)}")
+
+    def _replace_with(self, folder: Path) -> None:
+        """Put ``folder`` where this run's folder is, with renames: the old folder moves
+        aside, the new one moves in, the old one is removed."""
+        if not self.path.exists():
+            os.rename(folder, self.path)
+            return
+        old = self._sibling("previous")
+        os.rename(self.path, old)
+        try:
+            os.rename(folder, self.path)
+        except BaseException:
+            os.rename(old, self.path)  # put the old run back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    def check_writable(self) -> None:
+        """`CheckpointError` now, before any training, when `write` could not write this
+        run: the folder (when it exists) and the folder it lies in must take new files,
+        and the run folder must not be a file."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"'{self.path}' is a file; a run needs a folder.")
+        check_writable_folder(self.path)  # the training state is saved in it
+        check_writable_folder(self.path.parent)  # the new run is made beside it
+
     def read_references(self) -> bytes | None:
-        if not self.references_path.is_file():
+        """The reference file's bytes, or None when the run has none; `CheckpointError`
+        when it is not a regular file or larger than `MAX_REFERENCES_BYTES`."""
+        if not os.path.lexists(self.references_path):
             return None
-        return self.references_path.read_bytes()
+        return read_regular_file(self.references_path, MAX_REFERENCES_BYTES)
 
     def bundle(self) -> bytes:
         """A zip of the files needed to predict elsewhere (`BUNDLE_FILES`)."""
@@ -157,7 +219,11 @@ class Run:
 
 def read_bundle(path: Path, max_bytes: int) -> dict[str, bytes]:
     """The files of a bundle made by `Run.bundle`, by name; `CheckpointError` when it is
-    not a zip, lacks the weights or the record, or unpacks to more than ``max_bytes``."""
+    not a zip or lacks the weights or the record, and — before anything is decompressed —
+    when a member declares more than its cap (`BUNDLE_CAPS`), a compression ratio above
+    the data zips' limit, or all of them together more than ``max_bytes``. Each member is
+    read with a bounded read, so one that unpacks to more than it declared is refused too."""
+    ratio_limit = Limits().max_compression_ratio
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {info.filename: info for info in archive.infolist()}
@@ -167,12 +233,56 @@ def read_bundle(path: Path, max_bytes: int) -> dict[str, bytes]:
                     f"{path.name} is not a SOART Lab bundle: {', '.join(missing)} missing "
                     f"(expected {', '.join(BUNDLE_FILES)})."
                 )
-            total = sum(infos[n].file_size for n in BUNDLE_FILES if n in infos)
+            members = [infos[n] for n in BUNDLE_FILES if n in infos]
+            total = sum(info.file_size for info in members)
             if total > max_bytes:
-                raise CheckpointError(f"{path.name} declares {total} bytes uncompressed; refused.")
-            return {n: archive.read(n) for n in BUNDLE_FILES if n in infos}
+                raise CheckpointError(
+                    f"{path.name} declares {total:,} bytes uncompressed; at most "
+                    f"{max_bytes:,} are accepted. Nothing was decompressed."
+                )
+            for info in members:
+                cap = BUNDLE_CAPS[info.filename]
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > cap or (
+                    info.file_size >= _RATIO_CHECK_BYTES and ratio > ratio_limit
+                ):
+                    raise CheckpointError(
+                        f"{path.name}: {info.filename} declares {info.file_size:,} bytes "
+                        f"from {info.compress_size:,} compressed; at most {cap:,} bytes and "
+                        f"a ratio of {ratio_limit:g}:1 are accepted. Nothing was decompressed."
+                    )
+            return {info.filename: _read_member(archive, info, path) for info in members}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError) as exc:
         raise CheckpointError(f"{path.name} is not a valid zip: {exc}") from exc
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """At most the member's cap + 1 bytes: a zip whose directory understates a member's
+    size is refused rather than believed."""
+    cap = BUNDLE_CAPS[info.filename]
+    with archive.open(info) as member:
+        data = member.read(cap + 1)
+    if len(data) > cap:
+        raise CheckpointError(
+            f"{path.name}: {info.filename} unpacks to more than {cap:,} bytes; refused."
+        )
+    return data
+
+
+def _link_missing(source: Path, target: Path) -> None:
+    """Give ``target`` every entry of ``source`` that it lacks: files as hard links (no
+    copy; the old folder keeps its own), else copies; folders copied."""
+    for entry in source.iterdir():
+        destination = target / entry.name
+        if os.path.lexists(destination):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, destination, symlinks=True)
+            continue
+        try:
+            os.link(entry, destination, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(entry, destination, follow_symlinks=False)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from soartlab import data as D
 from soartlab.checkpoint import checkpoint_bytes, load_checkpoint
 from soartlab.errors import CheckpointError, DataError
 from soartlab.evaluation import classification_metrics, classify, embed
-from soartlab.files import parse_json_object
+from soartlab.files import MAX_JSON_BYTES, parse_json_object, read_regular_file
 from soartlab.models import SiameseNet
 from soartlab.prepare import PreparedData, dataset_fingerprint, prepare
 from soartlab.record import DataInfo, RunRecord
@@ -141,6 +141,9 @@ def train_run(
 
 
 def _read_references(raw: bytes, source: str, record: RunRecord, model: SiameseNet):
+    """The reference embeddings (N, e) float32 and labels (N,) int64 in ``raw``, checked
+    against the record and the model: class ids, embedding width, and the number of
+    training rows the record describes."""
     try:
         tensors = load_safetensors_bytes(raw)
         emb, labels = tensors["embeddings"], tensors["labels"]
@@ -148,6 +151,8 @@ def _read_references(raw: bytes, source: str, record: RunRecord, model: SiameseN
         raise CheckpointError(f"{source} is not a valid reference file: {exc}") from exc
     if emb.ndim != 2 or labels.shape != (len(emb),) or not np.isfinite(emb).all():
         raise CheckpointError(f"{source} holds malformed reference embeddings.")
+    if labels.dtype.kind not in "iu":
+        raise CheckpointError(f"{source} holds {labels.dtype} labels; expected integers.")
     if emb.shape[1] != model.config.embedding_dim:
         raise CheckpointError(
             f"{source} holds {emb.shape[1]}-wide embeddings; the model makes "
@@ -157,22 +162,70 @@ def _read_references(raw: bytes, source: str, record: RunRecord, model: SiameseN
         raise CheckpointError(
             f"{source} has labels outside the run's {len(record.label_names)} classes."
         )
+    info = record.data
+    if info is not None and len(emb) != info.n_samples - len(info.test_indices):
+        raise CheckpointError(
+            f"{source} holds {len(emb)} references; the run record describes "
+            f"{info.n_samples - len(info.test_indices)} training rows. The files are from "
+            "different runs."
+        )
+    if record.config.knn_k > len(emb):
+        raise CheckpointError(
+            f"The run record asks for the {record.config.knn_k} nearest references (knn_k); "
+            f"{source} holds {len(emb)}."
+        )
     return emb.astype(np.float32), labels.astype(np.int64)
 
 
+# What the weights file's header and the record must agree on to be one run's files (the
+# header's "model" and "normalization" are the model's own, see checkpoint_bytes).
+_SAME_RUN_FIELDS = (
+    "run_id",
+    "created",
+    "label_names",
+    "good_index",
+    "data",
+    "model",
+    "normalization",
+)
+
+
+def _check_same_run(record: RunRecord, header: dict, weights: Path, source: str) -> None:
+    """`CheckpointError` naming both when the record in the weights' header (as written
+    with them) is not ``record``: a folder holding the files of two runs."""
+    written = record.to_dict()
+    differ = [k for k in _SAME_RUN_FIELDS if k in header and header[k] != written[k]]
+    if differ:
+        raise CheckpointError(
+            f"{source} is the record of run {record.run_id or '?'} (created "
+            f"{record.created or '?'}) but {weights.name} holds the weights of run "
+            f"{header.get('run_id') or '?'} (created {header.get('created') or '?'}); they "
+            f"differ in {', '.join(differ)}. The folder mixes two runs: train again, or "
+            "restore the run from its bundle."
+        )
+
+
 def _open(weights: Path, record: RunRecord, references: bytes | None, source: str, run=None):
-    model, _ = load_checkpoint(weights, metadata=record.to_dict())
-    refs = None if references is None else _read_references(references, source, record, model)
+    """The model of ``weights`` with ``record``; a safetensors header (the record as
+    written with the weights) must be the same run's. source: where the record came from."""
+    model, header = load_checkpoint(weights) if weights.suffix == ".safetensors" else (None, {})
+    if header:
+        _check_same_run(record, header, weights, source)
+    else:  # a plain state_dict: the record says what it is; the shapes are checked
+        model, _ = load_checkpoint(weights, metadata=record.to_dict())
+    refs_source = f"{REFERENCES_FILE} beside {source}"
+    refs = None if references is None else _read_references(references, refs_source, record, model)
     return LoadedRun(model, record, refs, run)
 
 
 def load_run(run_dir: str | Path | Run) -> LoadedRun:
-    """Open a run folder written by `train_run` or the CLI."""
+    """Open a run folder written by `train_run` or the CLI; `CheckpointError` when its
+    files are not one run's (see `_check_same_run`, `_read_references`)."""
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
     if not run.record_path.exists():
         raise CheckpointError(f"{run.path} is not a SOART Lab run (no {RUN_JSON}).")
     record = run.read_record()
-    return _open(run.weights_path, record, run.read_references(), str(run.references_path), run)
+    return _open(run.weights_path, record, run.read_references(), str(run.record_path), run)
 
 
 def load_uploaded(path: str | Path, run_json: str | Path | bytes | None = None) -> LoadedRun:
@@ -191,14 +244,11 @@ def load_uploaded(path: str | Path, run_json: str | Path | bytes | None = None) 
         return LoadedRun(model, RunRecord.from_dict(meta, source=path.name), None)
     if isinstance(run_json, str | Path):
         source = Path(run_json).name
-        try:
-            run_json = Path(run_json).read_bytes()
-        except OSError as exc:
-            raise CheckpointError(f"{source} could not be read: {exc.strerror}.") from None
+        run_json = read_regular_file(run_json, MAX_JSON_BYTES)
     else:
         source = RUN_JSON
     record = RunRecord.from_dict(parse_json_object(run_json, source), source=source)
-    return _open(path, record, None, path.name)
+    return _open(path, record, None, source)
 
 
 def _load_bundle(path: Path) -> LoadedRun:
@@ -210,9 +260,7 @@ def _load_bundle(path: Path) -> LoadedRun:
     with tempfile.TemporaryDirectory(prefix="soartlab-bundle-") as tmp:
         weights = Path(tmp) / SAFETENSORS_FILE
         weights.write_bytes(contents[SAFETENSORS_FILE])
-        return _open(
-            weights, record, contents.get(REFERENCES_FILE), f"{REFERENCES_FILE} in {path.name}"
-        )
+        return _open(weights, record, contents.get(REFERENCES_FILE), source)
 
 
 def _features(run: LoadedRun, dataset) -> np.ndarray:
@@ -227,25 +275,60 @@ def _features(run: LoadedRun, dataset) -> np.ndarray:
 
 
 def embed_dataset(run: LoadedRun, dataset) -> np.ndarray:
-    """Embeddings (N, e) of a dataset's samples under the run's model (which normalises)."""
+    """Embeddings (N, e) of a dataset's samples under the run's model (which normalises).
+    A row is not finite when its sample overflows float32 in the model; `predict` marks
+    such parts for review."""
     return embed(run.model, _features(run, dataset))
 
 
-def _classify(run: LoadedRun, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# Why a part cannot be scored honestly: the `reason` column; such a part is never "pass".
+NOT_FINITE_INPUT = "not finite after normalisation"
+NOT_FINITE_EMBEDDING = "embedding not finite"
+NOT_FINITE_DISTANCE = "distance to the nearest reference not finite"
+NOT_SCORED = -1  # the predicted class id of a part that could not be scored
+
+
+def _references(run: LoadedRun) -> tuple[np.ndarray, np.ndarray]:
     if run.references is None:
         raise CheckpointError(
             "This checkpoint has no reference embeddings; upload the bundle .zip or pick a "
             "saved run."
         )
-    ref_emb, ref_labels = run.references
-    return classify(
-        ref_emb,
-        ref_labels,
-        emb,
-        run.distance,
-        k=run.record.config.knn_k,
-        n_classes=len(run.label_names),
-    )
+    return run.references
+
+
+def _score(
+    run: LoadedRun, X: np.ndarray, emb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classify the parts ``X`` (N, d) raw, ``emb`` (N, e) their embeddings, checking
+    finiteness where the model sees the numbers: the normalised input, the embedding,
+    the distance to the nearest reference. Returns ``(pred (N,) int64, nearest (N,)
+    float64, reason (N,) object)``: for a part that cannot be scored honestly ``pred`` is
+    `NOT_SCORED`, ``nearest`` NaN and ``reason`` says why (else ``""``). The one place
+    where a non-finite number is kept from becoming a class."""
+    ref_emb, ref_labels = _references(run)
+    reason = np.full(len(X), "", dtype=object)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        normalised = run.model.normalization.apply(X)
+    reason[~np.isfinite(normalised).all(axis=1)] = NOT_FINITE_INPUT
+    reason[(reason == "") & ~np.isfinite(emb).all(axis=1)] = NOT_FINITE_EMBEDDING
+    pred = np.full(len(X), NOT_SCORED, dtype=np.int64)
+    nearest = np.full(len(X), np.nan)
+    scored = np.flatnonzero(reason == "")
+    if len(scored):
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred[scored], nearest[scored] = classify(
+                ref_emb,
+                ref_labels,
+                emb[scored],
+                run.distance,
+                k=run.record.config.knn_k,
+                n_classes=len(run.label_names),
+            )
+    not_finite = ~np.isfinite(nearest) & (reason == "")
+    reason[not_finite] = NOT_FINITE_DISTANCE
+    pred[not_finite], nearest[not_finite] = NOT_SCORED, np.nan
+    return pred, nearest, reason
 
 
 def _label_map(run: LoadedRun, dataset) -> np.ndarray:
@@ -293,10 +376,13 @@ def held_out_split(runs: LoadedRun | list[LoadedRun], dataset):
 
 
 def evaluate_run(run: LoadedRun, dataset) -> dict:
-    """Metrics of the run's model on a labelled dataset."""
+    """Metrics of the run's model on a labelled dataset. A part that cannot be scored
+    (see `predict`) counts as judged defective: an error for a good part (overkill), never
+    an escape."""
     if not D.is_labelled(dataset):
         raise DataError("These samples have no labels; metrics need a 'label' column.")
-    pred, _ = _classify(run, embed_dataset(run, dataset))
+    X = _features(run, dataset)
+    pred, _, _ = _score(run, X, embed(run.model, X))
     y = _label_map(run, dataset)
     return classification_metrics(y, pred, run.label_names, run.good_index)
 
@@ -304,20 +390,29 @@ def evaluate_run(run: LoadedRun, dataset) -> dict:
 def predict(
     run: LoadedRun, dataset, labelled: bool | None = None, embeddings: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """One row per sample: predicted class, pass/fail, distance to the nearest reference;
-    `label` and `correct` when the dataset is labelled (`labelled=None`: when it has
-    labels at all, see `data.is_labelled`). `embeddings`: the dataset's `embed_dataset`
-    result when the caller already has it (N, e), so it is not computed again."""
+    """One row per sample: `index`, `predicted` (class name; empty when not scored),
+    `decision` (`pass`: predicted good; `fail`: predicted a defect; `review`: cannot be
+    scored honestly), `pass_fail` (`pass` only for a `pass` decision, else `fail`; kept
+    for older readers), `distance` to the nearest reference (NaN when not scored),
+    `reason` (why a part is `review`, else empty); `label` and `correct` when the dataset is labelled
+    (`labelled=None`: when it has labels at all, see `data.is_labelled`). `embeddings`:
+    the dataset's `embed_dataset` result when the caller already has it (N, e), so it is
+    not computed again."""
+    X = _features(run, dataset)
     if embeddings is None:
-        embeddings = embed_dataset(run, dataset)
-    pred, nearest = _classify(run, embeddings)
-    names = np.array(run.label_names, dtype=object)
+        embeddings = embed(run.model, X)
+    pred, nearest, reason = _score(run, X, embeddings)
+    names = np.array([*run.label_names, ""], dtype=object)  # NOT_SCORED (-1) → ""
+    decision = np.where(pred == run.good_index, "pass", "fail").astype(object)
+    decision[pred == NOT_SCORED] = "review"
     table = pd.DataFrame(
         {
             "index": np.arange(len(pred)),
             "predicted": names[pred],
-            "pass_fail": np.where(pred == run.good_index, "pass", "fail"),
-            "distance": nearest.astype(float),
+            "decision": decision,
+            "pass_fail": np.where(decision == "pass", "pass", "fail"),
+            "distance": nearest,
+            "reason": reason,
         }
     )
     if labelled is None:

@@ -59,3 +59,18 @@ def tiny_run_copy(tiny_run, tmp_path) -> Run:
     home.mkdir()
     shutil.copytree(tiny_run.run.path, home / tiny_run.run.run_id)
     return Run(Path(home / tiny_run.run.run_id))
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path) -> Path:
+    """A folder in which no file can be made: read-only, or /proc/self where the tests run
+    as root (root ignores a folder's mode)."""
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    if os.access(folder, os.W_OK):
+        if not Path("/proc/self").is_dir():
+            pytest.skip("running as root without /proc: no folder is read-only")
+        return Path("/proc/self")
+    return folder

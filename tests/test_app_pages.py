@@ -371,3 +371,42 @@ def test_two_sessions_never_share_data(app, monkeypatch, tmp_path):
     assert app.session_state[state.DATASET].name == "mine.csv"
     other.run()
     assert other.session_state[state.DATASET].name == "demo set"
+
+
+@pytest.fixture
+def store_with_bad_runs(trained_run, tmp_path, monkeypatch) -> Path:
+    """A run store with one good run and three that cannot be read: run.json nested
+    100,000 deep, an accuracy of "high", and a FIFO named run.json."""
+    import os
+    import shutil
+
+    home = tmp_path / "runs"
+    shutil.copytree(trained_run, home / trained_run.name)
+    record = json.loads((trained_run / "run.json").read_text())
+    record["metrics"]["accuracy"] = "high"
+    bad = {
+        "20000101-000000-000001": ("[" * 100_000 + "]" * 100_000).encode(),
+        "20000101-000000-000002": json.dumps(record).encode(),
+    }
+    for run_id, content in bad.items():
+        (home / run_id).mkdir()
+        (home / run_id / "run.json").write_bytes(content)
+    if hasattr(os, "mkfifo"):
+        (home / "20000101-000000-000003").mkdir()
+        os.mkfifo(home / "20000101-000000-000003" / "run.json")
+    monkeypatch.setenv("SOARTLAB_HOME", str(home))
+    return home
+
+
+@pytest.mark.parametrize("page", ["pages/runs.py", "pages/predict.py"])
+def test_bad_runs_are_warned_about_and_break_nothing(store_with_bad_runs, trained_run, page):
+    at = new_app()
+    at.run()
+    open_page(at, page)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warnings = [w.value for w in at.warning if "cannot be read" in w.value]
+    assert len(warnings) == len(list(store_with_bad_runs.iterdir())) - 1, warnings
+    assert any("nested too deeply" in w for w in warnings)
+    assert any("metrics.accuracy" in w for w in warnings)
+    selectbox = at.selectbox(key="runs_selected" if page == "pages/runs.py" else "predict_run")
+    assert len(selectbox.options) == 1 and "tiny run" in selectbox.options[0]

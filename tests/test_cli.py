@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -179,3 +181,91 @@ def test_unparsable_option_is_refused_by_argparse_naming_it(capsys, flag, value)
         main(["train", "--data", "x.csv", "--out", "r", flag, value])
     assert info.value.code == 2
     assert f"argument {flag}: invalid" in capsys.readouterr().err
+
+
+# --- options checked before work starts ---------------------------------------------------
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_train_out_that_cannot_be_written_is_refused_before_the_data_is_read(
+    tmp_path, capsys, unwritable_folder
+):
+    (tmp_path / "file").write_text("not a folder")
+    cases = [
+        (tmp_path / "file", "is a file; a run needs a folder"),
+        (tmp_path / "file" / "run", "is not a folder"),
+        (unwritable_folder / "run", "Cannot write in"),
+    ]
+    for out, message in cases:
+        # the data file does not exist: an --out checked later would report it instead
+        assert main(["train", "--data", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
+        err = one_error_line(capsys)
+        assert err.startswith("error: --out: ") and message in err, err
+
+
+def test_predict_out_that_is_the_data_file_is_refused_and_the_data_kept(trained, tmp_path, capsys):
+    data, run_dir, _ = trained
+    lot = tmp_path / "lot.csv"
+    shutil.copy(data, lot)
+    before = lot.read_bytes()
+    (tmp_path / "sub").mkdir()
+    os.link(lot, tmp_path / "same-file.csv")
+    for out in [lot, tmp_path / "sub" / ".." / "lot.csv", tmp_path / "same-file.csv"]:
+        assert main(["predict", "--run", str(run_dir), "--data", str(lot), "--out", str(out)]) == 2
+        assert "would overwrite the input" in one_error_line(capsys)
+    assert lot.read_bytes() == before
+
+
+def test_predict_out_in_a_missing_or_read_only_folder_is_refused_before_predicting(
+    tmp_path, capsys, unwritable_folder
+):
+    cases = [
+        (tmp_path / "missing" / "pred.csv", "does not exist; create it first"),
+        (unwritable_folder / "pred.csv", "Cannot write in"),
+        (tmp_path, "is a folder"),
+    ]
+    for out, message in cases:
+        # no run there: an --out checked after loading the run would report the run
+        args = ["predict", "--run", str(tmp_path / "no-run"), "--data", "x.csv", "--out", str(out)]
+        if out == tmp_path:
+            args[-1] = str(tmp_path / "dir.csv")
+            (tmp_path / "dir.csv").mkdir()
+        assert main(args) == 2
+        err = one_error_line(capsys)
+        assert err.startswith("error: --out") and message in err, err
+
+
+def test_predict_csv_has_a_decision_for_every_part(trained, tmp_path):
+    data, out, _ = trained
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", str(data), "--out", str(csv)]) == 0
+    table = pd.read_csv(csv, keep_default_na=False)
+    assert {"decision", "reason"} <= set(table.columns)
+    assert set(table["decision"]) <= {"pass", "review", "fail"}
+    assert ((table["decision"] == "pass") == (table["pass_fail"] == "pass")).all()
+
+
+def test_a_nan_loss_exits_1_and_is_recorded(trained, tmp_path, monkeypatch, capsys):
+    from soartlab.losses import ContrastiveLoss
+
+    real_forward, calls = ContrastiveLoss.forward, []
+
+    def nan_from_the_third_step(self, e1, e2, target):
+        calls.append(1)
+        loss = real_forward(self, e1, e2, target)
+        return loss * float("nan") if len(calls) > 2 else loss
+
+    monkeypatch.setattr(ContrastiveLoss, "forward", nan_from_the_third_step)
+    data, _, _ = trained
+    out = tmp_path / "nan-run"
+    args = ["train", "--data", str(data), "--out", str(out), "--epochs", "3"]
+    args += ["--pairs-per-epoch", "256", "--batch-size", "128", "--device", "cpu", "--quiet"]
+    assert main(args) == 1
+    assert "training did not finish: loss became NaN in epoch 2" in capsys.readouterr().err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "nan_loss" and len(record["history"]) == 1

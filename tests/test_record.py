@@ -121,6 +121,11 @@ def index_beyond_the_data(raw):
     raw["data"]["test_indices"][-1] = raw["data"]["n_samples"]
 
 
+def knn_k_beyond_the_references(raw):
+    raw["data"].update(n_samples=700, test_indices=list(range(600)))
+    raw["config"]["knn_k"] = 101
+
+
 def model_disagrees_with_input_shape(raw):
     raw["model"]["input_shape"] = [39, 36]
 
@@ -152,6 +157,28 @@ MALFORMED = [
     ("schema_version-future", set_path("schema_version", 3), "field 'schema_version'"),
     ("history-no-epoch", set_path("history", [{"loss": 1.0}]), "field 'history'"),
     ("cpu_seconds-negative", set_path("cpu_seconds", -1.0), "field 'cpu_seconds'"),
+    ("escape_rate-negative", set_path("metrics", "escape_rate", -0.1), "'metrics.escape_rate'"),
+    ("knn_k-beyond-references", knn_k_beyond_the_references, "'config.knn_k'.*100 training"),
+    (
+        "normalization-length",
+        set_path("normalization", {"mean": [0.0] * 3, "std": [1.0] * 3}),
+        r"field 'normalization'.*\(1404, input shape \[36, 39\]\).*got 3",
+    ),
+    ("normalization-mean-1e300", set_path("normalization", "mean", 1e300), "mean 1e\\+300"),
+    ("normalization-std-1e-300", set_path("normalization", "std", 1e-300), "std 1e-300"),
+    ("normalization-mean-10**400", set_path("normalization", "mean", 10**400), "normalis"),
+    ("history-epochs-repeat", set_path("history", [{"epoch": 1}, {"epoch": 1}]), "'history'"),
+    ("history-epoch-0", set_path("history", [{"epoch": 0}]), "field 'history'"),
+    (
+        "history-accuracy-text",
+        set_path("history", [{"epoch": 1, "test_accuracy": "high"}]),
+        r"field 'history\[0\].test_accuracy'",
+    ),
+    (
+        "history-loss-text",
+        set_path("history", [{"epoch": 1, "loss": "0.1"}]),
+        r"field 'history\[0\].loss'",
+    ),
 ]
 
 

@@ -434,9 +434,84 @@ def test_read_bundle_refuses_what_is_not_a_bundle(tiny_run_copy, tmp_path):
         read_bundle(partial, max_bytes=10**9)
     whole = tmp_path / "whole.zip"
     whole.write_bytes(tiny_run_copy.bundle())
-    with pytest.raises(CheckpointError, match="uncompressed; refused"):
+    with pytest.raises(CheckpointError, match="uncompressed; at most 1,000"):
         read_bundle(whole, max_bytes=1000)
     not_zip = tmp_path / "bundle.zip"
     not_zip.write_bytes(b"PK not really")
     with pytest.raises(CheckpointError, match="not a valid zip"):
         read_bundle(not_zip, max_bytes=10**9)
+
+
+def bundle_with(tmp_path, tiny_run_copy, name, data) -> Path:
+    """The tiny run's bundle with member ``name`` replaced by ``data`` (deflated)."""
+    path = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member in BUNDLE_FILES:
+            content = data if member == name else (tiny_run_copy.path / member).read_bytes()
+            archive.writestr(member, content)
+    return path
+
+
+def test_a_bundle_member_over_its_cap_is_refused_before_reading(
+    tiny_run_copy, tmp_path, monkeypatch
+):
+    # 17 MiB of spaces around an object: a run.json that compresses to a few kB
+    bomb = bundle_with(tmp_path, tiny_run_copy, RUN_JSON, b"{" + b" " * (17 * 2**20) + b"}")
+    with zipfile.ZipFile(bomb) as archive:
+        assert archive.getinfo(RUN_JSON).compress_size < 100_000
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a: pytest.fail("member was read"))
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a: pytest.fail("member was opened"))
+    with pytest.raises(CheckpointError, match=r"run.json declares 17,825,794 bytes"):
+        read_bundle(bomb, max_bytes=10**10)
+
+
+def test_a_bundle_member_with_a_bomb_ratio_is_refused(tiny_run_copy, tmp_path):
+    zeros = bundle_with(tmp_path, tiny_run_copy, SAFETENSORS_FILE, bytes(4 * 2**20))
+    with pytest.raises(CheckpointError, match=r"model.safetensors declares 4,194,304 bytes.*100:1"):
+        read_bundle(zeros, max_bytes=10**10)
+
+
+def test_a_bundle_member_larger_than_declared_is_refused(tiny_run_copy, tmp_path, monkeypatch):
+    # zipfile stops at the declared size and then finds the CRC wrong; the bounded read
+    # in read_bundle would refuse the member even if it did not
+    path = bundle_with(tmp_path, tiny_run_copy, RUN_JSON, b"{}" + b" " * 5000)
+    real_infolist = zipfile.ZipFile.infolist
+
+    def understated(archive):  # a directory that lies about run.json's size
+        infos = real_infolist(archive)
+        for info in infos:
+            if info.filename == RUN_JSON:
+                info.file_size = 100
+        return infos
+
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", understated)
+    monkeypatch.setitem(runs.BUNDLE_CAPS, RUN_JSON, 1000)
+    with pytest.raises(CheckpointError, match="run.json"):
+        read_bundle(path, max_bytes=10**10)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_references_file_that_is_a_fifo_is_refused_not_read(tiny_run_copy):
+    tiny_run_copy.references_path.unlink()
+    os.mkfifo(tiny_run_copy.references_path)
+    with pytest.raises(CheckpointError, match="references.safetensors' is not a regular file"):
+        tiny_run_copy.read_references()
+
+
+def test_a_references_file_over_its_cap_is_refused(tiny_run_copy, monkeypatch):
+    monkeypatch.setattr(runs, "MAX_REFERENCES_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="references.safetensors' is larger than 1,000"):
+        tiny_run_copy.read_references()
+
+
+def test_check_writable_finds_a_file_or_a_read_only_folder_before_work(tmp_path, unwritable_folder):
+    Run(tmp_path / "new" / "run").check_writable()  # missing folders are made later
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is a file; a run needs a folder"):
+        Run(tmp_path / "file").check_writable()
+    with pytest.raises(CheckpointError, match="is not a folder"):
+        Run(tmp_path / "file" / "run").check_writable()
+    with pytest.raises(CheckpointError, match="Cannot write in"):
+        Run(unwritable_folder / "run").check_writable()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]

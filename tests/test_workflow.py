@@ -1,3 +1,6 @@
+import re
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,13 +55,16 @@ def test_predict_table_with_and_without_labels(run, demo):
     assert list(table.columns) == [
         "index",
         "predicted",
+        "decision",
         "pass_fail",
         "distance",
+        "reason",
         "label",
         "correct",
     ]
-    assert set(table["pass_fail"]) <= {"pass", "fail"}
-    assert ((table["predicted"] == "good") == (table["pass_fail"] == "pass")).all()
+    assert set(table["decision"]) == {"pass", "fail"} and set(table["reason"]) == {""}
+    assert ((table["predicted"] == "good") == (table["decision"] == "pass")).all()
+    assert (table["pass_fail"] == table["decision"]).all()
     unlabelled = predict(loaded, demo, labelled=False)
     assert "label" not in unlabelled.columns
     assert (unlabelled["predicted"] == table["predicted"]).all()
@@ -125,7 +131,14 @@ def test_unlabelled_lot_gets_predictions_without_metrics(run, demo, tmp_path):
     assert not is_labelled(lot) and is_labelled(demo)
     loaded = load_run(run[1])
     predicted = predict(loaded, lot)
-    assert list(predicted.columns) == ["index", "predicted", "pass_fail", "distance"]
+    assert list(predicted.columns) == [
+        "index",
+        "predicted",
+        "decision",
+        "pass_fail",
+        "distance",
+        "reason",
+    ]
     assert (predicted["predicted"].values == predict(loaded, demo)["predicted"].values[:20]).all()
     with pytest.raises(DataError, match="no labels"):
         evaluate_run(loaded, lot)
@@ -186,3 +199,201 @@ def test_comparison_uses_rows_held_out_by_both_runs(run, demo):
     )
     both = held_out_split([loaded, other], demo)
     assert len(both) == len(set(info.test_indices) & set(other.record.data.test_indices))
+
+
+# --- parts that cannot be scored honestly -----------------------------------------------
+
+
+def lot_with_extremes(demo):
+    """Eight demo parts; part 0 holds float32's largest value everywhere (finite in the
+    file, inf once normalised), the others are ordinary."""
+    X, y = to_arrays(demo)
+    X = X[:8].copy()
+    X[0] = np.finfo(np.float32).max
+    return from_arrays(X, y[:8], list(demo.features["label"].names), (36, 39))
+
+
+def test_a_part_that_overflows_in_the_model_is_review_never_pass(run, demo):
+    from soartlab.workflow import NOT_FINITE_EMBEDDING, NOT_FINITE_INPUT
+
+    loaded = load_run(run[1])
+    lot = lot_with_extremes(demo)
+    table = predict(loaded, lot)
+    assert table.loc[0, "decision"] == "review" and table.loc[0, "pass_fail"] == "fail"
+    assert table.loc[0, "reason"] == NOT_FINITE_INPUT
+    assert table.loc[0, "predicted"] == "" and np.isnan(table.loc[0, "distance"])
+    assert not table.loc[0, "correct"]
+    ordinary = predict(loaded, lot.select(range(1, 8)))
+    assert (table["decision"][1:].values == ordinary["decision"].values).all()
+    assert set(ordinary["reason"]) == {""}
+    # an embedding that is not finite (given by the caller, as the pages do)
+    embeddings = embed_dataset(loaded, lot)
+    embeddings[1, 3] = np.nan
+    table = predict(loaded, lot, embeddings=embeddings)
+    assert table.loc[1, "decision"] == "review" and table.loc[1, "reason"] == NOT_FINITE_EMBEDDING
+
+
+def test_a_non_finite_distance_is_never_pass(run, demo):
+    from soartlab.workflow import NOT_FINITE_DISTANCE
+
+    loaded = load_run(run[1])
+    lot = lot_with_extremes(demo).select(range(1, 8))
+    embeddings = embed_dataset(loaded, lot)
+    embeddings[2] = 3e38  # finite, but SOART3 gamma against any reference overflows
+    table = predict(loaded, lot, embeddings=embeddings)
+    assert table.loc[2, "decision"] == "review" and table.loc[2, "reason"] == NOT_FINITE_DISTANCE
+    assert table.loc[2, "pass_fail"] == "fail"
+    assert (table.drop(index=2)["reason"] == "").all()
+
+
+def test_evaluate_counts_an_unscorable_part_as_judged_defective(run, demo):
+    loaded = load_run(run[1])
+    lot = lot_with_extremes(demo)
+    metrics = evaluate_run(loaded, lot)
+    table = predict(loaded, lot)
+    assert metrics["accuracy"] == table["correct"].mean()
+    good = table["label"] == loaded.label_names[loaded.good_index]
+    escapes = (~good & (table["decision"] == "pass")).sum()
+    assert metrics["escape_rate"] == escapes / (~good).sum()
+
+
+# --- a run folder is one unit -----------------------------------------------------------
+
+
+def other_run_files(tiny_run, record):
+    """Weights of another model (the tiny model, shifted) with ``record`` in their header,
+    and its reference file: what a re-train into the same folder writes."""
+    import copy
+
+    import torch
+
+    from soartlab.checkpoint import checkpoint_bytes
+
+    model = copy.deepcopy(tiny_run.result.model)
+    with torch.no_grad():
+        model.embedding_net.final.bias.add_(1.0)
+    return (
+        lambda final: checkpoint_bytes(model, final.to_dict()),
+        tiny_run.run.references_path.read_bytes(),
+    )
+
+
+def test_a_crash_while_rewriting_a_run_leaves_the_old_run_whole(
+    tiny_run, tiny_run_copy, demo, monkeypatch
+):
+    import soartlab.runs as runs
+
+    lot = demo.select(range(200))
+    before = predict(load_run(tiny_run_copy), lot)
+    files_before = sorted(p.name for p in tiny_run_copy.path.iterdir())
+    weights, references = other_run_files(tiny_run, tiny_run.record)
+    real_write = runs.atomic_write_bytes
+
+    def disk_full_after_the_weights(path, data):
+        if path.name == "references.safetensors":
+            raise OSError(28, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", disk_full_after_the_weights)
+    new_record = replace(tiny_run.record, created="2030-01-01T00:00:00+00:00")
+    with pytest.raises(OSError, match="No space"):
+        tiny_run_copy.write(new_record, weights, references)
+    pd.testing.assert_frame_equal(predict(load_run(tiny_run_copy), lot), before)
+    assert sorted(p.name for p in tiny_run_copy.path.iterdir()) == files_before
+    assert sorted(p.name for p in tiny_run_copy.path.parent.iterdir()) == [tiny_run_copy.run_id]
+
+
+def test_a_failed_swap_puts_the_old_run_back(tiny_run, tiny_run_copy, demo, monkeypatch):
+    import os
+
+    lot = demo.select(range(50))
+    before = predict(load_run(tiny_run_copy), lot)
+    weights, references = other_run_files(tiny_run, tiny_run.record)
+    real_rename, calls = os.rename, []
+
+    def second_rename_fails(source, target):
+        calls.append(target)
+        if len(calls) == 2:  # the new folder moving in
+            raise OSError(5, "Input/output error")
+        return real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", second_rename_fails)
+    with pytest.raises(OSError, match="Input/output"):
+        tiny_run_copy.write(replace(tiny_run.record, created="2030-01-01"), weights, references)
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(predict(load_run(tiny_run_copy), lot), before)
+    assert sorted(p.name for p in tiny_run_copy.path.parent.iterdir()) == [tiny_run_copy.run_id]
+
+
+def test_a_rewrite_replaces_the_run_and_keeps_the_training_state(tiny_run, tiny_run_copy, demo):
+    tiny_run_copy.state_path.write_bytes(b"state of the run being resumed")
+    weights, references = other_run_files(tiny_run, tiny_run.record)
+    lot = demo.select(range(50))
+    before = embed_dataset(load_run(tiny_run_copy), lot)
+    written = tiny_run_copy.write(
+        replace(tiny_run.record, created="2030-01-01T00:00:00+00:00"), weights, references
+    )
+    loaded = load_run(tiny_run_copy)
+    assert loaded.record == written and loaded.record.created.startswith("2030")
+    assert np.allclose(embed_dataset(loaded, lot), before + 1.0, atol=1e-5)
+    assert tiny_run_copy.state_path.read_bytes() == b"state of the run being resumed"
+    assert sorted(p.name for p in tiny_run_copy.path.parent.iterdir()) == [tiny_run_copy.run_id]
+
+
+def test_record_and_weights_of_two_runs_are_refused_naming_both(tiny_run, tiny_run_copy):
+    from soartlab.checkpoint import checkpoint_bytes
+    from soartlab.files import atomic_write_bytes
+
+    other = replace(tiny_run.record, run_id="20300101-000000-0a0b0c", created="2030-01-01")
+    weights = checkpoint_bytes(tiny_run.result.model, other.to_dict())["safetensors"]
+    atomic_write_bytes(tiny_run_copy.weights_path, weights)
+    with pytest.raises(CheckpointError) as info:
+        load_run(tiny_run_copy)
+    message = str(info.value)
+    assert f"run {tiny_run.record.run_id} (created {tiny_run.record.created})" in message
+    assert "run 20300101-000000-0a0b0c (created 2030-01-01)" in message
+    assert "mixes two runs" in message and "run_id, created" in message
+
+
+def test_a_record_whose_labels_differ_from_the_weights_is_refused(tiny_run, tiny_run_copy):
+    import json
+
+    raw = json.loads(tiny_run_copy.record_path.read_text())
+    raw["label_names"] = list(reversed(raw["label_names"]))
+    raw["good_index"] = len(raw["label_names"]) - 1
+    tiny_run_copy.record_path.write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="differ in label_names, good_index"):
+        load_run(tiny_run_copy)
+
+
+def test_references_of_another_run_are_refused(tiny_run, tiny_run_copy):
+    from safetensors.numpy import save
+
+    emb, labels = tiny_run.result.references
+    tiny_run_copy.references_path.write_bytes(
+        save({"embeddings": emb[:100], "labels": labels[:100]})
+    )
+    with pytest.raises(CheckpointError, match="holds 100 references.*2400 training rows"):
+        load_run(tiny_run_copy)
+    tiny_run_copy.references_path.write_bytes(
+        save({"embeddings": emb[:, :64].copy(), "labels": labels})
+    )
+    with pytest.raises(CheckpointError, match="64-wide embeddings; the model makes 128"):
+        load_run(tiny_run_copy)
+    tiny_run_copy.references_path.write_bytes(
+        save({"embeddings": emb, "labels": labels.astype(np.float32)})
+    )
+    with pytest.raises(CheckpointError, match="float32 labels; expected integers"):
+        load_run(tiny_run_copy)
+
+
+def test_a_damaged_normalisation_is_refused_when_the_run_is_opened(tiny_run_copy):
+    import json
+
+    original = tiny_run_copy.record_path.read_text()
+    for field, value, shown in [("mean", 1e300, "mean 1e+300"), ("std", 1e-300, "std 1e-300")]:
+        raw = json.loads(original)
+        raw["normalization"][field] = value
+        tiny_run_copy.record_path.write_text(json.dumps(raw))
+        with pytest.raises(CheckpointError, match=f"field 'normalization'.*{re.escape(shown)}"):
+            load_run(tiny_run_copy)

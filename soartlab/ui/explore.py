@@ -66,7 +66,8 @@ def table_metrics(run: Any, table: Any) -> tuple[np.ndarray, np.ndarray, dict]:
 
     lookup = {name: i for i, name in enumerate(run.label_names)}
     y_true = table["label"].map(lookup).to_numpy(dtype=np.int64)
-    y_pred = table["predicted"].map(lookup).to_numpy(dtype=np.int64)
+    # a part that could not be scored (decision "review") has no class: -1, never good
+    y_pred = table["predicted"].map(lookup).fillna(-1).to_numpy(dtype=np.int64)
     return y_true, y_pred, classification_metrics(y_true, y_pred, run.label_names, run.good_index)
 
 
