@@ -242,9 +242,12 @@ def test_schema_1_early_ends_are_read_from_its_stopped_flag(raw, flags, outcome)
 
 
 def test_baselines_are_recorded_and_optional(tiny_run, raw):
+    from soartlab.runs import RunInfo
+
     baselines = tiny_run.record.baselines
     assert baselines is not None and baselines == tiny_run.result.baselines
     assert raw["baselines"] == baselines.to_dict()
     assert 0 <= baselines.raw_knn <= 1 and 0 <= baselines.untrained <= 1
+    assert RunInfo.of(tiny_run.run).baselines == baselines  # what the Runs page shows
     del raw["baselines"]  # a run saved before baselines were recorded
     assert RunRecord.from_dict(raw).baselines is None
