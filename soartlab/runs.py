@@ -36,6 +36,7 @@ from soartlab.files import (
 )
 from soartlab.io import Limits
 from soartlab.record import RunRecord
+from soartlab.training import Baselines
 
 RUN_JSON = "run.json"
 PTH_FILE = "model.pth"
@@ -297,6 +298,7 @@ class RunInfo:
     status: str  # how training ended: "finished", "stopped", ...
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics
     history: tuple[dict[str, Any], ...] = ()  # per-epoch rows
+    baselines: Baselines | None = None  # held-out accuracy without training (older runs: None)
 
     @classmethod
     def of(cls, run: Run) -> RunInfo:
@@ -310,6 +312,7 @@ class RunInfo:
             status=record.status.value,
             metrics=record.metrics,
             history=record.history,
+            baselines=record.baselines,
         )
 
 

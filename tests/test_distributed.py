@@ -21,6 +21,7 @@ from soartlab.data import load_dataset
 from soartlab.demo import write_demo
 from soartlab.errors import SoartLabError
 from soartlab.training import TrainConfig, train
+from soartlab.transform import ARTICLE_TRANSFORM
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(epochs=3, pairs_per_epoch=4096, batch_size=64, device="cpu", seed=0)
@@ -149,6 +150,11 @@ def test_torchrun_restarts_a_killed_worker_which_resumes_and_finishes(two_worker
         "cpu",
         "--resume",
         "auto",
+        # the spawned workers' transform (TrainConfig's default), not Suggest's for the data
+        "--scale",
+        str(ARTICLE_TRANSFORM.scale),
+        "--offset",
+        str(ARTICLE_TRANSFORM.offset),
     ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     log = done.stdout + done.stderr
