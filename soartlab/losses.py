@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -17,6 +17,15 @@ class PairwiseDistance(Protocol):
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (N, e), (N, e) -> (N,)
         ...
+
+
+def contrastive_terms(d: Any, target: Any, margin: float) -> Any:
+    """Per-pair contrastive loss ``y·d² + (1−y)·max(margin − d, 0)²`` of distances ``d``
+    ``(N,)`` and targets ``y`` (1 matched, 0 unmatched; ``(N,)`` or a scalar) → ``(N,)``.
+
+    The one place the formula is written: torch tensors (differentiable, for
+    `ContrastiveLoss`) or NumPy arrays (for `soartlab.tuning`'s view of a setting)."""
+    return target * d**2 + (1 - target) * (margin - d).clip(min=0) ** 2
 
 
 class ContrastiveLoss(nn.Module):
@@ -67,9 +76,7 @@ class ContrastiveLoss(nn.Module):
             )
         # Same shape as d: an (N, 1) target must not broadcast against (N,) into (N, N).
         target = target.reshape(d.shape).to(d.dtype)
-        matched = target * d.pow(2)
-        unmatched = (1 - target) * torch.clamp(self.margin - d, min=0).pow(2)
-        return (matched + unmatched).mean()
+        return contrastive_terms(d, target, self.margin).mean()
 
     def extra_repr(self) -> str:
         return f"distance={self.distance!r}, margin={self.margin}, transform={self.transform}"
