@@ -240,6 +240,7 @@ def test_suggest_and_use_for_training(app):
     assert not app.exception and not app.error
     assert app.slider(key=tune.OFFSET_KEY).value != offset
     button(app, "Use for training").click().run()
+    assert [m.value for m in app.success] == ["Stored for training."]
     tuned = app.session_state[state.TRANSFORM]
     assert tuned.transform.offset == pytest.approx(app.slider(key=tune.OFFSET_KEY).value)
     open_page(app, "pages/train.py")

@@ -63,6 +63,7 @@ LIVE_KEY = "tune_live_mode"
 PREVIEW_JOB = "tune_preview_job"
 PREVIEW_FOLLOW_KEY = "tune_preview_follow"
 PREVIEW_STEPS_KEY = "tune_preview_steps"
+RERUN_APP = "tune_rerun_app"  # set by a callback in the fragment that changes the sidebar
 PREVIEW_FINISHED = "tune_preview_finished"  # job_id of the preview whose end was taken in
 DEFAULT_PREVIEW_STEPS = 300
 PREVIEW_POLL_SECONDS = 0.5
@@ -339,7 +340,8 @@ def _use_for_training(p_v: float, p_m: float) -> None:
         st.session_state["tune_suggest_error"] = str(exc)
         return
     state.set_tuned_transform(state.TunedTransform(transform, p_v=p_v, p_m=p_m))
-    st.session_state["tune_stored"] = True
+    # The button sits in a fragment: rerun the whole app so the sidebar shows the values.
+    st.session_state[RERUN_APP] = True
 
 
 # --- the panel -----------------------------------------------------------------------------
@@ -479,7 +481,10 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
     message = st.session_state.pop("tune_suggest_error", None)
     if message:
         st.error(message)
-    if st.session_state.pop("tune_stored", False):
+    if st.session_state.pop(RERUN_APP, False):
+        st.rerun(scope="app")
+    tuned = state.tuned_transform()
+    if tuned is not None and (tuned.transform, tuned.p_v, tuned.p_m) == (transform, p_v, p_m):
         st.success("Stored for training.")
     st.caption(
         f"Separation of {sample.distance_label} on {sample.source} "
@@ -625,16 +630,17 @@ def _render_preview(snap: PreviewSnapshot) -> None:
     cols[3].metric("Steps", f"{result.steps}", help=f"{result.seconds:.1f} s")
     figures = st.columns(2)
     panels = (
-        (result.before, f"network now · ROC AUC {before.roc_auc:.3f}", "tune_preview_before"),
+        (result.before, f"Network now · ROC AUC {before.roc_auc:.3f}", "tune_preview_before"),
         (
             result.after,
-            f"after {result.steps} steps · ROC AUC {after.roc_auc:.3f}",
+            f"After {result.steps} steps · ROC AUC {after.roc_auc:.3f}",
             "tune_preview_after",
         ),
     )
     for column, (pairs, title, key) in zip(figures, panels, strict=True):
-        figure = pair_histogram(pairs.matched, pairs.unmatched, title=title, x_title="gamma")
-        figure.update_layout(height=300, margin={"t": 50, "b": 40})
+        column.markdown(f"**{title}**")
+        figure = pair_histogram(pairs.matched, pairs.unmatched, x_title="gamma")
+        figure.update_layout(height=300, margin={"t": 30, "b": 40})
         column.plotly_chart(figure, key=key, width="stretch")
     st.caption(
         f"Preview took {result.seconds:.1f} s; outcome {result.outcome.value}. Held-out pairs "
