@@ -24,7 +24,7 @@ if view is None:
     st.stop()
 
 st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")
-rates_row(view.metrics)
+rates_row(view.metrics, baselines=run.record.baselines)
 
 left, right = st.columns(2)
 with left:

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from soartlab.config import DEVICES
-from soartlab.transform import GammaTransform
 from soartlab.ui import state, train_view
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.settings_form import setting_input
@@ -29,12 +28,16 @@ resume_from = st.session_state.get(state.RESUME_FROM)
 with st.form("train_settings", border=True):
     cols = st.columns(3)
     settings = {"loss": setting_input("loss", cols[0], radio=True, format_func=LOSS_LABELS.get)}
-    t = GammaTransform() if tuned is None else tuned.transform
-    transform_text = f"scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g}"
     if tuned is None:
-        cols[0].caption(f"Transform: the article's values ({transform_text}). Tune to change them.")
+        cols[0].caption(
+            "Transform: Suggest's for this data and network, computed at Start "
+            "(one under which the loss learns). Tune to choose another."
+        )
     else:
-        cols[0].caption(f"Transform: {transform_text}.")
+        t = tuned.transform
+        cols[0].caption(
+            f"Transform: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g}."
+        )
     settings["margin"] = setting_input("margin", cols[0])
     for name in ("epochs", "pairs_per_epoch", "batch_size"):
         settings[name] = setting_input(name, cols[1])
@@ -60,7 +63,13 @@ if start and not running:
     guard = EngineErrors()
     with guard:
         config = train_view.make_config(tuned=tuned, good_class=data.good_class, **settings)
-        train_view.start(data.dataset, config, label=label, resume_from=resume_from)
+        train_view.start(
+            data.dataset,
+            config,
+            label=label,
+            resume_from=resume_from,
+            auto_transform=tuned is None,
+        )
         st.rerun()
 
 train_view.monitor()

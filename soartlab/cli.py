@@ -1,7 +1,9 @@
-"""Command line: `python -m soartlab demo|train|evaluate|predict`.
+"""Command line: `python -m soartlab demo|train|suggest|evaluate|predict`.
 
-Bad input ends with exit status 2 and one line on stderr; no traceback. A training that
-did not run to its last epoch (stopped, NaN loss) is saved as such and exits with 1.
+Bad input ends with exit status 2 and one line on stderr; no traceback. So does a
+transform under which nothing would be learnt (checked before training). A training
+that did not run to its last epoch (stopped, NaN loss, not learning) is saved as such and
+exits with 1.
 
 `train` also runs under torchrun (`torchrun --nproc_per_node=N -m soartlab train ...`):
 every worker trains its share, rank 0 alone prints progress and writes the run folder.
@@ -13,13 +15,23 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from soartlab.config import CLI_SETTINGS, Setting, TrainConfig
+from soartlab.config import CLI_SETTINGS, TRAIN_SETTINGS, TRANSFORM_SETTINGS, Setting, TrainConfig
 from soartlab.errors import SoartLabError
 
-EXIT_NOT_FINISHED = 1  # training stopped before its last epoch (stopped, NaN loss)
+EXIT_NOT_FINISHED = 1  # training ended before its last epoch (stopped, NaN loss, not learning)
 EXIT_BAD_INPUT = 2
+# Not given, they are Suggest's values for the data and the network (see
+# workflow.training_setup): the default for a new data set is the one that learns there.
+AUTO_TRANSFORM = ("scale", "offset")
+# The options of `suggest` besides the files: the ones the suggestion depends on.
+SUGGEST_SETTINGS = tuple(
+    s
+    for s in (*TRAIN_SETTINGS, *TRANSFORM_SETTINGS)
+    if s.name in ("seed", "margin", "p_v", "p_m", "floor")
+)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -34,19 +46,24 @@ def _shape(text: str) -> tuple[int, ...]:
     return parts
 
 
-def _add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
+def _add_setting_option(
+    parser: argparse.ArgumentParser, setting: Setting, *, auto: str | None = None
+) -> None:
     """The option for a declared training setting: its type, choices and default; its
-    range is checked by `TrainConfig.from_namespace`, which names the option."""
+    range is checked by `TrainConfig.from_namespace`, which names the option. ``auto``:
+    the option defaults to None, and this text says what that means."""
     help_text = setting.help.replace("%", "%%")
     if setting.kind is not str:  # argparse lists choices itself
         help_text += f"; {setting.expected}"
-    if setting.default is not None:
+    if auto is not None:
+        help_text += f" (default: {auto})"
+    elif setting.default is not None:
         help_text += " (default: %(default)s)"
     parser.add_argument(
         setting.flag,
         type=setting.kind,
         choices=setting.choices or None,
-        default=setting.default,
+        default=None if auto is not None else setting.default,
         help=help_text,
     )
 
@@ -69,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, type=Path, help="run folder to write")
     for setting in CLI_SETTINGS:
-        _add_setting_option(train, setting)
+        auto = None
+        if setting.name in AUTO_TRANSFORM:
+            auto = f"Suggest's value for this data; the article's is {setting.default:g}"
+        _add_setting_option(train, setting, auto=auto)
     train.add_argument("--input-shape", type=_shape, default=None, help="e.g. 36x39")
     train.add_argument("--label", default="", help="a name for the run (a label only)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
@@ -86,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="process-group backend under torchrun (default: $SOARTLAB_DIST_BACKEND, "
         "else auto: nccl on GPUs, gloo on CPUs)",
+    )
+
+    suggest = sub.add_parser(
+        "suggest",
+        help="print, as JSON, a gamma transform under which the SOART3 loss learns, "
+        "computed on the distances the loss will see",
+    )
+    suggest.add_argument("--data", required=True, type=Path, help="the training data file")
+    suggest.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a run folder: tune for continuing from its model (default: the new network)",
+    )
+    suggest.add_argument("--input-shape", type=_shape, default=None, help="e.g. 36x39")
+    for setting in SUGGEST_SETTINGS:
+        _add_setting_option(suggest, setting, auto=f"the run's, else {setting.default}")
+    suggest.add_argument(
+        "--pairs", type=int, default=2000, help="pairs sampled (default: %(default)s)"
     )
 
     evaluate = sub.add_parser(
@@ -140,6 +179,52 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _suggest_config(args, base: TrainConfig) -> TrainConfig:
+    """``base`` with the `suggest` options that were given, each checked by its flag."""
+    given = {s.name: getattr(args, s.name) for s in SUGGEST_SETTINGS}
+    given = {name: value for name, value in given.items() if value is not None}
+    for setting in SUGGEST_SETTINGS:
+        if setting.name in given:
+            setting.check(given[setting.name], setting.flag)
+    floor = given.pop("floor", base.transform.floor)
+    return replace(base, loss="soart3", transform=replace(base.transform, floor=floor), **given)
+
+
+def _cmd_suggest(args) -> int:
+    from soartlab.data import load_dataset
+    from soartlab.separation import separation_report
+    from soartlab.workflow import load_run, training_setup
+
+    if not 2 <= args.pairs <= 1_000_000:
+        raise SoartLabError(f"--pairs must be from 2 to 1000000; got {args.pairs}.")
+    run = None if args.run is None else load_run(args.run)
+    base = TrainConfig() if run is None else run.record.config
+    config = _suggest_config(args, replace(base, device="cpu"))
+    shape = args.input_shape or (run.input_shape if run is not None else None)
+    dataset = load_dataset(args.data, input_shape=shape)
+    setup = training_setup(
+        dataset, config, auto_transform=True, resume_from=run, n_pairs=args.pairs
+    )
+    report = separation_report(setup.pairs.matched, setup.pairs.unmatched)
+    source = f"initial network (seed {config.seed})" if run is None else f"run {args.run}"
+    print(
+        json.dumps(
+            {
+                **setup.config.transform.to_dict(),
+                "margin": config.margin,
+                **setup.view.to_dict(),
+                "source": source,
+                "roc_auc": report.roc_auc,
+                "overlap": report.overlap,
+                "p_v": config.p_v,
+                "p_m": config.p_m,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def _cmd_train(args) -> int:
     from soartlab import distributed
 
@@ -153,17 +238,23 @@ def _train(args, context) -> int:
     """Train and, on rank 0 (or alone), write the run folder. context: the process group
     when started by torchrun, else None. Exit status 0 only for a run trained to the end."""
     from soartlab.data import load_dataset
-    from soartlab.prepare import prepare
     from soartlab.runs import Run
-    from soartlab.training import Outcome, Trainer, TrainingState, initial_model
-    from soartlab.workflow import build_record, save_run
+    from soartlab.training import Outcome, Trainer, TrainingState
+    from soartlab.workflow import build_record, save_run, training_setup
 
     config = TrainConfig.from_namespace(args)
+    if (args.scale is None) != (args.offset is None):
+        raise SoartLabError(
+            "--scale and --offset go together: give both (the article's are --scale 0.5 "
+            "--offset -0.25), or neither for Suggest's values on this data."
+        )
     if args.out.exists() and not args.out.is_dir():
         raise SoartLabError(f"--out {args.out} is a file; give a folder for the run.")
     run = Run(args.out)
     dataset = load_dataset(args.data, input_shape=args.input_shape)
-    data = prepare(dataset, config.test_size, config.seed, config.good_class)
+    # Refuses (exit 2) a transform under which nothing would be learnt.
+    setup = training_setup(dataset, config, auto_transform=args.scale is None)
+    config, data = setup.config, setup.data
     main = context is None or context.is_main
     if main:
         args.out.mkdir(parents=True, exist_ok=True)  # before training: a bad folder fails now
@@ -171,11 +262,19 @@ def _train(args, context) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if context is not None:
             print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
+        if setup.suggested and not args.quiet:
+            t, view = config.transform, setup.view
+            print(
+                f"transform: Suggest's for this data: scale {t.scale:.4g}, offset "
+                f"{t.offset:.4g}, floor {t.floor:g} ({view.pulled:.0%} of matched pairs "
+                f"pulled, {view.pushed:.0%} of unmatched pairs pushed)",
+                file=sys.stderr,
+            )
     state = TrainingState(run.state_path, config, data.fingerprint)
     started, wall = time.process_time(), time.perf_counter()
     trainer = Trainer(config, callback=None if args.quiet else _ProgressPrinter())
     result = trainer.fit(
-        initial_model(config, data),
+        setup.model,
         data,
         resume=state.load() if args.resume == "auto" else None,
         on_epoch_end=state.save,
@@ -232,6 +331,7 @@ def _cmd_predict(args) -> int:
 COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
+    "suggest": _cmd_suggest,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
 }

@@ -328,10 +328,13 @@ class TrainConfig:
     def from_namespace(cls, args: Any) -> TrainConfig:
         """The validated config from the `train` command's parsed options (an
         `argparse.Namespace` with one attribute per CLI setting); an option outside its
-        range raises SoartLabError naming its flag."""
+        range raises SoartLabError naming its flag. A transform value that is None (not
+        given) takes its default."""
+        given = {s.name for s in TRANSFORM_SETTINGS if getattr(args, s.name) is not None}
         for setting in CLI_SETTINGS:
-            setting.check(getattr(args, setting.name), setting.flag)
-        transform = GammaTransform(**{s.name: getattr(args, s.name) for s in TRANSFORM_SETTINGS})
+            if setting in TRAIN_SETTINGS or setting.name in given:
+                setting.check(getattr(args, setting.name), setting.flag)
+        transform = GammaTransform(**{name: getattr(args, name) for name in given})
         config = cls(
             **{s.name: getattr(args, s.name) for s in TRAIN_SETTINGS if s.cli},
             transform=transform,

@@ -19,7 +19,7 @@ from soartlab.data import Normalization
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.models import ModelConfig
-from soartlab.training import Outcome
+from soartlab.training import Baselines, Outcome
 
 SCHEMA_VERSION = 2
 MAX_CLASSES = 10_000
@@ -57,6 +57,7 @@ class RunRecord:
     status: Outcome  # how training ended
     stop_reason: str = ""  # the outcome in words when it is not "finished"
     data: DataInfo | None = None  # None for records written before schema version 2
+    baselines: Baselines | None = None  # held-out accuracy without training; None: older runs
     label: str = ""  # the user's name for the run (display only)
     run_id: str = ""  # the run folder's name, filled in when the run is written
     created: str = ""  # ISO 8601 local time with offset
@@ -100,6 +101,7 @@ class RunRecord:
                 "metrics": self.metrics,
                 "history": list(self.history),
                 "data": None if self.data is None else self.data.to_dict(),
+                "baselines": None if self.baselines is None else self.baselines.to_dict(),
                 "world_size": self.world_size,
                 "backend": self.backend,
                 "cpu_seconds": self.cpu_seconds,
@@ -174,6 +176,7 @@ class _Reader:
             stop_reason=self.text("stop_reason"),
             # None: written before schema 2, or a schema-1 run rewritten (renamed) since
             data=self.data() if version >= 2 and self.raw.get("data") is not None else None,
+            baselines=self.baselines(),
             label=self.text("label"),
             run_id=self.text("run_id"),
             created=self.text("created"),
@@ -279,6 +282,25 @@ class _Reader:
             return Outcome(value)
         except ValueError:
             raise self.fail("status", "one of " + ", ".join(o.value for o in Outcome)) from None
+
+    def baselines(self) -> Baselines | None:
+        block = self.get("baselines", dict, "an object (raw_knn, untrained) or null", None)
+        if block is None:  # runs saved before baselines were recorded
+            return None
+        names = ("raw_knn", "untrained")
+        unknown = sorted(set(block) - set(names))
+        if unknown:
+            raise self.fail("baselines", "an object with only raw_knn and untrained")
+        values = {}
+        for name in names:
+            value = block.get(name)
+            if not (isinstance(value, Real) and not isinstance(value, bool) and 0 <= value <= 1):
+                raise CheckpointError(
+                    f"{self.source}: field 'baselines.{name}' must be a held-out accuracy from "
+                    f"0 to 1; got {value!r:.80}. The run record is damaged or from another program."
+                )
+            values[name] = float(value)
+        return Baselines(**values)
 
     def data(self) -> DataInfo:
         block = self.get("data", dict, "an object (fingerprint, n_samples, test_indices)")

@@ -27,6 +27,7 @@ from typing import Any
 from soartlab.errors import CheckpointError
 from soartlab.files import atomic_write_bytes, atomic_write_json, read_json_object
 from soartlab.record import RunRecord
+from soartlab.training import Baselines
 
 RUN_JSON = "run.json"
 PTH_FILE = "model.pth"
@@ -187,6 +188,7 @@ class RunInfo:
     status: str  # how training ended: "finished", "stopped", ...
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics
     history: tuple[dict[str, Any], ...] = ()  # per-epoch rows
+    baselines: Baselines | None = None  # held-out accuracy without training (older runs: None)
 
     @classmethod
     def of(cls, run: Run) -> RunInfo:
@@ -200,6 +202,7 @@ class RunInfo:
             status=record.status.value,
             metrics=record.metrics,
             history=record.history,
+            baselines=record.baselines,
         )
 
 

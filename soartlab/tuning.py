@@ -327,12 +327,19 @@ def training_view(config: TrainConfig, pairs: PairGammas) -> LossView:
 
 
 def check_learnable(
-    config: TrainConfig, data: PreparedData, model: SiameseNet, n_pairs: int = 2000
+    config: TrainConfig,
+    data: PreparedData,
+    model: SiameseNet,
+    n_pairs: int = 2000,
+    *,
+    pairs: PairGammas | None = None,
 ) -> LossView:
     """The loss's view of ``model``'s embeddings (the network before training) under
-    ``config``; raises `SoartLabError` with ``view.problem`` when nothing would be
-    learnt (see `loss_view`)."""
-    pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
+    ``config``, on ``n_pairs`` pairs of the training split (or the given ``pairs``,
+    `training_pairs` of the same); raises `SoartLabError` with ``view.problem`` when
+    nothing would be learnt (see `loss_view`)."""
+    if pairs is None:
+        pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
     view = training_view(config, pairs)
     if not view.learns:
         raise SoartLabError(view.problem)

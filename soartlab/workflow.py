@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,13 @@ from soartlab.training import (
     TrainResult,
     evaluation_distance,
     initial_model,
+)
+from soartlab.tuning import (
+    LossView,
+    PairGammas,
+    check_learnable,
+    suggest_transform_for_loss,
+    training_pairs,
 )
 
 # A bundle upload is read into memory: refuse anything larger than this up front.
@@ -94,6 +101,7 @@ def build_record(
         status=result.outcome,
         stop_reason=result.stop_reason,
         data=DataInfo(data.fingerprint, data.n_samples, tuple(data.test_indices.tolist())),
+        baselines=result.baselines,
         label=label,
         world_size=result.world_size,
         backend=result.backend,
@@ -113,6 +121,74 @@ def save_run(run: Run, record: RunRecord, result: TrainResult) -> RunRecord:
     )
 
 
+# Pairs the pre-training check and the automatic transform look at: enough for shares
+# to within a few points, cheap next to training.
+SETUP_PAIRS = 2000
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What a run starts from, checked: the network learns something under ``config``."""
+
+    data: PreparedData
+    model: SiameseNet  # the network training starts from (new, or the earlier round's)
+    config: TrainConfig  # with the transform training uses (Suggest's when automatic)
+    pairs: PairGammas  # training-split pairs on ``model``'s embeddings: what the loss sees
+    view: LossView  # the loss's view of ``pairs`` under ``config`` (it learns)
+    suggested: bool  # the transform is Suggest's for this data and network
+
+
+def training_setup(
+    dataset,
+    config: TrainConfig,
+    *,
+    auto_transform: bool = False,
+    resume_from: LoadedRun | str | Path | None = None,
+    n_pairs: int = SETUP_PAIRS,
+) -> TrainingSetup:
+    """Prepare ``dataset``, build the network to train (a new one seeded by
+    ``config.seed``, or the model of ``resume_from``: a new round of the article's tune →
+    train cycle) and check that ``config`` can teach it something
+    (`tuning.check_learnable`; `SoartLabError` naming the numbers and the fix otherwise).
+
+    ``auto_transform``: the user set no transform, so the SOART3 loss trains with
+    Suggest's (`tuning.suggest_transform_for_loss` on this network's embeddings, with the
+    config's margin and floor) — the default for a new data set is the one that learns
+    there. The one place that decides it; the CLI and the Train page both come here.
+    ``n_pairs``: training-split pairs looked at.
+    """
+    data = prepare(dataset, config.test_size, config.seed, config.good_class)
+    warm = None
+    if resume_from is not None:
+        previous = resume_from if isinstance(resume_from, LoadedRun) else load_run(resume_from)
+        warm = previous.model
+    model = initial_model(config, data, warm)
+    pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
+    suggested = auto_transform and config.loss == "soart3"
+    if suggested:
+        transform = suggest_transform_for_loss(
+            pairs.matched, pairs.unmatched, config.margin, config.transform.floor
+        )
+        config = replace(config, transform=transform)
+    view = check_learnable(config, data, model, pairs=pairs)
+    return TrainingSetup(data, model, config, pairs, view, suggested)
+
+
+def learnability(
+    dataset,
+    config: TrainConfig,
+    *,
+    auto_transform: bool = False,
+    resume_from: LoadedRun | str | Path | None = None,
+) -> LossView:
+    """What the Train page shows before Start: the loss's view of the network training
+    would start from (see `training_setup`, which raises the same `SoartLabError` that
+    `train_run` would)."""
+    return training_setup(
+        dataset, config, auto_transform=auto_transform, resume_from=resume_from
+    ).view
+
+
 def train_run(
     dataset,
     config: TrainConfig,
@@ -122,21 +198,18 @@ def train_run(
     callback: Callable[[Progress], None] | None = None,
     stop_event: threading.Event | None = None,
     resume_from: LoadedRun | str | Path | None = None,
+    auto_transform: bool = False,
 ) -> tuple[Run, TrainResult]:
     """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME).
 
-    resume_from: an earlier run (or its folder) to continue from — a new round of the
-    article's tune → train cycle; its weights and normalisation are the starting point.
+    See `training_setup` for ``resume_from`` and ``auto_transform``; a setting under
+    which nothing would be learnt is refused before training (`SoartLabError`).
     """
-    data = prepare(dataset, config.test_size, config.seed, config.good_class)
-    warm = None
-    if resume_from is not None:
-        previous = resume_from if isinstance(resume_from, LoadedRun) else load_run(resume_from)
-        warm = previous.model
-    trainer = Trainer(config, callback=callback, stop_event=stop_event)
-    result = trainer.fit(initial_model(config, data, warm), data)
+    setup = training_setup(dataset, config, auto_transform=auto_transform, resume_from=resume_from)
+    trainer = Trainer(setup.config, callback=callback, stop_event=stop_event)
+    result = trainer.fit(setup.model, setup.data)
     run = (store or RunStore()).new_run()
-    save_run(run, build_record(config, data, result, label=label), result)
+    save_run(run, build_record(setup.config, setup.data, result, label=label), result)
     return run, result
 
 

@@ -310,6 +310,11 @@ def test_training_finishes_offers_downloads_and_next_round(app):
     run_dir = app.session_state[state.CURRENT_RUN]
     assert (Path(run_dir) / "model.pth").exists() and (Path(run_dir) / "run.json").exists()
     assert any(m.label == "Accuracy" for m in app.metric)
+    # what training added, and the baselines it is measured against
+    [accuracy] = [m for m in app.metric if m.label == "Accuracy"]
+    assert "pts over the untrained network" in accuracy.delta
+    assert {"Untrained network", "kNN on raw features"} <= {m.label for m in app.metric}
+    assert any("Finished after 1 epoch(s)" in p.proto.text for p in app.get("progress"))
     [held_out] = [m.value for m in app.metric if m.label == "Held-out samples"]
     assert int(held_out.replace(",", "")) > 0
     # After training every page still renders.
@@ -340,8 +345,22 @@ def test_stop_ends_training_and_clicks_elsewhere_do_not(app):
     wait_for_job(app, seconds=90)
     snap = job.snapshot()
     assert snap.status == "stopped" and snap.run_dir is not None
-    assert any("stopped" in w.value for w in app.warning)
+    assert any("stopped by the user in epoch 1, step" in w.value for w in app.warning)
+    assert any(p.proto.text.startswith("Stopped after") for p in app.get("progress"))
     assert [b for b in app.get("download_button") if b.proto.label == "Download model (.pth)"]
+
+
+def test_training_refuses_a_tuned_transform_that_teaches_nothing(app):
+    # Issue 9: the digits run trained at scale 5.085, offset -21.26 and "finished".
+    from soartlab.transform import GammaTransform
+
+    app.session_state[state.TRANSFORM] = state.TunedTransform(GammaTransform(5.085, -21.26, 0.0))
+    start_training(app)
+    wait_for_job(app)
+    errors = [e.value for e in app.error]
+    assert any("scale 5.085, offset -21.26" in e and "Suggest" in e for e in errors), errors
+    assert app.session_state[state.TRAIN_JOB].snapshot().run_dir is None
+    assert not any(m.label == "Accuracy" for m in app.metric)
 
 
 def test_training_error_is_shown_not_raised(app):
@@ -363,6 +382,8 @@ def test_training_error_is_shown_not_raised(app):
 def test_explore_shows_scatter_confusion_and_cell_samples(app_with_run):
     at = open_page(app_with_run, "pages/explore.py")
     assert not at.error, [e.value for e in at.error]
+    [accuracy] = [m for m in at.metric if m.label == "Accuracy"]
+    assert "pts over the untrained network" in accuracy.delta
     specs = chart_specs(at)
     kinds = [{t["type"] for t in spec["data"]} for spec in specs]
     assert {"scattergl"} in kinds and {"heatmap"} in kinds

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.article_way import EmbeddingNet, SiameseNet
-from soartlab.cli import build_parser, main
+from soartlab.cli import AUTO_TRANSFORM, build_parser, main
 from soartlab.config import CLI_SETTINGS, TrainConfig
 from soartlab.data import load_dataset, to_arrays
 
@@ -115,7 +115,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, me
 def test_train_options_are_the_declared_settings_with_their_defaults():
     args = build_parser().parse_args(["train", "--data", "x.csv", "--out", "r"])
     for setting in CLI_SETTINGS:
-        assert getattr(args, setting.name) == setting.default, setting.flag
+        # --scale and --offset not given: Suggest's for the data (workflow.training_setup)
+        default = None if setting.name in AUTO_TRANSFORM else setting.default
+        assert getattr(args, setting.name) == default, setting.flag
     assert TrainConfig.from_namespace(args) == TrainConfig()
     # The flags the CLI has always had (the range test below passes each to the parser).
     assert [s.flag for s in CLI_SETTINGS] == [
@@ -179,3 +181,102 @@ def test_unparsable_option_is_refused_by_argparse_naming_it(capsys, flag, value)
         main(["train", "--data", "x.csv", "--out", "r", flag, value])
     assert info.value.code == 2
     assert f"argument {flag}: invalid" in capsys.readouterr().err
+
+
+# --- transforms that teach nothing (issue 9: digits trained at scale 5.085, offset -21.26) ---
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory):
+    """sklearn's digits (8×8 images, 10 classes) as a table the app reads as images."""
+    from sklearn.datasets import load_digits
+
+    from soartlab.data import write_table
+
+    digits = load_digits()
+    path = tmp_path_factory.mktemp("digits") / "digits.csv"
+    images = (digits.images / 16.0).astype(np.float32)
+    return write_table(path, images, digits.target, [str(d) for d in range(10)])
+
+
+def test_train_refuses_a_transform_that_leaves_no_gradient(digits_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", digits_csv, "--out", out, "--scale", "5.085", "--offset", "-21.26"]
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "scale 5.085, offset -21.26, floor 0" in err and "no matched pairs" in err
+    assert "Use Suggest" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--scale", "0", "--offset", "0"], "--scale must be a number in (0, 1e+06]"),
+        (["--scale", "2"], "--scale and --offset go together"),
+    ],
+)
+def test_train_refuses_scale_zero_and_half_a_transform(tmp_path, capsys, extra, message):
+    args = ["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "r"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_run_that_learns_nothing_ends_not_learning(digits_csv, tmp_path, capsys, monkeypatch):
+    # Past the pre-training check, the digits setting gives no gradient in any step.
+    from soartlab import workflow
+
+    monkeypatch.setattr(workflow, "check_learnable", lambda *args, **kwargs: None)
+    out = tmp_path / "run"
+    args = ["train", "--data", digits_csv, "--out", out, "--scale", "5.085", "--offset", "-21.26"]
+    args += ["--epochs", "3", "--pairs-per-epoch", "256", "--device", "cpu", "--quiet"]
+    assert main([str(a) for a in args]) == 1
+    err = capsys.readouterr().err
+    assert "not learning: in epoch 1 no step had a gradient" in err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "not_learning"
+    assert [row["epoch"] for row in record["history"]] == [1]
+    assert record["history"][0]["loss"] == pytest.approx(0.5)
+
+
+def test_train_records_baselines_and_suggests_the_transform_by_default(trained):
+    _, out, done = trained
+    record = json.loads((out / "run.json").read_text())
+    assert set(record["baselines"]) == {"raw_knn", "untrained"}
+    assert all(0 <= v <= 1 for v in record["baselines"].values())
+    assert record["status"] == "finished"
+    assert "transform: Suggest's for this data" in done.stderr
+    assert record["transform"] != {"scale": 0.5, "offset": -0.25, "floor": 0.0}
+
+
+def test_suggest_prints_a_transform_that_learns(trained, tiny_run, capsys):
+    data, _, _ = trained
+    assert main(["suggest", "--data", str(data), "--seed", "3", "--pairs", "400"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"scale", "offset", "floor", "pulled", "pushed", "loss", "learns"} <= set(out)
+    assert out["learns"] is True and out["source"] == "initial network (seed 3)"
+    assert 0 <= out["roc_auc"] <= 1 and 0 <= out["overlap"] <= 1
+    assert out["pulled"] >= 0.05 and out["pushed"] >= 0.05
+
+
+def test_suggest_on_a_run_tunes_for_its_model(tiny_run, tmp_path, capsys):
+    from soartlab.data import save_dataset
+
+    data = save_dataset(tiny_run.dataset, tmp_path / "demo.parquet")
+    args = ["suggest", "--data", str(data), "--run", str(tiny_run.run.path), "--pairs", "400"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == f"run {tiny_run.run.path}" and out["learns"] is True
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--pairs", "1"], "--pairs must be"), (["--margin", "-1"], "--margin must be")],
+)
+def test_suggest_bad_input_exits_2(trained, capsys, extra, message):
+    data, _, _ = trained
+    assert main(["suggest", "--data", str(data), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -152,6 +152,11 @@ MALFORMED = [
     ("schema_version-future", set_path("schema_version", 3), "field 'schema_version'"),
     ("history-no-epoch", set_path("history", [{"loss": 1.0}]), "field 'history'"),
     ("cpu_seconds-negative", set_path("cpu_seconds", -1.0), "field 'cpu_seconds'"),
+    ("baselines-list", set_path("baselines", [0.5, 0.5]), "field 'baselines'"),
+    ("baselines-1.5", set_path("baselines", "raw_knn", 1.5), "field 'baselines.raw_knn'"),
+    ("baselines-nan", set_path("baselines", "untrained", float("nan")), "'baselines.untrained'"),
+    ("baselines-missing", set_path("baselines", {"raw_knn": 0.5}), "'baselines.untrained'"),
+    ("baselines-unknown", set_path("baselines", "extra", 0.5), "field 'baselines'"),
 ]
 
 
@@ -234,3 +239,15 @@ def test_schema_1_early_ends_are_read_from_its_stopped_flag(raw, flags, outcome)
     assert RunRecord.from_dict(old).status.value == outcome
     del old["status"]  # a schema-1 weights file's header had no status at all
     assert RunRecord.from_dict(old).status.value == outcome
+
+
+def test_baselines_are_recorded_and_optional(tiny_run, raw):
+    from soartlab.runs import RunInfo
+
+    baselines = tiny_run.record.baselines
+    assert baselines is not None and baselines == tiny_run.result.baselines
+    assert raw["baselines"] == baselines.to_dict()
+    assert 0 <= baselines.raw_knn <= 1 and 0 <= baselines.untrained <= 1
+    assert RunInfo.of(tiny_run.run).baselines == baselines  # what the Runs page shows
+    del raw["baselines"]  # a run saved before baselines were recorded
+    assert RunRecord.from_dict(raw).baselines is None

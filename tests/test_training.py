@@ -10,6 +10,7 @@ from soartlab.demo import make_demo
 from soartlab.errors import CheckpointError, DataError, SoartLabError
 from soartlab.prepare import prepare
 from soartlab.training import Outcome, TrainConfig, Trainer, TrainingState, initial_model
+from soartlab.transform import GammaTransform
 
 SMALL = dict(epochs=2, pairs_per_epoch=512, batch_size=64, device="cpu")
 
@@ -114,6 +115,36 @@ def test_nan_loss_stops_with_epoch_named_and_restores_last_good_state(demo, monk
     assert len(result.history) == 1 and len(snapshots) == 1
 
 
+def test_an_epoch_without_gradient_stops_not_learning(demo):
+    # Every pair on the floor (the digits report's setting): no step has a gradient.
+    config = TrainConfig(**{**SMALL, "epochs": 3}, transform=GammaTransform(5.085, -21.26, 0.0))
+    before = initial_model(config, demo).state_dict()
+    result = fit(demo, config)
+    assert result.outcome is Outcome.NOT_LEARNING and result.stopped
+    assert "not learning: in epoch 1 no step had a gradient" in result.stop_reason
+    assert "loss 0.5000" in result.stop_reason and "Suggest" in result.stop_reason
+    assert [row["epoch"] for row in result.history] == [1]
+    assert all(torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_a_learning_run_is_not_flagged(demo):
+    # The article's transform keeps pairs inside the margin on the demo set.
+    result = fit(demo, TrainConfig(**SMALL))
+    assert result.outcome is Outcome.FINISHED
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_baselines_use_the_held_out_split_and_the_untrained_network(demo):
+    config = TrainConfig(**SMALL)
+    result = fit(demo, config)
+    trainer = Trainer(config)
+    model = initial_model(config, demo)
+    _, untrained = trainer._evaluate(model, demo)
+    assert result.baselines.untrained == untrained["accuracy"]
+    assert result.baselines == trainer.baselines(model, demo)
+    assert 0 <= result.baselines.raw_knn <= 1
+
+
 def test_resume_from_training_state_continues_exactly(demo, tmp_path):
     three = TrainConfig(**{**SMALL, "epochs": 3})
     full = fit(demo, three)
@@ -136,7 +167,9 @@ def test_training_state_refuses_other_data_and_other_settings(demo, tmp_path):
     other_lr = TrainingState(tmp_path / "state.pt", TrainConfig(**SMALL, lr=0.01), demo.fingerprint)
     with pytest.raises(CheckpointError, match="lr: 0.001 there, 0.01 now"):
         other_lr.load()
-    assert TrainingState(tmp_path / "none.pt", TrainConfig(**SMALL), demo.fingerprint).load() is None
+    assert (
+        TrainingState(tmp_path / "none.pt", TrainConfig(**SMALL), demo.fingerprint).load() is None
+    )
 
 
 def test_the_model_normalises_its_own_inputs(demo):

@@ -50,6 +50,7 @@ def test_runs_compare_shows_the_same_row_for_each_run(tmp_path):
                 path=Path(folder) / f"run{i}",
                 history=(),  # no epochs: no curves, still the rates
                 metrics={"accuracy": 0.5 + i / 10, "escape_rate": 0.1, "overkill_rate": 0.2},
+                baselines=None,  # a run saved before baselines were recorded
             )
             for i in range(3)
         ]
@@ -65,3 +66,20 @@ def test_runs_compare_shows_the_same_row_for_each_run(tmp_path):
         "60.0%",
         "70.0%",
     ]
+
+
+def test_rates_row_shows_what_training_added_over_the_baselines():
+    def script() -> None:
+        from soartlab.training import Baselines
+        from soartlab.ui.widgets import rates_row
+
+        metrics = {"accuracy": 0.9, "escape_rate": 0.05, "overkill_rate": 0.125}
+        rates_row(metrics, baselines=Baselines(raw_knn=0.8, untrained=0.855))
+
+    at = AppTest.from_function(script)
+    at.run()
+    assert not at.exception, at.exception
+    shown = {metric.label: metric for metric in at.metric}
+    assert shown["Accuracy"].delta == "+4.5 pts over the untrained network"
+    assert shown["Untrained network"].value == "85.5%"
+    assert shown["kNN on raw features"].value == "80.0%"

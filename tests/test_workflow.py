@@ -186,3 +186,35 @@ def test_comparison_uses_rows_held_out_by_both_runs(run, demo):
     )
     both = held_out_split([loaded, other], demo)
     assert len(both) == len(set(info.test_indices) & set(other.record.data.test_indices))
+
+
+def test_train_run_refuses_a_setting_that_teaches_nothing(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from soartlab.errors import SoartLabError
+    from soartlab.runs import RunStore
+    from soartlab.transform import GammaTransform
+    from soartlab.workflow import learnability, train_run
+
+    config = replace(tiny_run.config, transform=GammaTransform(5.085, -21.26, 0.0))
+    with pytest.raises(SoartLabError, match=r"scale 5\.085, offset -21\.26.*Suggest"):
+        learnability(tiny_run.dataset, config)
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(SoartLabError, match=r"scale 5\.085"):
+        train_run(tiny_run.dataset, config, store=store)
+    assert store.list() == []
+    # With no transform chosen, the run trains with Suggest's, which learns.
+    assert learnability(tiny_run.dataset, config, auto_transform=True).learns
+
+
+def test_training_setup_suggests_on_the_network_it_will_train(tiny_run):
+    from soartlab.tuning import suggest_transform_for_loss
+    from soartlab.workflow import training_setup
+
+    setup = training_setup(tiny_run.dataset, tiny_run.config, auto_transform=True)
+    assert setup.suggested and setup.view.learns
+    expected = suggest_transform_for_loss(setup.pairs.matched, setup.pairs.unmatched)
+    assert setup.config.transform == expected
+    again = training_setup(tiny_run.dataset, tiny_run.config, resume_from=tiny_run.run.path)
+    assert not again.suggested and again.config.transform == tiny_run.config.transform
+    assert not np.allclose(again.pairs.matched, setup.pairs.matched)  # the trained model's

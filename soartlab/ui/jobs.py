@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class JobSnapshot:
     """A consistent copy of a job's progress, safe to render."""
 
-    status: str  # "running" | "done" | "stopped" | "failed"
+    status: str  # "running" | "done" (trained to the end) | "stopped" (any other end) | "failed"
+    outcome: str = ""  # soartlab.training.Outcome value once trained: finished, stopped, ...
     epoch: int = 0
     epochs: int = 0
     step: int = 0
@@ -39,6 +40,7 @@ class JobSnapshot:
     error: str = ""
     run_dir: Path | None = None
     metrics: dict = field(default_factory=dict)
+    baselines: Any = None  # soartlab.training.Baselines of the run, once trained
     stop_requested: bool = False
     seconds: float = 0.0
 
@@ -54,6 +56,7 @@ class TrainingJob:
         store: Any,
         label: str = "",
         resume_from: Path | None = None,
+        auto_transform: bool = False,
     ) -> None:
         # Who this job is, for the page's "already taken in" mark: id() of a finished job
         # can be reused by a later one.
@@ -63,6 +66,7 @@ class TrainingJob:
         self._store = store
         self._label = label
         self._resume_from = resume_from
+        self._auto_transform = auto_transform
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
         self._snapshot = JobSnapshot(status="running", epochs=int(getattr(config, "epochs", 0)))
@@ -76,6 +80,9 @@ class TrainingJob:
 
     # -- worker side (no Streamlit here) -----------------------------------------
     def _on_progress(self, progress: Any) -> None:
+        if progress.kind == "end":
+            # The end carries no step: keep the step it stopped at on show, not "step 0/0".
+            return
         with self._lock:
             snap = self._snapshot
             snap.epoch = progress.epoch
@@ -103,6 +110,7 @@ class TrainingJob:
                 callback=self._on_progress,
                 stop_event=self.stop_event,
                 resume_from=self._resume_from,
+                auto_transform=self._auto_transform,
             )
         except SoartLabError as exc:
             self._finish("failed", error=str(exc))
@@ -115,6 +123,8 @@ class TrainingJob:
             self._finish(
                 status,
                 run_dir=run.path,
+                outcome=result.outcome.value,
+                baselines=result.baselines,
                 metrics=dict(result.metrics),
                 history=list(result.history),
                 message=result.stop_reason or "finished",
@@ -126,6 +136,8 @@ class TrainingJob:
         *,
         error: str = "",
         run_dir: Path | None = None,
+        outcome: str = "",
+        baselines: Any = None,
         metrics: dict | None = None,
         history: list[dict] | None = None,
         message: str = "",
@@ -133,6 +145,8 @@ class TrainingJob:
         with self._lock:
             snap = self._snapshot
             snap.status = status
+            snap.outcome = outcome
+            snap.baselines = baselines
             snap.error = error
             snap.run_dir = run_dir
             snap.metrics = metrics or {}

@@ -50,7 +50,7 @@ def compare(infos: list[Any]) -> None:
     for column, info in zip(columns, infos, strict=False):
         with column:
             st.markdown(f"**{describe(info)}**")
-            rates_row(info.metrics or {})
+            rates_row(info.metrics or {}, baselines=info.baselines)
             figure = training_curves(list(info.history))
             figure.update_layout(height=300, margin={"t": 40, "b": 20}, showlegend=False)
             st.plotly_chart(figure, key=f"runs_curves_{info.run_id}", width="stretch")

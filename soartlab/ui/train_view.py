@@ -14,19 +14,36 @@ from soartlab.ui.widgets import rates_row
 
 POLL_SECONDS = 0.5
 FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
+# How a job ended, in words (training.Outcome values; "failed": refused or crashed).
+OUTCOME_WORDS = {
+    "finished": "Finished",
+    "stopped": "Stopped",
+    "not_learning": "Not learning",
+    "nan_loss": "NaN loss",
+    "": "Failed",
+}
 
 
 def job() -> TrainingJob | None:
     return st.session_state.get(state.TRAIN_JOB)
 
 
-def start(dataset: Any, config: Any, *, label: str, resume_from: Path | None) -> TrainingJob:
-    """Start training in a worker thread; the job lives in this session only."""
+def start(
+    dataset: Any, config: Any, *, label: str, resume_from: Path | None, auto_transform: bool
+) -> TrainingJob:
+    """Start training in a worker thread; the job lives in this session only.
+    ``auto_transform``: nothing was tuned, so train with Suggest's transform for this data
+    (see ``workflow.training_setup``)."""
     running = job()
     if running is not None and running.is_running():
         return running
     new_job = TrainingJob(
-        dataset, config, store=state.run_store(), label=label, resume_from=resume_from
+        dataset,
+        config,
+        store=state.run_store(),
+        label=label,
+        resume_from=resume_from,
+        auto_transform=auto_transform,
     )
     st.session_state[state.TRAIN_JOB] = new_job
     return new_job.start()
@@ -53,9 +70,8 @@ def collect_finished() -> None:
 
 def _progress_text(snap: JobSnapshot) -> str:
     if snap.status != "running":
-        return (
-            f"{snap.status.capitalize()} after {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
-        )
+        words = OUTCOME_WORDS[snap.outcome]
+        return f"{words} after {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
     if snap.stop_requested:
         return "Stopping at the next step…"
     if snap.epoch == 0:
@@ -112,13 +128,20 @@ def results() -> None:
     if snap.status == "failed":
         st.error(snap.error)
         return
-    if snap.status == "stopped":
-        st.warning(f"Training {snap.message}; the last good model was kept and saved.")
-    else:
+    if snap.outcome == "finished":
         st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
+    elif snap.outcome == "stopped":
+        st.warning(f"Training {snap.message}; the model at that step was saved.")
+    elif snap.outcome == "not_learning":
+        st.error(
+            f"Training ended early, {snap.message} The run is saved for the record; its "
+            "figures are those of the network before training."
+        )
+    else:
+        st.warning(f"Training ended: {snap.message}; the last good epoch's model was saved.")
     if snap.run_dir is None:
         return
-    rates_row(snap.metrics, held_out_samples=True)
+    rates_row(snap.metrics, held_out_samples=True, baselines=snap.baselines)
     downloads(snap.run_dir)
     st.button(
         "Next round: re-tune on the new embeddings",

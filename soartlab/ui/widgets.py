@@ -52,18 +52,27 @@ def _percent(metrics: Mapping[str, Any], key: str) -> str:
     return f"{metrics.get(key, float('nan')):.1%}"
 
 
-def rates_row(metrics: Mapping[str, Any], *, held_out_samples: bool = False) -> None:
+def rates_row(
+    metrics: Mapping[str, Any], *, held_out_samples: bool = False, baselines: Any = None
+) -> None:
     """Accuracy, escape and overkill of ``metrics`` (as ``classification_metrics`` gives
     them) in one row, with the number of samples scored when ``held_out_samples``.
+    ``baselines`` (a run's ``training.Baselines``, same held-out parts and kNN rule): what
+    training added over the untrained network, and the accuracy of kNN on raw features.
 
     A wrapping horizontal container of content-wide metrics rather than columns: where the
     row is narrow (one of four runs side by side on the Runs page) the metrics move to a
     second line instead of being squeezed until their values are cut off.
     """
+    accuracy = metrics.get("accuracy")
+    added = None
+    if baselines is not None and accuracy is not None:
+        added = f"{100 * (accuracy - baselines.untrained):+.1f} pts over the untrained network"
     with st.container(horizontal=True, gap="large"):
         st.metric(
             "Accuracy",
             _percent(metrics, "accuracy"),
+            delta=added,
             help="Share of samples whose predicted class is their true class.",
             width="content",
         )
@@ -79,6 +88,21 @@ def rates_row(metrics: Mapping[str, Any], *, held_out_samples: bool = False) -> 
             help="過検出 (overkill): good parts judged defective, as a share of the good samples.",
             width="content",
         )
+        if baselines is not None:
+            st.metric(
+                "Untrained network",
+                f"{baselines.untrained:.1%}",
+                help="Held-out accuracy of the network before this training (same parts, "
+                "same nearest-neighbour rule): what training is measured against.",
+                width="content",
+            )
+            st.metric(
+                "kNN on raw features",
+                f"{baselines.raw_knn:.1%}",
+                help="Held-out accuracy of nearest neighbours on the normalised raw "
+                "features, without any network (same parts, same rule).",
+                width="content",
+            )
         if held_out_samples:
             st.metric("Held-out samples", f"{metrics.get('n_samples', 0):,}", width="content")
 
@@ -115,7 +139,8 @@ def sidebar_status() -> None:
     with st.sidebar:
         st.caption("This session")
         st.markdown(f"**Data** · {status['data'] or 'none'}")
-        st.markdown(f"**Tuned transform** · {status['transform'] or 'the values of the article (not tuned)'}")
+        transform = status["transform"] or "not tuned: Suggest's at Start"
+        st.markdown(f"**Tuned transform** · {transform}")
         st.markdown(f"**Model** · {status['model'] or 'not trained yet'}")
         if status["training"]:
             st.markdown(f"**Training** · {status['training']}")
