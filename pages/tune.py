@@ -71,6 +71,7 @@ with guard, st.spinner("Computing pair distances…"):
 if sample is None:
     st.stop()
 st.caption(f"Distances on {sample.source}.")
+tune.start_from_suggestion(sample, source)
 
 tune.tuning_panel(sample, float(p_v), float(p_m), live=live)
 
@@ -83,7 +84,12 @@ else:
     )
 
 tuned = state.tuned_transform()
-if tuned is not None:
+if tuned is None:
+    st.caption(
+        "Nothing stored yet: the Train page trains with Suggest's values for the network "
+        "to be trained (where these sliders start)."
+    )
+else:
     t = tuned.transform
     st.caption(
         f"Stored for training: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g} "

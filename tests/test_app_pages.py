@@ -216,7 +216,13 @@ def test_tune_live_component_gets_fine_bins_not_points(app):
     matched, unmatched = data["fine"]["matched"], data["fine"]["unmatched"]
     assert len(matched) == len(unmatched) == tune_live.FINE_BINS
     assert sum(matched) + sum(unmatched) == tune.DEFAULT_PAIRS
-    assert data["values"] == {"scale": 0.5, "offset": -0.25, "floor": 0.0}
+    # The sliders start where Train starts when nothing is stored: at Suggest's values.
+    assert data["values"] == {
+        "scale": app.session_state[tune.SCALE_KEY],
+        "offset": app.session_state[tune.OFFSET_KEY],
+        "floor": 0.0,
+    }
+    assert data["values"]["scale"] != 0.5
     assert data["margin"] == 1.0
     assert {"Pulled in", "Pushed out", "Loss now"} <= set(metric_values(app))
 
@@ -235,10 +241,13 @@ def test_tune_component_report_is_stored_and_garbage_is_not():
 
 def test_suggest_and_use_for_training(app):
     open_tune(app)
+    suggested = app.slider(key=tune.OFFSET_KEY).value
+    button(app, "Article's values").click().run()
     offset = app.slider(key=tune.OFFSET_KEY).value
+    assert offset == -0.25
     button(app, "Suggest").click().run()
     assert not app.exception and not app.error
-    assert app.slider(key=tune.OFFSET_KEY).value != offset
+    assert app.slider(key=tune.OFFSET_KEY).value == pytest.approx(suggested)
     button(app, "Use for training").click().run()
     assert [m.value for m in app.success] == ["Stored for training."]
     tuned = app.session_state[state.TRANSFORM]

@@ -301,6 +301,29 @@ def current_values() -> dict[str, float]:
     }
 
 
+def start_from_suggestion(sample: PairSample, source: str) -> None:
+    """On the first look at the network to be trained, start the sliders at Suggest's
+    values: what the Train page trains with when nothing is stored
+    (``workflow.training_setup``), so the page opens on the setting that learns."""
+    untouched = not any(
+        key in st.session_state or state.SHADOW_PREFIX + key in st.session_state
+        for key in VALUE_KEYS.values()
+    )
+    if untouched and source == SOURCE_NETWORK and sample.distance_label == LOSS_DISTANCE:
+        from soartlab.tuning import suggest_transform_for_loss
+
+        margin = float(_train_setting("margin"))
+        floor = ARTICLE_TRANSFORM.floor
+        store_values(
+            suggest_transform_for_loss(sample.matched, sample.unmatched, margin, floor).to_dict()
+        )
+
+
+def _article_values() -> None:
+    """Button callback: the article's transform, by name."""
+    store_values(ARTICLE_TRANSFORM.to_dict())
+
+
 def store_values(values: dict[str, float]) -> None:
     """Set the sliders' values (from a callback, before the sliders draw)."""
     for name, key in VALUE_KEYS.items():
@@ -459,7 +482,13 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
 
         with guard:
             loss_view_row(loss_view(sample.matched, sample.unmatched, transform, margin))
-    cols = st.columns([1, 1, 2])
+    cols = st.columns(3)
+    cols[2].button(
+        "Article's values",
+        on_click=_article_values,
+        help="The seed article's transform: scale 0.5, offset -0.25, floor 0.",
+        width="stretch",
+    )
     cols[0].button(
         "Suggest",
         on_click=_suggest,
