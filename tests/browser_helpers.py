@@ -5,6 +5,7 @@ browser, server``); each module gets its own server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,11 +59,10 @@ def _wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> No
     raise TimeoutError("streamlit did not become healthy")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed")
-    home = tmp_path_factory.mktemp("soartlab-home")
+@contextlib.contextmanager
+def app_server(home: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port with runs under ``home``; yields its
+    URL once healthy and stops it on exit (bench/bench_tune_browser.py uses it too)."""
     port = _free_port()
     env = {**os.environ, "SOARTLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     command = [
@@ -84,7 +85,7 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
-        yield url, home
+        yield url
     finally:
         process.terminate()
         try:
@@ -95,13 +96,26 @@ def server(tmp_path_factory):
         log.close()
 
 
+def chromium_path() -> str | None:
+    """Debian's Chromium ($SOARTLAB_CHROMIUM, else /usr/bin/chromium or on PATH)."""
+    return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if chromium_path() is None:
+        pytest.skip("Debian chromium is not installed")
+    home = tmp_path_factory.mktemp("soartlab-home")
+    with app_server(home) as url:
+        yield url, home
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             yield instance
         finally:
