@@ -42,10 +42,11 @@ from soartlab.transform import GammaTransform
 # a handful of pairs and the run, as the digits report showed, moves nothing.
 MIN_GRADIENT_SHARE = 0.05
 
-# `suggest_transform_for_loss`: the matched quantile mapped to the floor and the
-# unmatched quantile mapped to the margin.
-MATCHED_QUANTILE = 0.10
+# `suggest_transform_for_loss`: the margin sits at this multiple of the unmatched
+# quantile (measured from the floor's gamma), so the loss keeps pushing unmatched pairs
+# beyond where they are now.
 UNMATCHED_QUANTILE = 0.90
+MARGIN_REACH = 2.0
 # The fallback places every pair strictly inside (floor, margin), this share of the
 # width away from either end.
 FALLBACK_INSET = 0.05
@@ -242,23 +243,27 @@ def suggest_transform_for_loss(
     """A transform under which the loss learns from these gammas ``matched`` ``(Nm,)``
     and ``unmatched`` ``(Nu,)`` (the distances the loss will see, see `pair_gammas`).
 
-    Rule: the line through (q_m, ``floor``) and (q_u, ``margin``), with q_m the 10th
-    percentile of matched gamma and q_u the 90th percentile of unmatched gamma — about
-    90 % of matched pairs are pulled, and the unmatched pairs between q_m and q_u are
-    pushed. If q_u ≤ q_m, or that line does not learn by `loss_view`'s rule (too few
-    unmatched pairs above q_m), or it leaves the allowed ranges: every pair is placed
-    strictly inside (floor, margin) — the pooled minimum and maximum go to
-    `FALLBACK_INSET` of the width inside either end (a spread of 0 goes to the middle) —
-    so every pair is pulled or pushed. Either way ``loss_view(matched, unmatched,
-    result, margin).learns`` is True.
+    Rule: gamma g0 = min(0, smallest gamma) goes to ``floor`` — gamma's own least value
+    is 0, a residual in a single component — and g0 + 2·(q_u − g0) to ``margin``, with
+    q_u the 90th percentile of unmatched gamma. Every matched pair above g0 is pulled
+    toward 0, and every unmatched pair below twice q_u pushed out (at least 90 %): the
+    window is wide, like the article's (0.5 to 2.5 on the demo set's gamma), so the loss
+    keeps separating the pairs instead of stopping where they are now. (A window fitted
+    tightly to today's quantiles — the matched 10th percentile on the floor, the
+    unmatched 90th at the margin — stalled on the demo set: 45 % held-out accuracy after
+    3 epochs against 64 %.) If q_u ≤ g0, or the line does not learn by `loss_view`'s
+    rule, or it leaves the allowed ranges: every pair is placed strictly inside (floor,
+    margin) — the pooled minimum and maximum go to `FALLBACK_INSET` of the width inside
+    either end (a spread of 0 goes to the middle). Either way ``loss_view(matched,
+    unmatched, result, margin).learns`` is True.
     """
     matched_g = _distances(matched, "matched")
     unmatched_g = _distances(unmatched, "unmatched")
     if isinstance(floor, bool) or not isinstance(floor, int | float) or not math.isfinite(floor):
         raise SoartLabError(f"floor must be a finite number; got {floor!r}.")
     _check_margin(margin, floor)
-    low = float(np.quantile(matched_g, MATCHED_QUANTILE))
-    high = float(np.quantile(unmatched_g, UNMATCHED_QUANTILE))
+    low = min(0.0, float(matched_g.min()), float(unmatched_g.min()))
+    high = low + MARGIN_REACH * (float(np.quantile(unmatched_g, UNMATCHED_QUANTILE)) - low)
     if high > low:
         scale = (margin - floor) / (high - low)
         line = _transform(scale, floor - scale * low, floor)

@@ -96,15 +96,15 @@ def test_loss_view_refuses_bad_input():
         tuning.loss_view([1.0], [1.0], GammaTransform(floor=2.0), 1.0)
 
 
-def test_suggest_maps_the_quantiles_to_floor_and_margin():
+def test_suggest_maps_zero_to_the_floor_and_twice_the_unmatched_quantile_to_the_margin():
     rng = np.random.default_rng(1)
-    matched, unmatched = rng.normal(1.0, 0.2, 5000), rng.normal(2.0, 0.2, 5000)
+    matched, unmatched = rng.gamma(4, 0.25, 5000), rng.gamma(8, 0.25, 5000)
     t = tuning.suggest_transform_for_loss(matched, unmatched, margin=2.0, floor=0.5)
     assert t.floor == 0.5
-    assert t(np.quantile(matched, 0.1)) == pytest.approx(0.5)
-    assert t.scale * np.quantile(unmatched, 0.9) + t.offset == pytest.approx(2.0)
+    assert t.offset == pytest.approx(0.5)  # gamma 0 on the floor
+    assert t.scale * 2 * np.quantile(unmatched, 0.9) + t.offset == pytest.approx(2.0)
     view = tuning.loss_view(matched, unmatched, t, 2.0)
-    assert view.pulled == pytest.approx(0.9, abs=0.01) and view.pushed > 0.5
+    assert view.pulled == 1.0 and view.pushed >= 0.9
 
 
 def test_suggest_falls_back_inside_floor_and_margin():
