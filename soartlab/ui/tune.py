@@ -494,8 +494,8 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
         on_click=_suggest,
         args=(sample, margin),
         disabled=not is_loss_distance,
-        help="Scale and offset under which the loss learns from these pairs: the 10th "
-        "percentile of matched gamma goes to the floor, the 90th of unmatched to the margin.",
+        help="Scale and offset under which the loss learns from these pairs, matched and "
+        "unmatched alike — what the Train page uses when nothing is stored.",
         width="stretch",
     )
     cols[1].button(
