@@ -1,10 +1,11 @@
-"""3. A slider move on the Tune page, timed through the code the app runs: re-transform
-the cached raw gammas with the new `GammaTransform`, re-bin both panels and build the
-figure (`plots.before_after_histograms`, sized as `soartlab.ui.tune` sizes it), then
+"""3. A slider move on the Tune page's server-drawn path ("Live in the browser" off),
+timed through the code the app runs: re-transform the cached raw gammas with the new
+`GammaTransform`, re-bin both panels and build the figure (`plots.before_after_histograms`
+with its threshold, floor and margin lines, sized as `soartlab.ui.tune` sizes it), then
 serialise it the way `st.plotly_chart` does (`fig.to_dict()`, then JSON without
 re-validation). Also the single `pair_histogram`, and the whole fragment's work per move
-(the above plus the tuned side's `separation_report`). The article re-plots with
-matplotlib's `plt.hist` on the raw lists.
+(the above plus the loss's view, `tuning.loss_view`). The article re-plots with
+matplotlib's `plt.hist` on the raw lists. The live sliders' path is bench_tune*.py.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import plotly.tools
 from common import timed
 
 from soartlab import plots
-from soartlab.separation import separation_report
 from soartlab.transform import GammaTransform
+from soartlab.tuning import loss_view
 from soartlab.ui.tune import HISTOGRAM_LAYOUT
 
 GROWTH_PAIRS = (5_000, 20_000, 100_000, 300_000)
@@ -44,19 +45,26 @@ def chart_payload(figure) -> str:
 
 
 def slider_move(matched, unmatched, transform: GammaTransform, threshold: float = 0.5) -> str:
-    """The figure part of `soartlab.ui.tune.tuning_panel` on one slider move."""
+    """The figure part of `soartlab.ui.tune.tuning_panel` on one slider move (the raw
+    threshold, kept with the sample, mapped through the transform)."""
     figure = plots.before_after_histograms(
-        matched, unmatched, transform(matched), transform(unmatched), threshold=threshold
+        matched,
+        unmatched,
+        transform(matched),
+        transform(unmatched),
+        threshold=float(transform(np.array([threshold]))[0]),
+        floor=transform.floor,
+        margin=1.0,
     )
     figure.update_layout(HISTOGRAM_LAYOUT)
     return chart_payload(figure)
 
 
 def fragment_move(matched, unmatched, transform: GammaTransform) -> str:
-    """Everything the fragment computes on a slider move (the raw side's report is kept
-    with the sample): the tuned side's separation report, then the figure."""
-    after = separation_report(transform(matched), transform(unmatched))
-    return slider_move(matched, unmatched, transform, threshold=after.threshold)
+    """Everything the fragment computes on a slider move (the raw side's separation
+    report is kept with the sample): the loss's view, then the figure."""
+    loss_view(matched, unmatched, transform, 1.0)
+    return slider_move(matched, unmatched, transform)
 
 
 def single_histogram(matched, unmatched, transform: GammaTransform) -> str:

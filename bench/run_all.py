@@ -88,6 +88,8 @@ def main() -> None:
             embeddings = embed_all(model, images)
             results["knn"] = attempt("knn", lambda: _bench("bench_knn").run(embeddings), results)
     results["app"] = attempt("app", _bench("bench_app").run, results)
+    results["tune"] = attempt("tune", _bench("bench_tune").run, results)
+    results["tune_browser"] = attempt("tune_browser", _bench("bench_tune_browser").run, results)
     results["total_seconds"] = time.perf_counter() - started
     results["machine"]["load_average_end"] = machine()["load_average"]
 

@@ -1,4 +1,4 @@
-"""Tune: reshape the distance until matched and unmatched pairs separate."""
+"""Tune: reshape the distance the loss sees, see which pairs it would learn from, preview."""
 
 import streamlit as st
 
@@ -10,34 +10,40 @@ entry.through_app()
 
 st.title("Tune the distance")
 st.caption(
-    "Matched pairs (same label, blue) should sit near 0 and unmatched pairs (red) far "
-    "away. Move the sliders until the peaks stop overlapping, then use the values for training."
+    "Matched pairs (same label, blue) should end up near 0 and unmatched pairs (red) far "
+    "away. Set the transform so that the loss learns from both, preview where it leads, "
+    "then use the values for training."
 )
 require_data()
+with st.expander("Why the sliders do not move ROC AUC, and what they do change"):
+    st.markdown(tune.EXPLANATION)
 
 has_model = state.current_run_dir() is not None
-sources = [tune.SOURCE_RAW, tune.SOURCE_MODEL] if has_model else [tune.SOURCE_RAW]
-state.persisted(state.TUNE_SOURCE, tune.SOURCE_RAW)
+sources = [tune.SOURCE_NETWORK, tune.SOURCE_MODEL, tune.SOURCE_RAW]
+if not has_model:
+    sources.remove(tune.SOURCE_MODEL)
+state.persisted(state.TUNE_SOURCE, tune.SOURCE_NETWORK)
 if st.session_state[state.TUNE_SOURCE] not in sources:
-    state.remember(state.TUNE_SOURCE, tune.SOURCE_RAW)
+    state.remember(state.TUNE_SOURCE, tune.SOURCE_NETWORK)
 
 cols = st.columns([2, 1, 2, 1, 1])
 source = cols[0].radio(
     "Embedding source",
     sources,
     key=state.TUNE_SOURCE,
-    help="Raw input features, or the embeddings of the current model (after training).",
+    help="The distances the loss will see are those between the embeddings of the network "
+    "to be trained; raw features are a reference.",
 )
 n_pairs = cols[1].number_input(
     "Pairs",
     min_value=100,
-    max_value=50_000,
+    max_value=100_000,
     step=500,
     key=state.persisted("tune_pairs", tune.DEFAULT_PAIRS),
-    help="Half matched, half unmatched; drawn once with a fixed seed.",
+    help="Half matched, half unmatched, from the training split; drawn with the Train page's seed.",
 )
 distance_label = cols[2].selectbox(
-    "Distance", list(tune.DISTANCES), key=state.persisted("tune_distance", "SOART3 gamma")
+    "Distance", list(tune.DISTANCES), key=state.persisted("tune_distance", tune.LOSS_DISTANCE)
 )
 p_v, p_m, p = 4.0, 1.0, 3.0
 if distance_label.startswith("SOART3"):
@@ -51,8 +57,12 @@ elif distance_label == "Minkowski-p":
     p = cols[3].number_input(
         "p", min_value=0.5, max_value=64.0, step=0.5, key=state.persisted("tune_p", 3.0)
     )
-if not has_model:
-    cols[0].caption("Model embeddings become available after training.")
+live = cols[2].toggle(
+    "Live in the browser",
+    key=state.persisted(tune.LIVE_KEY, True),
+    help="Histograms redrawn in the browser while you drag. Off: drawn by the server "
+    "(with hover details) when a slider is released.",
+)
 
 guard = EngineErrors()
 sample = None
@@ -62,15 +72,26 @@ with guard, st.spinner("Computing pair distances…"):
     )
 if sample is None:
     st.stop()
+st.caption(f"Distances on {sample.source}.")
+tune.start_from_suggestion(sample, source)
 
-tune.tuning_panel(sample, float(p_v), float(p_m))
+tune.tuning_panel(sample, float(p_v), float(p_m), live=live)
+
+if distance_label == tune.LOSS_DISTANCE:
+    tune.preview_section(float(p_v), float(p_m))
+else:
+    st.info(
+        "Training's SOART3 loss uses the transform on SOART3 gamma; other distances are "
+        "shown for comparison (Suggest, the loss's view and Preview need SOART3 gamma)."
+    )
 
 tuned = state.tuned_transform()
-if distance_label != "SOART3 gamma":
-    st.info(
-        "Training's SOART3 loss uses the transform on SOART3 gamma; other distances are shown for comparison."
+if tuned is None:
+    st.caption(
+        "Nothing stored yet: the Train page trains with Suggest's values for the network "
+        "to be trained (where these sliders start)."
     )
-if tuned is not None:
+else:
     t = tuned.transform
     st.caption(
         f"Stored for training: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g} "

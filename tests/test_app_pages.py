@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from soartlab.ui import state
+from soartlab.ui import state, tune, tune_live
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
@@ -156,13 +156,29 @@ def test_unsupported_upload_type_is_refused(app):
 # --- tune ---------------------------------------------------------------------------------
 
 
+def open_tune(at: AppTest, *, live: bool = False, **values) -> AppTest:
+    """The Tune page; ``live=False`` is the server-drawn path (AppTest runs no
+    JavaScript); ``values`` preset session-state keys (slider values, preview steps)."""
+    at.session_state[tune.LIVE_KEY] = live
+    for key, value in values.items():
+        at.session_state[key] = value
+    return open_page(at, "pages/tune.py")
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
 def test_tune_slider_redraws_the_histograms(app):
-    open_page(app, "pages/tune.py")
+    open_tune(app)
     before = chart_specs(app)
     assert len(before) == 1
     traces = before[0]["data"]
     assert {t["type"] for t in traces} == {"bar"}  # binned server-side
-    app.slider(key="tune_offset").set_value(-1.0).run()
+    # The after panel carries the transform's floor and the loss's margin.
+    texts = [a["text"] for a in before[0]["layout"]["annotations"]]
+    assert "floor 0" in texts and "margin 1" in texts
+    app.slider(key=tune.OFFSET_KEY).set_value(-1.0).run()
     assert not app.exception
     after = chart_specs(app)
     assert after[0]["data"] != traces, "moving the offset must change the after-tune bars"
@@ -170,25 +186,116 @@ def test_tune_slider_redraws_the_histograms(app):
     assert after[0]["data"][0] == traces[0]
 
 
+def test_tune_shows_the_loss_view_and_it_follows_the_sliders(app):
+    open_tune(app)
+    figures = metric_values(app)
+    assert {"Pulled in", "Pushed out", "Loss now"} <= set(figures)
+    app.slider(key=tune.OFFSET_KEY).set_value(0.5).run()
+    moved = metric_values(app)
+    assert moved["Loss now"] != figures["Loss now"]
+    assert moved["ROC AUC"] == figures["ROC AUC"], "scale and offset cannot change ROC AUC"
+    assert any("cannot" in e.proto.body for e in app.get("markdown")), "the page says why"
+
+
+def test_tune_warns_when_nothing_would_be_learnt_and_suggest_fixes_it(app):
+    # The issue's setting on digits: every pair on the floor, loss 0.5 in every epoch.
+    open_tune(app, **{tune.SCALE_KEY: 5.085, tune.OFFSET_KEY: -21.26})
+    assert metric_values(app)["Pulled in"] == "0.0%"
+    assert app.warning and "nothing would be learnt" in app.warning[0].value
+    button(app, "Suggest").click().run()
+    assert not app.exception and not app.error and not app.warning
+    figures = metric_values(app)
+    assert figures["Pulled in"] != "0.0%" and figures["Pushed out"] != "0.0%"
+
+
+def test_tune_live_component_gets_fine_bins_not_points(app):
+    open_tune(app, live=True)
+    assert not chart_specs(app), "the live component draws the histograms"
+    [component] = app.get("bidi_component")
+    data = json.loads(component.proto.json)
+    matched, unmatched = data["fine"]["matched"], data["fine"]["unmatched"]
+    assert len(matched) == len(unmatched) == tune_live.FINE_BINS
+    assert sum(matched) + sum(unmatched) == tune.DEFAULT_PAIRS
+    # The sliders start where Train starts when nothing is stored: at Suggest's values.
+    assert data["values"] == {
+        "scale": app.session_state[tune.SCALE_KEY],
+        "offset": app.session_state[tune.OFFSET_KEY],
+        "floor": 0.0,
+    }
+    assert data["values"]["scale"] != 0.5
+    assert data["margin"] == 1.0
+    assert {"Pulled in", "Pushed out", "Loss now"} <= set(metric_values(app))
+
+
+def test_tune_component_report_is_stored_and_garbage_is_not():
+    assert tune_live.reported_values({"scale": 2, "offset": -1.5, "floor": 0.0}) == {
+        "scale": 2.0,
+        "offset": -1.5,
+        "floor": 0.0,
+    }
+    for payload in (None, [], {"scale": 1}, {"scale": "1", "offset": 0, "floor": 0},
+                    {"scale": float("nan"), "offset": 0, "floor": 0},
+                    {"scale": True, "offset": 0, "floor": 0}):  # fmt: skip
+        assert tune_live.reported_values(payload) is None
+
+
 def test_suggest_and_use_for_training(app):
-    open_page(app, "pages/tune.py")
-    offset = app.slider(key="tune_offset").value
+    open_tune(app)
+    suggested = app.slider(key=tune.OFFSET_KEY).value
+    button(app, "Article's values").click().run()
+    offset = app.slider(key=tune.OFFSET_KEY).value
+    assert offset == -0.25
     button(app, "Suggest").click().run()
     assert not app.exception and not app.error
-    assert app.slider(key="tune_offset").value != offset
+    assert app.slider(key=tune.OFFSET_KEY).value == pytest.approx(suggested)
     button(app, "Use for training").click().run()
+    assert [m.value for m in app.success] == ["Stored for training."]
     tuned = app.session_state[state.TRANSFORM]
-    assert tuned.transform.offset == pytest.approx(app.slider(key="tune_offset").value)
+    assert tuned.transform.offset == pytest.approx(app.slider(key=tune.OFFSET_KEY).value)
     open_page(app, "pages/train.py")
     assert any(f"{tuned.transform.scale:.3g}" in c.value for c in app.caption)
 
 
+def test_tune_defaults_to_the_network_to_be_trained(app):
+    open_tune(app)
+    assert app.radio(key=state.TUNE_SOURCE).value == tune.SOURCE_NETWORK
+    assert any("untrained network for seed 0" in c.value for c in app.caption)
+    network = chart_specs(app)[0]["data"][0]
+    app.radio(key=state.TUNE_SOURCE).set_value(tune.SOURCE_RAW).run()
+    assert not app.exception and not app.error
+    assert chart_specs(app)[0]["data"][0]["x"] != network["x"], "another scale of gamma"
+
+
 @pytest.mark.parametrize("distance", ["Euclidean", "Minkowski-p", "Cosine", "SOART3 yita"])
 def test_tune_other_distances(app, distance):
-    open_page(app, "pages/tune.py")
+    open_tune(app)
     app.selectbox(key="tune_distance").set_value(distance).run()
     assert not app.exception and not app.error
     assert len(chart_specs(app)) == 1
+
+
+def wait_for_preview(at: AppTest, seconds: float = 120) -> None:
+    job = at.session_state[tune.PREVIEW_JOB]
+    job.join(seconds)
+    assert not job.is_running(), "preview did not finish in time"
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_preview_shows_where_the_setting_leads_and_restarts_when_a_slider_moves(app):
+    open_tune(app, **{tune.PREVIEW_STEPS_KEY: 10})
+    button(app, "Preview").click().run()
+    first = app.session_state[tune.PREVIEW_JOB]
+    wait_for_preview(app)
+    figures = metric_values(app)
+    assert "ROC AUC after preview" in figures and figures["Steps"] == "10"
+    assert len(chart_specs(app)) == 3  # the tuning histograms and the preview's two
+    # A new setting starts a new preview of it (the old one had ended here).
+    app.slider(key=tune.OFFSET_KEY).set_value(-0.1).run()
+    second = app.session_state[tune.PREVIEW_JOB]
+    assert second is not first and second.setting != first.setting
+    wait_for_preview(app)
+    assert second.snapshot().status == "done"
 
 
 # --- train --------------------------------------------------------------------------------
@@ -228,8 +335,8 @@ def test_training_finishes_offers_downloads_and_next_round(app):
     button(app, "Next round: re-tune on the new embeddings").click().run()
     assert not app.exception
     assert app.session_state[state.RESUME_FROM] == run_dir
-    assert app.radio(key=state.TUNE_SOURCE).value == "Current model's embeddings"
-    assert len(chart_specs(app)) == 1
+    assert app.radio(key=state.TUNE_SOURCE).value == tune.SOURCE_MODEL
+    assert app.get("bidi_component"), "the Tune page draws its live histograms"
     open_page(app, "pages/train.py")
     assert any("Next round" in i.value for i in app.info)
 
@@ -314,8 +421,8 @@ def test_explore_compares_two_runs(app_with_run, trained_run):
 
 
 def test_tune_on_the_model_embeddings(app_with_run):
-    at = open_page(app_with_run, "pages/tune.py")
-    at.radio(key=state.TUNE_SOURCE).set_value("Current model's embeddings").run()
+    at = open_tune(app_with_run)
+    at.radio(key=state.TUNE_SOURCE).set_value(tune.SOURCE_MODEL).run()
     assert not at.exception and not at.error
     assert len(chart_specs(at)) == 1
 

@@ -114,15 +114,24 @@ def test_before_after_histograms_two_panels_legend_once(rng):
     assert line.xref == "x2" and line.x0 == 0.9
 
 
+def test_before_after_histograms_floor_and_margin_lines_on_the_after_panel():
+    fig = plots.before_after_histograms([0.1], [0.9], [0.2], [0.8], floor=0.0, margin=1.0)
+    assert [(s.xref, s.x0) for s in fig.layout.shapes] == [("x2", 0.0), ("x2", 1.0)]
+    texts = _annotation_texts(fig)
+    assert "floor 0" in texts and "margin 1" in texts
+    assert not any(t.startswith("threshold") for t in texts)
+
+
 def test_before_after_histograms_empty_panel():
     fig = plots.before_after_histograms([], [], [0.1], [0.9])
     assert len(fig.data) == 2
     assert "no pairs" in _annotation_texts(fig)
 
 
-def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, threshold=None):
+def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, **lines):
     """The before/after figure built through Plotly's validated API (make_subplots,
-    go.Bar, add_vline): the look ``before_after_histograms`` must keep."""
+    go.Bar, add_vline): the look ``before_after_histograms`` must keep. ``lines``:
+    threshold, floor and margin positions (None: no line)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("before tune", "after tune"))
     for col, (matched, unmatched) in enumerate(((raw_m, raw_u), (tuned_m, tuned_u)), start=1):
         edges = plots.shared_edges(matched, unmatched, bins=bins)
@@ -133,16 +142,23 @@ def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, threshol
         fig.update_xaxes(title_text="distance", row=1, col=col)
     fig.update_yaxes(title_text="fraction of pairs", tickformat=".0%", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    if threshold is not None:
-        fig.add_vline(
-            x=threshold,
-            line_dash="dash",
-            line_color="black",
-            annotation_text=f"threshold {threshold:.3g}",
-            annotation_position="top right",
-            row=1,
-            col=2,
-        )
+    styles = {
+        "threshold": ("dash", "black", "top right"),
+        "floor": ("dot", "#7f7f7f", "top left"),
+        "margin": ("dashdot", "#ff7f0e", "bottom right"),
+    }
+    for name, (dash, color, position) in styles.items():
+        x = lines.get(name)
+        if x is not None:
+            fig.add_vline(
+                x=x,
+                line_dash=dash,
+                line_color=color,
+                annotation_text=f"{name} {x:.3g}",
+                annotation_position=position,
+                row=1,
+                col=2,
+            )
     fig.update_layout(
         barmode="overlay",
         bargap=0,
@@ -151,11 +167,14 @@ def _validated_before_after(raw_m, raw_u, tuned_m, tuned_u, *, bins=40, threshol
     return fig
 
 
-@pytest.mark.parametrize("threshold", [None, 0.9])
-def test_before_after_histograms_match_the_validated_figure(rng, threshold):
+@pytest.mark.parametrize(
+    "lines",
+    [{}, {"threshold": 0.9}, {"floor": 0.1, "margin": 1.2}, {"threshold": 0.9, "margin": 1.0}],
+)
+def test_before_after_histograms_match_the_validated_figure(rng, lines):
     arrays = (rng.random(300), rng.random(200) + 0.5, rng.random(300), rng.random(200) + 1)
-    fast = plots.before_after_histograms(*arrays, bins=12, threshold=threshold)
-    reference = _validated_before_after(*arrays, bins=12, threshold=threshold)
+    fast = plots.before_after_histograms(*arrays, bins=12, **lines)
+    reference = _validated_before_after(*arrays, bins=12, **lines)
     assert json.loads(fast.to_json()) == json.loads(reference.to_json())
     # The unvalidated figure is a valid one: Plotly's validation accepts it unchanged.
     assert go.Figure(fast.to_dict()).to_dict() == fast.to_dict()
@@ -165,9 +184,7 @@ def test_pair_histogram_matches_the_validated_figure(rng):
     matched = rng.random(100)
     fast = plots.pair_histogram(matched, [], bins=8, title="t", threshold=0.4, x_title="d")
     edges = plots.shared_edges(matched, bins=8)
-    reference = go.Figure(
-        [go.Bar(t) for t in _histogram_traces(matched, np.array([]), edges)]
-    )
+    reference = go.Figure([go.Bar(t) for t in _histogram_traces(matched, np.array([]), edges)])
     reference.update_layout(
         title="t",
         barmode="overlay",

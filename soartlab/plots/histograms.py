@@ -121,19 +121,31 @@ def _empty_sides(matched: np.ndarray, unmatched: np.ndarray) -> str | None:
 # through Plotly's validated API (make_subplots, add_vline, update_layout) takes tens of
 # ms, all of it for a layout that never changes. So the layout is built that way once
 # per key, kept as JSON (no user data in it), and each call only fills in the binned
-# traces, the notes and the threshold line as plain dicts.
+# traces, the notes and the vertical lines as plain dicts.
 
 BEFORE_AFTER_TITLES = ("before tune", "after tune")
-THRESHOLD_LINE = {"line_dash": "dash", "line_color": "black"}
+# The vertical lines a histogram can carry, in drawing order: how add_vline draws each.
+# The floor and the margin are where the contrastive loss stops pulling matched pairs
+# and stops pushing unmatched ones (d = max(scale·gamma + offset, floor)).
+VERTICAL_LINES = {
+    "threshold": {"line_dash": "dash", "line_color": "black", "annotation_position": "top right"},
+    "floor": {"line_dash": "dot", "line_color": "#7f7f7f", "annotation_position": "top left"},
+    "margin": {
+        "line_dash": "dashdot",
+        "line_color": "#ff7f0e",
+        "annotation_position": "bottom right",
+    },
+}
 
 
 @functools.lru_cache(maxsize=32)
 def _histogram_layout_json(panels: int, title: str, x_title: str, template_name: str) -> str:
     """The validated layout of a one-panel or before/after (``panels == 2``) histogram.
 
-    Its last shape and last annotation are a threshold line at x = 0 on the last panel,
-    for ``_histogram_layout`` to move or drop. ``template_name`` is Plotly's default
-    template when called; it is part of the key so that changing the default is seen.
+    Its last shapes and annotations are one line per `VERTICAL_LINES` entry at x = 0 on
+    the last panel, in that order, for ``_histogram_layout`` to move or drop.
+    ``template_name`` is Plotly's default template when called; it is part of the key so
+    that changing the default is seen.
     """
     if panels == 1:
         fig = go.Figure()
@@ -159,31 +171,34 @@ def _histogram_layout_json(panels: int, title: str, x_title: str, template_name:
         )
         # The skeleton has no traces yet, so the line must not skip "empty" subplots.
         panel = {"row": 1, "col": panels, "exclude_empty_subplots": False}
-    fig.add_vline(
-        x=0.0,
-        annotation_text="threshold",
-        annotation_position="top right",
-        **THRESHOLD_LINE,
-        **panel,
-    )
+    for name, style in VERTICAL_LINES.items():
+        fig.add_vline(x=0.0, annotation_text=name, **style, **panel)
     return json.dumps(fig.layout.to_plotly_json())
 
 
 def _histogram_layout(
-    panels: int, title: str, x_title: str, notes: list[dict], threshold: float | None
+    panels: int, title: str, x_title: str, notes: list[dict], lines: dict[str, float | None]
 ) -> dict:
-    """A fresh layout dict: the cached layout plus ``notes`` (annotation dicts) and the
-    threshold line at ``threshold`` (none when None)."""
+    """A fresh layout dict: the cached layout plus ``notes`` (annotation dicts) and a
+    labelled vertical line at each of ``lines`` (`VERTICAL_LINES` name → x; None: no line)."""
     layout = json.loads(_histogram_layout_json(panels, title, x_title, pio.templates.default))
-    line = layout.pop("shapes").pop()
-    label = layout["annotations"].pop()
+    count = len(VERTICAL_LINES)
+    templates = zip(
+        VERTICAL_LINES, layout.pop("shapes")[-count:], layout["annotations"][-count:], strict=True
+    )
+    del layout["annotations"][-count:]
     layout["annotations"].extend(notes)
-    if threshold is not None:
-        x = float(threshold)
-        line["x0"] = line["x1"] = label["x"] = x
-        label["text"] = f"threshold {x:.3g}"
-        layout["shapes"] = [line]
+    shapes = []
+    for name, line, label in templates:
+        x = lines.get(name)
+        if x is None:
+            continue
+        line["x0"] = line["x1"] = label["x"] = float(x)
+        label["text"] = f"{name} {float(x):.3g}"
+        shapes.append(line)
         layout["annotations"].append(label)
+    if shapes:
+        layout["shapes"] = shapes
     if not layout["annotations"]:
         del layout["annotations"]
     return layout
@@ -225,7 +240,7 @@ def pair_histogram(
         notes.append(_note(note, x=0.5, y=0.95, xref="paper", yref="paper"))
     return _unvalidated_figure(
         _histogram_traces(matched_values, unmatched_values, edges),
-        _histogram_layout(1, title, x_title, notes, threshold),
+        _histogram_layout(1, title, x_title, notes, {"threshold": threshold}),
     )
 
 
@@ -237,12 +252,16 @@ def before_after_histograms(
     *,
     bins: int = 40,
     threshold: float | None = None,
+    floor: float | None = None,
+    margin: float | None = None,
 ) -> go.Figure:
     """Pair histograms before and after tuning, side by side (each side its own edges).
 
-    Inputs are 1-D distance arrays. ``threshold`` is on the tuned scale, so its line is
-    drawn on the "after tune" panel only. The legend appears once and toggles both panels.
-    Cheap enough to call on every slider move (a few ms at 100k pairs).
+    Inputs are 1-D distance arrays. ``threshold``, ``floor`` (the transform's) and
+    ``margin`` (the contrastive loss's) are on the tuned scale, so their labelled lines
+    are drawn on the "after tune" panel only; None draws none. The legend appears once
+    and toggles both panels. Cheap enough to call on every slider move (a few ms at 100k
+    pairs).
     """
     traces: list[dict] = []
     notes: list[dict] = []
@@ -264,4 +283,5 @@ def before_after_histograms(
             notes.append(
                 _note(note, x=0.5, y=0.5, xref=f"x{suffix} domain", yref=f"y{suffix} domain")
             )
-    return _unvalidated_figure(traces, _histogram_layout(2, "", "distance", notes, threshold))
+    lines = {"threshold": threshold, "floor": floor, "margin": margin}
+    return _unvalidated_figure(traces, _histogram_layout(2, "", "distance", notes, lines))
