@@ -26,13 +26,13 @@ def test_a_first_visit_at_a_page_url_enters_through_app(server, browser):
     try:
         page.goto(f"{url}/tune")
         page.get_by_role("heading", name="Tune the distance").wait_for(timeout=120_000)
-        _settle(page)
+        settle(page)
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
         assert "Explore" in nav and "Runs" in nav and "app" not in nav.split(), nav
         assert "/tune" in page.url
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert "demo set" in sidebar, sidebar
-        _no_exception(page, "tune")
+        no_exception(page, "tune")
     finally:
         context.close()
 
