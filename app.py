@@ -6,7 +6,7 @@ glue they share lives in ``soartlab/ui/``; everything else is the engine.
 
 import streamlit as st
 
-from soartlab.ui import state, train_view
+from soartlab.ui import entry, state, train_view
 from soartlab.ui.widgets import sidebar_status
 
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
@@ -26,6 +26,7 @@ pages = [
     st.Page(state.RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages)
+entry.entered()
 train_view.collect_finished()
 sidebar_status()
 page.run()

@@ -32,8 +32,8 @@ with st.form("train_settings", border=True):
     settings = {"loss": setting_input("loss", cols[0], radio=True, format_func=LOSS_LABELS.get)}
     if tuned is None:
         cols[0].caption(
-            "Transform: Suggest's for this data and network, computed at Start "
-            "(one under which the loss learns). Tune to choose another."
+            "Transform: the article's values if the loss learns from them on this data "
+            "and network, else Suggest's; decided at Start. Tune to choose another."
         )
     else:
         t = tuned.transform

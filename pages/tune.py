@@ -88,8 +88,9 @@ else:
 tuned = state.tuned_transform()
 if tuned is None:
     st.caption(
-        "Nothing stored yet: the Train page trains with Suggest's values for the network "
-        "to be trained (where these sliders start)."
+        "Nothing stored yet: the Train page trains with the article's values when the loss "
+        "learns from them on the network to be trained, else with Suggest's (where these "
+        "sliders start)."
     )
 else:
     t = tuned.transform

@@ -24,8 +24,8 @@ from soartlab.errors import CheckpointError, SoartLabError
 
 EXIT_NOT_FINISHED = 1  # training ended before its last epoch (stopped, NaN loss, not learning)
 EXIT_BAD_INPUT = 2
-# Not given, they are Suggest's values for the data and the network (see
-# workflow.training_setup): the default for a new data set is the one that learns there.
+# Not given, the run trains with tuning.default_transform for the data and the network
+# (see workflow.training_setup): the default for a new data set is one that learns there.
 AUTO_TRANSFORM = ("scale", "offset")
 # The options of `suggest` besides the files: the ones the suggestion depends on.
 SUGGEST_SETTINGS = tuple(
@@ -247,7 +247,7 @@ def _train(args, context) -> int:
     if (args.scale is None) != (args.offset is None):
         raise SoartLabError(
             "--scale and --offset go together: give both (the article's are --scale 0.5 "
-            "--offset -0.25), or neither for Suggest's values on this data."
+            "--offset -0.25), or neither for a transform that learns on this data."
         )
     run = Run(args.out)
     try:  # now, not after an epoch of training
@@ -265,12 +265,13 @@ def _train(args, context) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if context is not None:
             print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
-        if setup.suggested and not args.quiet:
+        if args.scale is None and config.loss == "soart3" and not args.quiet:
             t, view = config.transform, setup.view
+            which = "Suggest's for this data" if setup.suggested else "the article's values"
             print(
-                f"transform: Suggest's for this data: scale {t.scale:.4g}, offset "
-                f"{t.offset:.4g}, floor {t.floor:g} ({view.pulled:.0%} of matched pairs "
-                f"pulled, {view.pushed:.0%} of unmatched pairs pushed)",
+                f"transform: {which}: scale {t.scale:.4g}, offset {t.offset:.4g}, floor "
+                f"{t.floor:g} ({view.pulled:.0%} of matched pairs pulled, {view.pushed:.0%} "
+                "of unmatched pairs pushed)",
                 file=sys.stderr,
             )
     state = TrainingState(run.state_path, config, data.fingerprint)

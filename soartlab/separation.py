@@ -3,15 +3,13 @@ gamma transform suggested from that separation. Smaller distance means "same".""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import auc, roc_curve
 
 from soartlab.errors import SoartLabError
-from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 
 
 @dataclass
@@ -85,53 +83,3 @@ def separation_report(matched: Any, unmatched: Any, bins: int = 50) -> Separatio
         n_matched=int(matched_d.size),
         n_unmatched=int(unmatched_d.size),
     )
-
-
-def suggest_transform(
-    matched_gamma: Any,
-    unmatched_gamma: Any,
-    margin: float = 1.0,
-    floor: float = 0.0,
-    *,
-    matched_quantile: float = 0.9,
-    unmatched_quantile: float = 0.1,
-) -> GammaTransform:
-    """A `GammaTransform` that sends matched pairs to `floor` and unmatched pairs to
-    `margin` or above.
-
-    Rule: take q_m, the `matched_quantile` (90th percentile) of matched gamma, and q_u,
-    the `unmatched_quantile` (10th percentile) of unmatched gamma. If q_u > q_m, choose
-    the line through (q_m, floor) and (q_u, margin):
-
-        scale = (margin − floor) / (q_u − q_m),   offset = floor − scale·q_m
-
-    so about 90 % of matched pairs land on the floor and about 90 % of unmatched pairs at
-    or above the margin. If those quantiles cross, the medians are used instead; if the
-    medians do not separate either (unmatched median <= matched median), the article's
-    transform (`ARTICLE_TRANSFORM`) with the given `floor` is returned.
-    """
-    matched_g = _as_distances(matched_gamma, "matched_gamma")
-    unmatched_g = _as_distances(unmatched_gamma, "unmatched_gamma")
-    for name, value in (("margin", margin), ("floor", floor)):
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise SoartLabError(f"{name} must be a finite number; got {value!r}.")
-    if margin <= floor:
-        raise SoartLabError(f"margin ({margin}) must be greater than floor ({floor}).")
-    for name, q in (
-        ("matched_quantile", matched_quantile),
-        ("unmatched_quantile", unmatched_quantile),
-    ):
-        if not 0.0 <= q <= 1.0:
-            raise SoartLabError(f"{name} must lie in [0, 1]; got {q!r}.")
-
-    candidates = [
-        (np.quantile(matched_g, matched_quantile), np.quantile(unmatched_g, unmatched_quantile)),
-        (np.median(matched_g), np.median(unmatched_g)),
-    ]
-    for low, high in candidates:
-        if high > low:
-            scale = (margin - floor) / (high - low)
-            offset = floor - scale * low
-            if math.isfinite(scale) and math.isfinite(offset):
-                return GammaTransform(scale=float(scale), offset=float(offset), floor=float(floor))
-    return replace(ARTICLE_TRANSFORM, floor=float(floor))

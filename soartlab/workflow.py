@@ -36,7 +36,7 @@ from soartlab.tuning import (
     LossView,
     PairGammas,
     check_learnable,
-    suggest_transform_for_loss,
+    default_transform,
     training_pairs,
 )
 
@@ -135,7 +135,7 @@ class TrainingSetup:
     config: TrainConfig  # with the transform training uses (Suggest's when automatic)
     pairs: PairGammas  # training-split pairs on ``model``'s embeddings: what the loss sees
     view: LossView  # the loss's view of ``pairs`` under ``config`` (it learns)
-    suggested: bool  # the transform is Suggest's for this data and network
+    suggested: bool  # the transform is Suggest's for this data and network (automatic)
 
 
 def training_setup(
@@ -152,9 +152,10 @@ def training_setup(
     (`tuning.check_learnable`; `SoartLabError` naming the numbers and the fix otherwise).
 
     ``auto_transform``: the user set no transform, so the SOART3 loss trains with
-    Suggest's (`tuning.suggest_transform_for_loss` on this network's embeddings, with the
-    config's margin and floor) — the default for a new data set is the one that learns
-    there. The one place that decides it; the CLI and the Train page both come here.
+    `tuning.default_transform` on this network's embeddings (the article's values when
+    the loss learns from them, else Suggest's; the config's margin and floor) — the
+    default for a new data set is one that learns there. The CLI and the Train page both
+    come here.
     ``n_pairs``: training-split pairs looked at.
     """
     data = prepare(dataset, config.test_size, config.seed, config.good_class)
@@ -164,9 +165,9 @@ def training_setup(
         warm = previous.model
     model = initial_model(config, data, warm)
     pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
-    suggested = auto_transform and config.loss == "soart3"
-    if suggested:
-        transform = suggest_transform_for_loss(
+    suggested = False
+    if auto_transform and config.loss == "soart3":
+        transform, suggested = default_transform(
             pairs.matched, pairs.unmatched, config.margin, config.transform.floor
         )
         config = replace(config, transform=transform)

@@ -216,13 +216,14 @@ def test_tune_live_component_gets_fine_bins_not_points(app):
     matched, unmatched = data["fine"]["matched"], data["fine"]["unmatched"]
     assert len(matched) == len(unmatched) == tune_live.FINE_BINS
     assert sum(matched) + sum(unmatched) == tune.DEFAULT_PAIRS
-    # The sliders start where Train starts when nothing is stored: at Suggest's values.
+    # The sliders start where Train starts when nothing is stored: on the demo set the
+    # article's values, under which the loss learns there (tuning.default_transform).
     assert data["values"] == {
         "scale": app.session_state[tune.SCALE_KEY],
         "offset": app.session_state[tune.OFFSET_KEY],
         "floor": 0.0,
     }
-    assert data["values"]["scale"] != 0.5
+    assert data["values"] == {"scale": 0.5, "offset": -0.25, "floor": 0.0}
     assert data["margin"] == 1.0
     assert {"Pulled in", "Pushed out", "Loss now"} <= set(metric_values(app))
 
@@ -241,12 +242,14 @@ def test_tune_component_report_is_stored_and_garbage_is_not():
 
 def test_suggest_and_use_for_training(app):
     open_tune(app)
-    suggested = app.slider(key=tune.OFFSET_KEY).value
-    button(app, "Article's values").click().run()
-    offset = app.slider(key=tune.OFFSET_KEY).value
-    assert offset == -0.25
+    assert app.slider(key=tune.OFFSET_KEY).value == -0.25  # the default on the demo set
     button(app, "Suggest").click().run()
     assert not app.exception and not app.error
+    suggested = app.slider(key=tune.OFFSET_KEY).value
+    assert suggested != -0.25
+    button(app, "Article's values").click().run()
+    assert app.slider(key=tune.OFFSET_KEY).value == -0.25
+    button(app, "Suggest").click().run()
     assert app.slider(key=tune.OFFSET_KEY).value == pytest.approx(suggested)
     button(app, "Use for training").click().run()
     assert [m.value for m in app.success] == ["Stored for training."]

@@ -203,5 +203,5 @@ def test_train_page_inputs_use_the_declared_settings(tmp_path, monkeypatch):
     assert loss.index == 0  # the declared default, soart3
     device = at.selectbox(key=widget_key(train_setting("device")))
     assert device.options[0] == "auto" and set(device.options) <= {"auto", "cpu", "cuda"}
-    # Not tuned: the transform is Suggest's for the data (workflow.training_setup).
-    assert any("Transform: Suggest's for this data" in c.value for c in at.caption)
+    # Not tuned: the transform is decided at Start (tuning.default_transform).
+    assert any("Transform: the article's values if the loss learns" in c.value for c in at.caption)

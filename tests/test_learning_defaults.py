@@ -1,7 +1,9 @@
-"""Defaults that learn (issue 9): with no transform chosen, a run trains with Suggest's
-transform for its data and network, and on the demo set, digit images and tabular
-measurements that run lowers its loss and ends at least at the untrained network's
-held-out accuracy."""
+"""Defaults that learn: with no transform chosen (the default: the article's values when
+the loss learns from them, else Suggest's), and with Suggest's (Tune → Suggest → Use for
+training → Train), a run on the demo set, digit images and tabular measurements lowers
+its loss and ends at least at the untrained network's held-out accuracy."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from soartlab.data import from_arrays
 from soartlab.demo import make_demo
 from soartlab.training import Outcome, TrainConfig, Trainer
+from soartlab.tuning import suggest_transform_for_loss
 from soartlab.workflow import training_setup
 
 
@@ -35,27 +38,32 @@ DATA_SETS = {
     "digits": digits_images,
     "breast_cancer": breast_cancer_table,
 }
-# Few epochs and pairs: each data set trains in well under a minute on 2 CPU cores.
-CONFIG = TrainConfig(epochs=3, pairs_per_epoch=4000, device="cpu")
-
-
-# Held-out accuracy the trained network may lose against the untrained one. Digits: the
-# untrained network's nearest neighbours already score 98.1 % (one part in 360 is 0.3
-# points) and three short epochs end between 95.8 % and 97.8 % under every transform
-# rule tried; the loss still falls, and the demo set (the app's own) gains 15 points.
-TOLERANCE = {"demo": 0.0, "digits": 0.03, "breast_cancer": 0.0}
+# Five epochs of the default 20,000 pairs: each run takes seconds on 2 CPU cores.
+CONFIG = TrainConfig(epochs=5, pairs_per_epoch=20_000, device="cpu")
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("transform", ["default", "suggest"])
 @pytest.mark.parametrize("name", list(DATA_SETS))
-def test_suggest_then_train_learns(name):
+def test_training_with_the_default_or_suggested_transform_learns(name, transform):
     setup = training_setup(DATA_SETS[name](), CONFIG, auto_transform=True)
-    assert setup.suggested and setup.view.learns
-    result = Trainer(setup.config).fit(setup.model, setup.data)
+    config = setup.config
+    if transform == "suggest":
+        pairs = setup.pairs
+        suggested = suggest_transform_for_loss(
+            pairs.matched, pairs.unmatched, CONFIG.margin, CONFIG.transform.floor
+        )
+        config = replace(config, transform=suggested)
+    result = Trainer(config).fit(setup.model, setup.data)
     assert result.outcome is Outcome.FINISHED
     losses = [row["loss"] for row in result.history]
     assert losses[-1] < losses[0], losses
-    assert result.metrics["accuracy"] >= result.baselines.untrained - TOLERANCE[name], (
+    # Digits: the untrained network's nearest neighbours already score 98.1 %, and the
+    # trained one ends within one held-out part of that (0.975-0.983 over these settings):
+    # one part of slack there, none elsewhere.
+    slack = 1 / len(setup.data.y_test) if name == "digits" else 0.0
+    assert result.metrics["accuracy"] >= result.baselines.untrained - slack, (
+        config.transform,
         result.metrics["accuracy"],
         result.baselines,
     )

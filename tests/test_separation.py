@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from soartlab.errors import SoartLabError
-from soartlab.separation import SeparationReport, separation_report, suggest_transform
-from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
+from soartlab.separation import SeparationReport, separation_report
 
 
 @pytest.fixture
@@ -74,42 +73,6 @@ def test_bad_inputs():
         separation_report([1.0], [np.nan, 2.0])
     with pytest.raises(SoartLabError, match="bins"):
         separation_report([1.0], [2.0], bins=0)
-
-
-def test_suggest_transform_separates_synthetic_gamma(rng):
-    matched = rng.normal(0.5, 0.1, 2000)
-    unmatched = rng.normal(1.5, 0.2, 2000)
-    t = suggest_transform(matched, unmatched, margin=1.0, floor=0.0)
-    assert isinstance(t, GammaTransform)
-    d_matched, d_unmatched = t(matched), t(unmatched)
-    assert np.mean(d_matched == 0.0) >= 0.85
-    assert np.mean(d_unmatched >= 1.0) >= 0.85
-    # the rule in the docstring, exactly
-    q_m, q_u = np.quantile(matched, 0.9), np.quantile(unmatched, 0.1)
-    assert t.scale == pytest.approx(1.0 / (q_u - q_m))
-    assert t(q_m) == pytest.approx(0.0, abs=1e-12) and t(q_u) == pytest.approx(1.0)
-
-
-def test_suggest_transform_with_floor_and_margin(rng):
-    matched, unmatched = rng.normal(0.2, 0.05, 1000), rng.normal(0.9, 0.05, 1000)
-    t = suggest_transform(matched, unmatched, margin=2.0, floor=0.25)
-    assert t.floor == 0.25
-    assert np.mean(t(matched) == 0.25) >= 0.85
-    assert np.mean(t(unmatched) >= 2.0) >= 0.85
-
-
-def test_suggest_transform_fallbacks(rng):
-    # quantiles cross but medians separate: the line goes through the medians
-    matched = np.concatenate([np.zeros(80), np.full(20, 5.0)])
-    unmatched = np.concatenate([np.full(20, -1.0), np.full(80, 2.0)])
-    t = suggest_transform(matched, unmatched)
-    assert t(0.0) == pytest.approx(0.0) and t(2.0) == pytest.approx(1.0)
-    # no separation at all: the article's transform
-    same = rng.normal(size=100)
-    assert suggest_transform(same, same) == ARTICLE_TRANSFORM == GammaTransform()
-    assert suggest_transform([1.0], [0.0], floor=0.1) == GammaTransform(floor=0.1)
-    with pytest.raises(SoartLabError, match="margin .* must be greater than floor"):
-        suggest_transform([0.0], [1.0], margin=0.0, floor=0.5)
 
 
 def test_roc_auc_equals_sklearn_with_ties():

@@ -205,3 +205,19 @@ def test_stratified_subsample_keeps_every_class():
     assert counts.tolist() == [90, 9, 2]
     assert (np.diff(rows) > 0).all()
     assert tuning.stratified_subsample(labels[:50], 100, seed=0).tolist() == list(range(50))
+
+
+def test_the_default_transform_is_the_articles_when_it_learns_else_suggests():
+    from soartlab.transform import ARTICLE_TRANSFORM
+    from soartlab.tuning import default_transform, loss_view
+
+    rng = np.random.default_rng(0)
+    # gammas spread over the article's window (0.5 .. 2.5): its values learn
+    matched, unmatched = rng.uniform(0.4, 1.5, 500), rng.uniform(1.0, 3.0, 500)
+    transform, suggested = default_transform(matched, unmatched, margin=1.0)
+    assert transform == ARTICLE_TRANSFORM and not suggested
+    # every gamma below 0.5: the article's values put every pair on the floor
+    matched, unmatched = rng.uniform(0.0, 0.2, 500), rng.uniform(0.1, 0.45, 500)
+    assert not loss_view(matched, unmatched, ARTICLE_TRANSFORM, 1.0).learns
+    transform, suggested = default_transform(matched, unmatched, margin=1.0)
+    assert suggested and loss_view(matched, unmatched, transform, 1.0).learns

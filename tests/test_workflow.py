@@ -414,18 +414,20 @@ def test_train_run_refuses_a_setting_that_teaches_nothing(tiny_run, tmp_path):
     with pytest.raises(SoartLabError, match=r"scale 5\.085"):
         train_run(tiny_run.dataset, config, store=store)
     assert store.list() == []
-    # With no transform chosen, the run trains with Suggest's, which learns.
+    # With no transform chosen, the run trains with one that learns.
     assert learnability(tiny_run.dataset, config, auto_transform=True).learns
 
 
-def test_training_setup_suggests_on_the_network_it_will_train(tiny_run):
-    from soartlab.tuning import suggest_transform_for_loss
+def test_training_setup_decides_on_the_network_it_will_train(tiny_run):
+    from soartlab.tuning import default_transform
     from soartlab.workflow import training_setup
 
     setup = training_setup(tiny_run.dataset, tiny_run.config, auto_transform=True)
-    assert setup.suggested and setup.view.learns
-    expected = suggest_transform_for_loss(setup.pairs.matched, setup.pairs.unmatched)
-    assert setup.config.transform == expected
+    assert setup.view.learns
+    expected, suggested = default_transform(setup.pairs.matched, setup.pairs.unmatched)
+    assert setup.config.transform == expected and setup.suggested == suggested
+    # the article's values learn on the demo set: they are its default
+    assert expected == tiny_run.config.transform and not suggested
     again = training_setup(tiny_run.dataset, tiny_run.config, resume_from=tiny_run.run.path)
     assert not again.suggested and again.config.transform == tiny_run.config.transform
     assert not np.allclose(again.pairs.matched, setup.pairs.matched)  # the trained model's

@@ -32,8 +32,8 @@ def start(
     dataset: Any, config: Any, *, label: str, resume_from: Path | None, auto_transform: bool
 ) -> TrainingJob:
     """Start training in a worker thread; the job lives in this session only.
-    ``auto_transform``: nothing was tuned, so train with Suggest's transform for this data
-    (see ``workflow.training_setup``)."""
+    ``auto_transform``: nothing was tuned, so train with ``tuning.default_transform`` for
+    this data (see ``workflow.training_setup``)."""
     running = job()
     if running is not None and running.is_running():
         return running

@@ -302,21 +302,21 @@ def current_values() -> dict[str, float]:
 
 
 def start_from_suggestion(sample: PairSample, source: str) -> None:
-    """On the first look at the network to be trained, start the sliders at Suggest's
-    values: what the Train page trains with when nothing is stored
-    (``workflow.training_setup``), so the page opens on the setting that learns."""
+    """On the first look at the network to be trained, start the sliders at what the Train
+    page trains with when nothing is stored (``tuning.default_transform``: the article's
+    values when the loss learns from them, else Suggest's), so the page opens on a
+    setting that learns."""
     untouched = not any(
         key in st.session_state or state.SHADOW_PREFIX + key in st.session_state
         for key in VALUE_KEYS.values()
     )
     if untouched and source == SOURCE_NETWORK and sample.distance_label == LOSS_DISTANCE:
-        from soartlab.tuning import suggest_transform_for_loss
+        from soartlab.tuning import default_transform
 
         margin = float(_train_setting("margin"))
         floor = ARTICLE_TRANSFORM.floor
-        store_values(
-            suggest_transform_for_loss(sample.matched, sample.unmatched, margin, floor).to_dict()
-        )
+        transform, _ = default_transform(sample.matched, sample.unmatched, margin, floor)
+        store_values(transform.to_dict())
 
 
 def _article_values() -> None:

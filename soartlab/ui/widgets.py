@@ -139,7 +139,7 @@ def sidebar_status() -> None:
     with st.sidebar:
         st.caption("This session")
         st.markdown(f"**Data** · {status['data'] or 'none'}")
-        transform = status["transform"] or "not tuned: Suggest's at Start"
+        transform = status["transform"] or "not tuned: decided at Start"
         st.markdown(f"**Tuned transform** · {transform}")
         st.markdown(f"**Model** · {status['model'] or 'not trained yet'}")
         if status["training"]:
