@@ -26,6 +26,8 @@ running = job is not None and job.is_running()
 
 tuned = state.tuned_transform()
 resume_from = st.session_state.get(state.RESUME_FROM)
+guard = EngineErrors()
+notice = st.container()  # what Start would refuse, filled once the settings are known
 
 with st.form("train_settings", border=True):
     cols = st.columns(3)
@@ -61,8 +63,16 @@ if resume_from and not running:
         st.session_state.pop(state.RESUME_FROM, None)
         st.rerun()
 
+if tuned is not None and not running:
+    # A tuned transform may teach this network nothing: say so before Start (with no
+    # tuned transform the run takes one that learns).
+    with guard:
+        planned = train_view.make_config(tuned=tuned, good_class=data.good_class, **settings)
+        problem = train_view.learnability_problem(data, planned, resume_from)
+        if problem:
+            notice.warning(f"{problem} Start would refuse this setting.")
+
 if start and not running:
-    guard = EngineErrors()
     with guard:
         config = train_view.make_config(tuned=tuned, good_class=data.good_class, **settings)
         train_view.start(

@@ -367,6 +367,12 @@ def test_training_refuses_a_tuned_transform_that_teaches_nothing(app):
     from soartlab.transform import GammaTransform
 
     app.session_state[state.TRANSFORM] = state.TunedTransform(GammaTransform(5.085, -21.26, 0.0))
+    for key, value in TINY_TRAINING.items():
+        app.session_state[key] = value
+    open_page(app, "pages/train.py")
+    # said before Start
+    warnings = [w.value for w in app.warning]
+    assert any("scale 5.085, offset -21.26" in w and "Start would refuse" in w for w in warnings)
     start_training(app)
     wait_for_job(app)
     errors = [e.value for e in app.error]

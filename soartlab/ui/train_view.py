@@ -203,6 +203,26 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0)
 
 
+def learnability_problem(data: state.LoadedData, config: Any, resume_from: Any) -> str:
+    """What Start would refuse, shown before it: the engine's message when the loss would
+    learn nothing from the network to be trained under ``config`` (``workflow.learnability``),
+    else "". Computed once per data, settings and starting run."""
+    import json
+
+    from soartlab.errors import SoartLabError
+    from soartlab.workflow import learnability
+
+    def compute() -> str:
+        try:
+            learnability(data.dataset, config, resume_from=resume_from)
+        except SoartLabError as exc:
+            return str(exc)
+        return ""
+
+    key = (data.version, json.dumps(config.to_dict(), sort_keys=True), str(resume_from))
+    return state.cached("train_learnability", key, compute)
+
+
 def make_config(*, tuned: state.TunedTransform | None, **settings: Any) -> Any:
     """A validated ``TrainConfig`` from the page's settings and the tuned transform (none
     tuned: the article's, TrainConfig's default)."""
