@@ -98,10 +98,11 @@ st.markdown(
     f"{counts.get('review', 0):,} review** of {len(table):,} samples"
 )
 if counts.get("review", 0):
+    n = counts["review"]
     st.warning(
-        f"{counts['review']:,} samples cannot be scored honestly (see the 'reason' column: "
-        "values beyond what the model can compute with); they are never passed. Check them "
-        "by hand."
+        f"{n:,} {'sample' if n == 1 else 'samples'} cannot be scored honestly (see the "
+        "'reason' column: values beyond what the model can compute with); never passed. "
+        "Check by hand."
     )
 st.download_button(
     "Download predictions (.csv)",
