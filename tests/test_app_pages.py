@@ -404,7 +404,7 @@ def test_explore_shows_scatter_confusion_and_cell_samples(app_with_run):
     assert "pts over the untrained network" in accuracy.delta
     specs = chart_specs(at)
     kinds = [{t["type"] for t in spec["data"]} for spec in specs]
-    assert {"scattergl"} in kinds and {"heatmap"} in kinds
+    assert {"scattergl"} in kinds and {"heatmap", "scatter"} in kinds
     assert at.selectbox(key="explore_cell").options, "cells to look into"
     assert len(specs) >= 3  # scatter, confusion, the chosen cell's samples
     at.radio(key="explore_dims").set_value("3D").run()

@@ -37,6 +37,28 @@ def test_a_first_visit_at_a_page_url_enters_through_app(server, browser):
         context.close()
 
 
+def click_a_confusion_cell(page) -> None:
+    """A click on a cell of the confusion matrix picks that cell for "Samples in a cell",
+    in a real browser (a corner cell other than the one shown: good → stain, or
+    stain → good)."""
+    heatmap = page.locator(".js-plotly-plot").nth(1)
+    box = heatmap.locator(".nsewdrag").first.bounding_box()
+    chosen = page.locator('[data-testid="stSelectbox"]').filter(has_text="True → predicted")
+    value = chosen.locator("input").first
+    before = value.get_attribute("value")
+    k = 8  # classes of the demo set: good first, stain last
+    row, column, name = (0, k - 1, "good → stain")
+    if before.startswith(name):
+        row, column, name = (k - 1, 0, "stain → good")
+    x = box["x"] + box["width"] * (column + 0.5) / k
+    y = box["y"] + box["height"] * (row + 0.5) / k
+    page.mouse.click(x, y)
+    settle(page)
+    picked = value.get_attribute("value")
+    assert picked.startswith(name), (before, picked)
+    no_exception(page, "explore")
+
+
 def test_every_page_trains_and_downloads(server, browser):
     import torch
 
@@ -72,6 +94,8 @@ def test_every_page_trains_and_downloads(server, browser):
 
         for name in PAGES[4:]:
             visit(page, name)
+            if name == "explore":
+                click_a_confusion_cell(page)
             if name == "predict":
                 page.get_by_text("The held-out part of the session's data").click()
                 page.get_by_role("button", name="Download predictions (.csv)").wait_for(

@@ -261,7 +261,7 @@ def test_pca_scatter_empty_and_bad_shape():
 def test_confusion_heatmap_text_counts_and_row_percent():
     confusion = [[12, 3, 0], [1, 4, 0], [0, 0, 0]]
     fig = plots.confusion_heatmap(confusion, LABELS)
-    (heatmap,) = fig.data
+    heatmap, cells = fig.data
     assert isinstance(heatmap, go.Heatmap)
     assert heatmap.text[0][0] == "12<br>(80.0%)"
     assert heatmap.text[1][0] == "1<br>(20.0%)"
@@ -270,6 +270,11 @@ def test_confusion_heatmap_text_counts_and_row_percent():
     assert list(heatmap.x) == LABELS and list(heatmap.y) == LABELS
     assert fig.layout.yaxis.autorange == "reversed"
     assert heatmap.customdata[0][1].tolist() == [0, 1]
+    # A browser selects points, not heatmap cells: one invisible marker per cell takes the
+    # click, at (predicted, true).
+    assert isinstance(cells, go.Scatter) and cells.marker.opacity == 0.0
+    assert len(cells.x) == 9 and (cells.x[1], cells.y[1]) == (LABELS[1], LABELS[0])
+    assert list(cells.customdata[1]) == [0, 1] and cells.text[1] == "3<br>(20.0%)"
 
 
 def test_confusion_heatmap_empty_and_mismatch():

@@ -151,6 +151,21 @@ def confusion_heatmap(
             hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
         )
     )
+    # Plotly reports no selection for a click on a heatmap, so in a browser a click did
+    # nothing: one invisible square marker per cell takes the click (and the hover).
+    fig.add_trace(
+        go.Scatter(
+            x=[names[j] for i in range(k) for j in range(k)],
+            y=[names[i] for i in range(k) for j in range(k)],
+            mode="markers",
+            marker={"symbol": "square", "size": 30, "opacity": 0.0},
+            customdata=[[i, j] for i in range(k) for j in range(k)],
+            text=[text[i][j] for i in range(k) for j in range(k)],
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+            showlegend=False,
+            name="cells",
+        )
+    )
     fig.update_layout(
         title=title,
         xaxis={"title": "predicted", "type": "category", "side": "bottom"},
