@@ -211,13 +211,9 @@ def _normalization_for(
         return None
     try:
         normalization = Normalization.from_dict(meta["normalization"])
+        normalization.check_width(config.in_features)
     except DataError as exc:
         raise CheckpointError(f"Checkpoint '{path.name}': {exc}") from None
-    if normalization.per_feature and len(normalization.mean) != config.in_features:
-        raise CheckpointError(
-            f"Checkpoint '{path.name}': its normalisation has {len(normalization.mean)} "
-            f"features; the model has {config.in_features} inputs."
-        )
     return normalization
 
 

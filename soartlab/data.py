@@ -444,6 +444,15 @@ class Normalization:
     def per_feature(self) -> bool:
         return isinstance(self.mean, list | tuple | np.ndarray)
 
+    def check_width(self, in_features: int) -> None:
+        """DataError unless this normalisation fits ``in_features`` inputs: one global mean
+        and std, or one of each per input. The one place that rule is checked."""
+        if self.per_feature and len(self.mean) != in_features:
+            raise DataError(
+                f"The normalisation holds {len(self.mean)} means and stds; the model has "
+                f"{in_features} inputs (one per input, or one of each for all)."
+            )
+
     def apply(self, X):
         """Normalise X (N, d) or (N, H, W) — NumPy → float32 NumPy, torch → torch."""
         if hasattr(X, "detach"):  # torch tensor, without importing torch here

@@ -166,12 +166,8 @@ class EmbeddingNet(nn.Module):
     @normalization.setter
     def normalization(self, value: Normalization) -> None:
         # checked here too: a Normalization built in code has not been through from_dict
+        value.check_width(self.config.in_features)
         mean, std = (torch.from_numpy(a) for a in value.as_float32())
-        if mean.ndim == 1 and mean.numel() != self.config.in_features:
-            raise DataError(
-                f"The normalisation has {mean.numel()} features; the model expects "
-                f"{self.config.in_features}."
-            )
         device = self.input_mean.device
         self.input_mean = mean.to(device)
         self.input_std = std.to(device)

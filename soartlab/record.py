@@ -239,14 +239,12 @@ class _Reader:
             normalization = Normalization.from_dict(
                 self.get("normalization", dict, "an object (mean, std)")
             )
+            normalization.check_width(model.in_features)
         except SoartLabError as exc:
-            raise CheckpointError(f"{self.source}: field 'normalization': {exc}") from None
-        if normalization.per_feature and len(normalization.mean) != model.in_features:
             raise CheckpointError(
-                f"{self.source}: field 'normalization' must hold one mean and std per input "
-                f"feature ({model.in_features}, input shape {list(model.input_shape)}) or "
-                f"one of each; got {len(normalization.mean)}."
-            )
+                f"{self.source}: field 'normalization' (input shape "
+                f"{list(model.input_shape)}): {exc}"
+            ) from None
         return normalization
 
     def distance(self) -> dict[str, Any]:

@@ -412,7 +412,7 @@ def test_per_feature_normalisation_of_the_wrong_length_is_refused(
 ):
     bad = {"mean": [0.0] * n_features, "std": [1.0] * n_features}
     paths = save_checkpoint(tmp_path / "given", small_model(), {})
-    message = f"{n_features} features; the model has 40 inputs"
+    message = f"holds {n_features} means and stds; the model has 40 inputs"
     for path in paths.values():
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(path, metadata={"model": SMALL.to_dict(), "normalization": bad})
