@@ -21,18 +21,17 @@ if model_source == MODEL_SAVED:
     runs, unreadable = state.run_store().scan()  # a broken run folder is shown, not fatal
     for problem in unreadable:
         st.warning(f"Skipped a run folder that cannot be read: {problem}")
-    finished = [info for info in runs if info.status != "created"]
-    if not finished:
+    if not runs:
         st.info("No saved runs yet. Train a model, or upload a checkpoint.")
         st.page_link(
             state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
         )
     else:
         current = state.current_run_dir()
-        paths = [str(info.path) for info in finished]
+        paths = [str(info.path) for info in runs]
         chosen = st.selectbox(
             "Run",
-            finished,
+            runs,
             index=paths.index(str(current)) if current and str(current) in paths else 0,
             format_func=lambda info: (
                 f"{info.label or info.run_id} · {info.loss or '?'} · "

@@ -83,3 +83,18 @@ def test_rates_row_shows_what_training_added_over_the_baselines():
     assert shown["Accuracy"].delta == "+4.5 pts over the untrained network"
     assert shown["Untrained network"].value == "85.5%"
     assert shown["kNN on raw features"].value == "80.0%"
+
+
+def test_run_times_are_shown_in_the_browsers_time_zone(monkeypatch):
+    from soartlab.ui import runs_view
+
+    class Context:
+        timezone = "Asia/Tokyo"
+
+    monkeypatch.setattr(runs_view.st, "context", Context())
+    assert runs_view.local_time("2026-11-30T15:56:09+00:00") == "2026-12-01 00:56"
+    Context.timezone = None  # the browser did not say: the time as stored
+    assert runs_view.local_time("2026-11-30T15:56:09+00:00") == "2026-11-30 15:56"
+    Context.timezone = "Not/AZone"
+    assert runs_view.local_time("2026-11-30T15:56:09+00:00") == "2026-11-30T15:56:09+00:00"
+    assert runs_view.local_time("yesterday") == "yesterday"

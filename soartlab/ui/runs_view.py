@@ -19,6 +19,22 @@ def describe(info: Any) -> str:
     return f"{name} ({details})" if details else name
 
 
+def local_time(created: str) -> str:
+    """A run's creation time in the browser's time zone ("2026-11-30 17:05"), or as
+    stored when the browser did not say its zone or the text is not a time."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        moment = datetime.fromisoformat(created)
+        zone = st.context.timezone
+        if zone:
+            moment = moment.astimezone(ZoneInfo(zone))
+    except (TypeError, ValueError, ZoneInfoNotFoundError):
+        return created
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
 def runs_table(infos: list[Any], current: Path | None) -> Any:
     import pandas as pd
 
@@ -30,7 +46,7 @@ def runs_table(infos: list[Any], current: Path | None) -> Any:
                 "current": "●" if current is not None and current.name == info.run_id else "",
                 "name": info.label,
                 "run id": info.run_id,
-                "created": info.created,
+                "created": local_time(info.created),
                 "loss": info.loss or "",
                 "status": info.status,
                 "accuracy": metrics.get("accuracy"),
