@@ -28,5 +28,11 @@ pages = [
 page = st.navigation(pages)
 entry.entered()
 train_view.collect_finished()
-sidebar_status()
-page.run()
+# Drawn before the page and again after it, in the same place: a page that loads data,
+# stores a transform or deletes a run changes what the panel says (it lagged one rerun).
+status_panel = st.sidebar.empty()
+sidebar_status(status_panel.container())
+try:
+    page.run()
+finally:
+    sidebar_status(status_panel.container())

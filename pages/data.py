@@ -12,6 +12,10 @@ MAX_UPLOAD_MB = st.get_option("server.maxUploadSize")
 
 st.title("Data")
 
+# "Use the demo set" also empties the uploader (a new key): a file left in it was loaded
+# again on the same run, so the demo set never stayed.
+uploader_round = st.session_state.setdefault("data_upload_round", 0)
+
 with st.container(border=True):
     st.markdown("**Load data**")
     left, right = st.columns([3, 1])
@@ -19,7 +23,7 @@ with st.container(border=True):
         uploaded = st.file_uploader(
             f"CSV, TSV, Parquet, NPZ, or a zip of class folders (up to {MAX_UPLOAD_MB} MB)",
             type=list(data_io.UPLOAD_TYPES),
-            key="data_upload",
+            key=f"data_upload_{uploader_round}",
             help=(
                 "Tables: a label column and numeric feature columns (px_<row>_<col> for "
                 "images) or a 'features' column of lists. Zip: one folder per class."
@@ -30,6 +34,8 @@ with st.container(border=True):
             state.set_dataset(state.demo_dataset(), "demo set")
             st.session_state.pop(data_io.UPLOAD_MESSAGE, None)
             st.session_state.pop(data_io.LAST_UPLOAD, None)
+            st.session_state["data_upload_round"] = uploader_round + 1
+            st.rerun()  # draws the emptied uploader
 
     if uploaded is not None:
         raw = uploaded.getvalue()

@@ -29,7 +29,8 @@ resume_from = st.session_state.get(state.RESUME_FROM)
 guard = EngineErrors()
 notice = st.container()  # what Start would refuse, filled once the settings are known
 
-with st.form("train_settings", border=True):
+# Enter in a field must not start training before the other fields are set.
+with st.form("train_settings", border=True, enter_to_submit=False):
     cols = st.columns(3)
     settings = {"loss": setting_input("loss", cols[0], radio=True, format_func=LOSS_LABELS.get)}
     if tuned is None:

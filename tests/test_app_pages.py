@@ -326,7 +326,7 @@ def test_training_finishes_offers_downloads_and_next_round(app):
     [accuracy] = [m for m in app.metric if m.label == "Accuracy"]
     assert "pts over the untrained network" in accuracy.delta
     assert {"Untrained network", "kNN on raw features"} <= {m.label for m in app.metric}
-    assert any("Finished after 1 epoch(s)" in p.proto.text for p in app.get("progress"))
+    assert any("Finished: 1 epoch(s)" in p.proto.text for p in app.get("progress"))
     [held_out] = [m.value for m in app.metric if m.label == "Held-out samples"]
     assert int(held_out.replace(",", "")) > 0
     # After training every page still renders.
@@ -358,7 +358,10 @@ def test_stop_ends_training_and_clicks_elsewhere_do_not(app):
     snap = job.snapshot()
     assert snap.status == "stopped" and snap.run_dir is not None
     assert any("stopped by the user in epoch 1, step" in w.value for w in app.warning)
-    assert any(p.proto.text.startswith("Stopped after") for p in app.get("progress"))
+    assert any(
+        p.proto.text.startswith("Stopped (stopped by the user in epoch 1, step ")
+        for p in app.get("progress")
+    )
     assert [b for b in app.get("download_button") if b.proto.label == "Download model (.pth)"]
 
 
@@ -547,3 +550,10 @@ def test_bad_runs_are_warned_about_and_break_nothing(store_with_bad_runs, traine
     assert any("metrics.accuracy" in w for w in warnings)
     selectbox = at.selectbox(key="runs_selected" if page == "pages/runs.py" else "predict_run")
     assert len(selectbox.options) == 1 and "tiny run" in selectbox.options[0]
+
+
+def test_explore_names_the_run_by_its_label(app_with_run):
+    at = open_page(app_with_run, "pages/explore.py")
+    assert any(c.value.startswith("Run tiny run (") for c in at.caption), [
+        c.value for c in at.caption
+    ]

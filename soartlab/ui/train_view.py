@@ -71,7 +71,12 @@ def collect_finished() -> None:
 def _progress_text(snap: JobSnapshot) -> str:
     if snap.status != "running":
         words = OUTCOME_WORDS[snap.outcome]
-        return f"{words} after {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
+        if snap.outcome == "finished":
+            return f"{words}: {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
+        # where it ended, in the trainer's words ("stopped by the user in epoch 2, step
+        # 26/40"): the history also holds the epoch that was cut short
+        where = f" ({snap.message})" if snap.message and snap.message != "finished" else ""
+        return f"{words}{where} · {snap.seconds:.0f} s"
     if snap.stop_requested:
         return "Stopping at the next step…"
     if snap.epoch == 0:

@@ -41,9 +41,8 @@ def require_run(purpose: str) -> Any:
 
 def run_title(run: Any) -> str:
     """A short name for a loaded run: its label, else its id."""
-    metadata = getattr(run, "metadata", {}) or {}
-    label = metadata.get("label") or ""
-    run_dir = getattr(run, "run_dir", None)
+    label = run.label
+    run_dir = run.run_dir
     run_id = run_dir.name if run_dir is not None else "uploaded model"
     return f"{label} ({run_id})" if label else run_id
 
@@ -99,8 +98,8 @@ def rates_row(
             st.metric(
                 "kNN on raw features",
                 f"{baselines.raw_knn:.1%}",
-                help="Held-out accuracy of nearest neighbours on the normalised raw "
-                "features, without any network (same parts, same rule).",
+                help="Held-out accuracy of nearest neighbours (Euclidean) on the "
+                "normalised raw features, without any network (same parts, same k).",
                 width="content",
             )
         if held_out_samples:
@@ -133,14 +132,15 @@ def session_status() -> dict[str, str | None]:
     return status
 
 
-def sidebar_status() -> None:
-    """The session's data, tuned transform, model and training job, in the sidebar."""
+def sidebar_status(place: Any = None) -> None:
+    """The session's data, tuned transform, model and training job, in ``place`` (default
+    the sidebar)."""
     status = session_status()
-    with st.sidebar:
+    with place if place is not None else st.sidebar:
         st.caption("This session")
         st.markdown(f"**Data** · {status['data'] or 'none'}")
         transform = status["transform"] or "not tuned: decided at Start"
         st.markdown(f"**Tuned transform** · {transform}")
-        st.markdown(f"**Model** · {status['model'] or 'not trained yet'}")
+        st.markdown(f"**Model** · {status['model'] or 'none opened'}")
         if status["training"]:
             st.markdown(f"**Training** · {status['training']}")
