@@ -46,7 +46,8 @@ with left:
         figure.update_layout(height=480, margin={"t": 30})
         st.plotly_chart(figure, key="explore_pca", width="stretch")
     st.caption(
-        "Green circles: good. Crosses: misclassified. Hover for index, label and prediction."
+        "Colour: the true class. Circles: good parts, diamonds: defects, crosses: "
+        "misclassified parts of either. Hover for index, label and prediction."
     )
 
 with right:
