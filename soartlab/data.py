@@ -393,20 +393,6 @@ def split_indices(
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
 
 
-def split(ds: Dataset, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Stratified (train, test) datasets; the rows of `split_indices`."""
-    names = label_names(ds)
-    counts = class_counts(ds)
-    small = [f"{names[i]!r} ({counts[i]})" for i in np.flatnonzero((counts > 0) & (counts < 2))]
-    if small:
-        raise DataError(
-            f"Cannot split stratified: class {', '.join(small)} has fewer than 2 samples."
-        )
-    labels = ds.with_format("arrow", columns=["label"])[:].column("label").to_numpy()
-    train, test = split_indices(labels, test_size=test_size, seed=seed)
-    return ds.select(train), ds.select(test)
-
-
 # --- normalisation --------------------------------------------------------------------------
 
 

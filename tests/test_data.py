@@ -363,22 +363,26 @@ def test_check_trainable_warns_for_small_classes():
 
 
 def test_split_is_stratified_and_deterministic():
+    from soartlab.prepare import prepare
+
     ds = labelled([50, 30, 20])
-    train, test = data.split(ds, test_size=0.2, seed=1)
-    assert len(train) == 80 and len(test) == 20
-    np.testing.assert_array_equal(np.bincount(data.to_arrays(test)[1]), [10, 6, 4])
-    np.testing.assert_array_equal(np.bincount(data.to_arrays(train)[1]), [40, 24, 16])
-    again, _ = data.split(ds, test_size=0.2, seed=1)
-    np.testing.assert_array_equal(data.to_arrays(again)[0], data.to_arrays(train)[0])
+    prepared = prepare(ds, test_size=0.2, seed=1)
+    assert len(prepared.y_train) == 80 and len(prepared.y_test) == 20
+    np.testing.assert_array_equal(np.bincount(prepared.y_test), [10, 6, 4])
+    np.testing.assert_array_equal(np.bincount(prepared.y_train), [40, 24, 16])
+    again = prepare(ds, test_size=0.2, seed=1)
+    np.testing.assert_array_equal(again.x_train, prepared.x_train)
 
 
 def test_split_refuses_what_cannot_be_stratified():
+    from soartlab.prepare import prepare
+
     with pytest.raises(DataError, match="'c1' \\(1\\) has fewer than 2"):
-        data.split(labelled([10, 1]))
+        prepare(labelled([10, 1]))
     with pytest.raises(DataError, match="stratified"):
-        data.split(labelled([2, 2, 2, 2]), test_size=0.1)
+        prepare(labelled([2, 2, 2, 2]), test_size=0.1)
     with pytest.raises(DataError, match="test_size"):
-        data.split(labelled([5, 5]), test_size=1.5)
+        prepare(labelled([5, 5]), test_size=1.5)
 
 
 def test_normalization_global_for_images_per_feature_for_tables():
