@@ -6,10 +6,12 @@ Nothing here imports Streamlit, so every figure can be unit-tested as a plain ob
 - ``embeddings``: PCA scatter of embeddings, confusion heatmap of their predictions
 - ``samples``: samples per class, grids of sample images
 - ``training``: loss and held-out rates per epoch
+- ``heatmaps``: where a part differs from its closest good reference, as PNG bytes
 - ``style``: class colours and the "nothing to show" figure they share
 """
 
 from soartlab.plots.embeddings import confusion_heatmap, pca_scatter
+from soartlab.plots.heatmaps import colour_values, explanation_png
 from soartlab.plots.histograms import (
     BAR_OPACITY,
     BEFORE_AFTER_TITLES,
@@ -43,7 +45,9 @@ __all__ = [
     "UNMATCHED_COLOR",
     "before_after_histograms",
     "class_counts_bar",
+    "colour_values",
     "confusion_heatmap",
+    "explanation_png",
     "histogram_bins",
     "pair_histogram",
     "pca_scatter",
