@@ -3,8 +3,9 @@
 import streamlit as st
 
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
-from soartlab.ui import entry, explore, state
+from soartlab.ui import entry, explain_view, explore, state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 from soartlab.ui.widgets import rates_row, require_data, require_run, run_title
 
 entry.through_app()
@@ -68,6 +69,30 @@ with right:
 st.subheader("Per class")
 st.dataframe(explore.per_class_table(view.metrics), hide_index=True, width="stretch")
 
+st.subheader(_("Beside a method without training: RT"))
+with guard:
+    rt_table, rt = explain_view.rt_comparison(run, data, view)
+    if rt_table is None:
+        st.caption(_("The RT baseline needs the reference parts of this run's own data."))
+    else:
+        rates = [c for c in rt_table.columns if rt_table[c].dtype.kind == "f"]
+        st.dataframe(
+            rt_table.style.format({c: "{:.1%}" for c in rates}), hide_index=True, width="stretch"
+        )
+        st.caption(
+            _(
+                "Taguchi's RT method on the raw values: a unit space from the good training "
+                "parts, each part's sensitivity β and standard-deviation term against its "
+                "mean, and their Mahalanobis distance. Its threshold ({t:.4g}) is chosen on "
+                "half of the held-out parts for at most {target:.1%} escapes; both rows "
+                "are counted on the other {n} parts."
+            ).format(
+                t=rt.threshold,
+                target=rt.target_escape,
+                n=len(rt.report_rows),
+            )
+        )
+
 st.subheader("Samples in a cell")
 names = view.label_names
 cells = explore.confusion_cells(view.metrics["confusion"])
@@ -96,6 +121,24 @@ if cell is not None:
             key="explore_cell_grid",
             width="stretch",
         )
+    if len(members):
+        st.markdown(_("**Why:** nearest good and defective references, and heatmaps"))
+        with guard:
+            explained = explain_view.explainer(run, data)
+            explain_view.show_parts(
+                run,
+                explained,
+                explain_view.held_out_parts(run, data)[members],
+                view.embeddings[members],
+                [
+                    _("#{i}: {true}, judged {pred}").format(
+                        i=i, true=names[cell[0]], pred=names[cell[1]]
+                    )
+                    for i in members
+                ],
+                [f"held-out-{i}" for i in members],
+                key="explore",
+            )
 
 st.subheader("Compare with another run")
 others = [info for info in state.run_store().list() if str(info.path) != str(run.run_dir)]

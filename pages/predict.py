@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from soartlab.ui import data_io, entry, predict, state
+from soartlab.ui import data_io, entry, explain_view, predict, state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 from soartlab.ui.widgets import rates_row, run_title
 
 entry.through_app()
@@ -112,3 +113,31 @@ st.download_button(
     type="primary",
 )
 st.dataframe(table, hide_index=True, width="stretch", height=420)
+
+n_flagged = int(table["decision"].isin(["fail", "review"]).sum())
+if n_flagged:
+    st.subheader(_("4. Why: failed and reviewed parts"))
+    with guard:
+        explained = explain_view.explainer(run, state.loaded_data())
+        rows, parts = explain_view.flagged_parts(table, dataset)
+        shown = table.set_index("index").loc[rows]
+        if n_flagged > len(rows):
+            st.caption(
+                _("The first {n} of {total} failed or reviewed parts.").format(
+                    n=len(rows), total=n_flagged
+                )
+            )
+        explain_view.show_parts(
+            run,
+            explained,
+            parts,
+            None,
+            [
+                _("Row {i}: {decision} ({predicted})").format(
+                    i=i, decision=item["decision"], predicted=item["predicted"] or item["reason"]
+                )
+                for i, item in shown.iterrows()
+            ],
+            [f"row-{i}" for i in rows],
+            key="predict",
+        )

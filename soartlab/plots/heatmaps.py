@@ -84,5 +84,5 @@ def explanation_png(
         canvas.paste(_tile(rgb, shape, upscale), (left, _GAP + _TITLE_HEIGHT))
         draw.text((left, _GAP + _TITLE_HEIGHT + tile_h + 3), foot, fill=(90, 90, 90), font=font)
     out = io.BytesIO()
-    canvas.save(out, format="PNG", optimize=True)
+    canvas.save(out, format="PNG", compress_level=6)
     return out.getvalue()
