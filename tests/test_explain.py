@@ -149,18 +149,27 @@ def test_without_reference_pixels_only_the_nearest_references_are_given(syntheti
     assert with_pixels.has_heatmap.tolist() == [True, True, False]
 
 
-def test_explanation_png_has_four_tiles_at_the_fixed_scale(synthetic):
+def test_explanation_png_has_a_tile_each_at_the_fixed_scale(synthetic):
     ref_x, _, parts, scale, explanation = synthetic
     png = explanation_png(
         parts[1].reshape(SIDE, SIDE),
-        ref_x[explanation.unit[1]].reshape(SIDE, SIDE),
         explanation.residual[1].reshape(SIDE, SIDE),
         explanation.gradient[1].reshape(SIDE, SIDE),
         scale.residual,
         scale.gradient,
+        references=[
+            ("closest good", ref_x[explanation.unit[1]].reshape(SIDE, SIDE)),
+            ("not known", None),
+        ],
     )
     image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.width > 4 * SIDE * UPSCALE
+    assert image.format == "PNG"
+    assert 5 * SIDE * UPSCALE < image.width < 6 * SIDE * UPSCALE  # five tiles in a row
+    assert image.height < 2 * SIDE * UPSCALE
+    # the third tile (pixels not known) is blank grey, the second is the reference in grey
+    middle = image.height // 2
+    tile = image.width // 5
+    assert image.getpixel((2 * tile + tile // 2, middle)) == (235, 235, 235)
     white = colour_values(np.zeros((2, 2)), -1.0, 1.0, "RdBu_r")
     assert (white > 240).all()
     red, blue = colour_values(np.array([[5.0, -5.0]]), -1.0, 1.0, "RdBu_r")[0]

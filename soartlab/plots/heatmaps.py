@@ -18,12 +18,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 RESIDUAL_COLORMAP = "RdBu_r"  # signed: blue darker than the reference, red brighter, white 0
 GRADIENT_COLORMAP = "Reds"  # non-negative: white 0, dark red at the scale and above
-UPSCALE = 6  # screen pixels per image pixel (nearest neighbour: pixels stay square)
+UPSCALE = 5  # screen pixels per image pixel (nearest neighbour: pixels stay square)
 _GAP = 8
 _TITLE_HEIGHT = 18
 _FOOT_HEIGHT = 18
 _NO_IMAGE = (235, 235, 235)  # a tile with nothing to show (no reference pixels)
-TILE_TITLES = ("part", "closest good (pixels)", "residual y - beta*x", "|d distance / d y|")
+PART_TITLE = "part"
+RESIDUAL_TITLE = "residual y - beta*x"
+GRADIENT_TITLE = "|d distance / d y|"
 
 
 def colour_values(values: np.ndarray, vmin: float, vmax: float, colormap: str) -> np.ndarray:
@@ -47,38 +49,49 @@ def _tile(rgb: np.ndarray | None, shape: tuple[int, int], upscale: int) -> Image
 
 def explanation_png(
     part: np.ndarray,
-    reference: np.ndarray | None,
     residual: np.ndarray,
     gradient: np.ndarray,
     residual_scale: float,
     gradient_scale: float,
     *,
-    titles: Sequence[str] = TILE_TITLES,
+    references: Sequence[tuple[str, np.ndarray | None]] = (),
     upscale: int = UPSCALE,
 ) -> bytes:
-    """One PNG of four tiles side by side: the part (H, W) and its nearest good
-    ``reference`` (H, W) (the residual's unit) in grey on their joint range (a grey tile when the reference's
-    pixels are not known), the ``residual`` (H, W) on ±``residual_scale`` and the
-    ``gradient`` (H, W) on [0, ``gradient_scale``]; ``titles`` above (ASCII: Pillow's
-    built-in font), the scales below."""
+    """One PNG of tiles side by side: the ``part`` (H, W), each of ``references``
+    ``(title, image (H, W) or None)`` (grey, on the joint range of the part and the
+    references; a blank tile for None: pixels not known), the ``residual`` (H, W) on
+    ±``residual_scale`` and the ``gradient`` (H, W) on [0, ``gradient_scale``]. Titles
+    above (Pillow's built-in font: keep them ASCII), the scales below."""
     part = np.asarray(part, dtype=np.float64)
     shape = part.shape
-    shown = part if reference is None else np.concatenate([part.ravel(), np.ravel(reference)])
+    greys = [part, *(np.asarray(image) for _, image in references if image is not None)]
+    shown = np.concatenate([g.ravel() for g in greys])
     low, high = float(np.nanmin(shown)), float(np.nanmax(shown))
-    tiles = [
-        colour_values(part, low, high, "gray"),
-        None if reference is None else colour_values(reference, low, high, "gray"),
-        colour_values(residual, -residual_scale, residual_scale, RESIDUAL_COLORMAP),
-        colour_values(gradient, 0.0, gradient_scale, GRADIENT_COLORMAP),
-    ]
-    feet = ["", "", f"scale +/-{residual_scale:.3g}", f"scale 0-{gradient_scale:.3g}"]
+    tiles = [(PART_TITLE, colour_values(part, low, high, "gray"), "")]
+    for title, image in references:
+        rgb = None if image is None else colour_values(image, low, high, "gray")
+        tiles.append((title, rgb, ""))
+    tiles.append(
+        (
+            RESIDUAL_TITLE,
+            colour_values(residual, -residual_scale, residual_scale, RESIDUAL_COLORMAP),
+            f"scale +/-{residual_scale:.3g}",
+        )
+    )
+    tiles.append(
+        (
+            GRADIENT_TITLE,
+            colour_values(gradient, 0.0, gradient_scale, GRADIENT_COLORMAP),
+            f"scale 0-{gradient_scale:.3g}",
+        )
+    )
     tile_w, tile_h = shape[1] * upscale, shape[0] * upscale
-    width = 4 * tile_w + 5 * _GAP
+    width = len(tiles) * tile_w + (len(tiles) + 1) * _GAP
     height = _TITLE_HEIGHT + tile_h + _FOOT_HEIGHT + 2 * _GAP
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=12)
-    for position, (rgb, title, foot) in enumerate(zip(tiles, titles, feet, strict=True)):
+    for position, (title, rgb, foot) in enumerate(tiles):
         left = _GAP + position * (tile_w + _GAP)
         draw.text((left, _GAP // 2), title, fill=(40, 40, 40), font=font)
         canvas.paste(_tile(rgb, shape, upscale), (left, _GAP + _TITLE_HEIGHT))

@@ -136,41 +136,50 @@ def show_parts(
     if scale is not None:
         st.caption(
             _(
-                "Residual y − β·x against the closest good reference in pixels (red: "
-                "brighter, blue: darker), and |∂distance/∂pixel| to the nearest good "
-                "reference in the embedding. Colours fixed from {n} good training parts "
+                "Each part beside its nearest good and nearest defective reference (by the "
+                "run's distance) and the good reference closest in pixels; the residual "
+                "y − β·x against that one (red: brighter, blue: darker), and "
+                "|∂distance/∂pixel| to the nearest good reference. Colours fixed from {n} good training parts "
                 "({p:g}th percentile): residual ±{r:.3g}, gradient 0–{g:.3g}; not rescaled "
                 "per part, so a good part stays pale."
             ).format(n=scale.n_parts, p=scale.percentile, r=scale.residual, g=scale.gradient)
         )
     shape = tuple(run.input_shape)
     has_heatmap = explanation.has_heatmap
-    columns = []
+
+    def image(index: int) -> np.ndarray | None:
+        return None if index < 0 else explainer.ref_x[index].reshape(shape)
+
     for row, title in enumerate(titles[: len(parts)]):
-        if row % 2 == 0:
-            columns = st.columns(2)
-        with columns[row % 2]:
-            st.markdown(f"**{title}** · {_describe(run, explainer, explanation.nearest, row)}")
-            if not has_heatmap[row]:
-                continue
-            png = explanation_png(
-                parts[row].reshape(shape),
-                explainer.ref_x[explanation.unit[row]].reshape(shape),
-                explanation.residual[row].reshape(shape),
-                explanation.gradient[row].reshape(shape),
-                scale.residual,
-                scale.gradient,
+        nearest = explanation.nearest
+        st.markdown(f"**{title}** · {_describe(run, explainer, nearest, row)}")
+        if not has_heatmap[row]:
+            continue
+        png = explanation_png(
+            parts[row].reshape(shape),
+            explanation.residual[row].reshape(shape),
+            explanation.gradient[row].reshape(shape),
+            scale.residual,
+            scale.gradient,
+            references=[
+                (f"nearest good d={nearest.good_distance[row]:.3g}", image(nearest.good[row])),
+                (
+                    f"nearest defect d={nearest.defect_distance[row]:.3g}",
+                    image(nearest.defect[row]),
+                ),
+                ("closest good in pixels", image(explanation.unit[row])),
+            ],
+        )
+        st.image(png)
+        if download:
+            st.download_button(
+                _("Download PNG"),
+                data=png,
+                file_name=f"soartlab-heatmap-{ids[row]}.png",
+                mime="image/png",
+                on_click="ignore",
+                key=f"{key}_png_{ids[row]}",
             )
-            st.image(png, width="stretch")
-            if download:
-                st.download_button(
-                    _("Download PNG"),
-                    data=png,
-                    file_name=f"soartlab-heatmap-{ids[row]}.png",
-                    mime="image/png",
-                    on_click="ignore",
-                    key=f"{key}_png_{ids[row]}",
-                )
 
 
 def held_out_parts(run: Any, data: state.LoadedData) -> np.ndarray:
