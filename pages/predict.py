@@ -134,7 +134,9 @@ if n_flagged:
             None,
             [
                 _("Row {i}: {decision} ({predicted})").format(
-                    i=i, decision=item["decision"], predicted=item["predicted"] or item["reason"]
+                    i=i,
+                    decision=item["decision"],
+                    predicted=item.get("predicted") or item.get("reason", ""),
                 )
                 for i, item in shown.iterrows()
             ],
