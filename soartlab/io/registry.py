@@ -2,7 +2,7 @@
 
 Every reader has the signature ``(path: Path, limits: Limits, **options) -> RawData``.
 ``load_dataset`` passes every reader the same keyword options (``label_column``,
-``image_size``, ``require_labels``); a reader names the ones it uses as keyword-only
+``image_size``, ``require_labels``, ``id_columns``, ``sheet``); a reader names the ones it uses as keyword-only
 parameters and ignores the rest. A new format is one such function, added here.
 
 Readers raise ``DataError`` with specific messages where they know what is wrong; whatever
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from soartlab.errors import DataError, SoartLabError
 from soartlab.io.archives import read_image_zip
+from soartlab.io.excel import read_xls, read_xlsx
 from soartlab.io.messages import FOREIGN_ERRORS, foreign_error_text
 from soartlab.io.npz import read_npz
 from soartlab.io.raw import RawData
@@ -32,9 +33,12 @@ READERS: dict[str, Reader] = {
     ".parquet": read_parquet,
     ".npz": read_npz,
     ".zip": read_image_zip,  # one folder of images per class
+    ".xlsx": read_xlsx,  # one sheet of an Excel workbook
+    ".xls": read_xls,  # refused: the old Excel format, with what to do instead
 }
 
-SUPPORTED_SUFFIXES = tuple(READERS)
+SUPPORTED_SUFFIXES = tuple(s for s in READERS if READERS[s] is not read_xls)
+"""The suffixes a file may have (``.xls`` has a reader only to say what to do instead)."""
 
 
 def reader_for(path: Path) -> Reader:
