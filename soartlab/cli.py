@@ -134,10 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", required=True, type=Path)
 
-    predict = sub.add_parser("predict", help="predict a new lot and write a CSV")
+    predict = sub.add_parser(
+        "predict", help="predict a new lot and write a CSV (UTF-8 with BOM) or an .xlsx"
+    )
     predict.add_argument("--run", required=True, type=Path)
-    predict.add_argument("--data", required=True, type=Path)
-    predict.add_argument("--out", required=True, type=Path, help="output .csv")
+    predict.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="the lot: a table (CSV/TSV/xlsx/Parquet/NPZ), or a zip of images (class "
+        "folders, one folder, or images alone)",
+    )
+    predict.add_argument(
+        "--out", required=True, type=Path, help="output .csv (UTF-8 with BOM) or .xlsx"
+    )
     return parser
 
 
@@ -343,17 +353,16 @@ def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from soartlab.data import load_dataset
-    from soartlab.files import atomic_write_bytes
-    from soartlab.workflow import load_run, predict
+    from soartlab.export import TABLE_SUFFIXES, write_table
+    from soartlab.workflow import load_lot, load_run, predict
 
-    if args.out.suffix.lower() != ".csv":
-        raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
+    if args.out.suffix.lower() not in TABLE_SUFFIXES:
+        raise SoartLabError(f"--out must end in .csv or .xlsx; got {args.out.name!r}.")
     _check_output_file("--out", args.out, args.data)
     run = load_run(args.run)
-    lot = load_dataset(args.data, input_shape=run.input_shape, require_labels=False)
+    lot = load_lot(run, args.data)
     table = predict(run, lot)
-    atomic_write_bytes(args.out, table.to_csv(index=False).encode("utf-8"))
+    write_table(args.out, table)
     counts = table["decision"].value_counts()
     print(
         f"wrote {len(table)} predictions to {args.out} ({counts.get('fail', 0)} fail, "
