@@ -149,7 +149,7 @@ st.subheader(
     )
 )
 st.markdown(_("**Classes found** · {classes}").format(classes=data_io.classes_text(summary)))
-for line in data_io.reading_notes(summary, len(data.dataset)):
+for line in data_io.reading_notes(summary):
     st.caption(line)
 resize_note = data_io.resize_note(summary, len(data.dataset))
 if resize_note:

@@ -110,8 +110,10 @@ def sample_grid(
         subplot_titles=subplot_titles,
         horizontal_spacing=0.01,
         vertical_spacing=(
-            min((0.3 if subplot_titles else 0.15) * (1 + (captions is not None)) / rows, 0.12)
-            if subplot_titles or captions is not None
+            min(0.6 / rows, 0.2)
+            if captions is not None
+            else min(0.3 / rows, 0.08)
+            if subplot_titles
             else 0.01
         ),
     )
@@ -149,8 +151,8 @@ def sample_grid(
     fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
     fig.update_annotations(font_size=10, selector=lambda a: a.name != "caption")
     fig.update_layout(
-        height=max(160, 110 * rows),
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        height=max(160, (130 if captions is not None else 110) * rows),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10 if captions is None else 28},
         plot_bgcolor="white",
     )
     if images.shape[0] > max_images:

@@ -261,7 +261,7 @@ def classes_text(summary: DataSummary) -> str:
     )
 
 
-def reading_notes(summary: DataSummary, n_samples: int) -> list[str]:
+def reading_notes(summary: DataSummary) -> list[str]:
     """What reading the file found, in words: the encoding, the sheet, the image sizes."""
     from soartlab.io.text import encoding_name
 
