@@ -201,6 +201,12 @@ def _suggest_config(args, base: TrainConfig) -> TrainConfig:
     return replace(base, loss="soart3", transform=replace(base.transform, floor=floor), **given)
 
 
+def _image_size(shape) -> tuple[int, int] | None:
+    """The size images are resized to for an input of ``shape``: (H, W) itself; None
+    (the images' own size) for vectors or no shape given."""
+    return None if shape is None or len(shape) != 2 else (int(shape[0]), int(shape[1]))
+
+
 def _cmd_suggest(args) -> int:
     from soartlab.data import load_dataset
     from soartlab.separation import separation_report
@@ -212,7 +218,7 @@ def _cmd_suggest(args) -> int:
     base = TrainConfig() if run is None else run.record.config
     config = _suggest_config(args, replace(base, device="cpu"))
     shape = args.input_shape or (run.input_shape if run is not None else None)
-    dataset = load_dataset(args.data, input_shape=shape)
+    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
     setup = training_setup(
         dataset, config, auto_transform=True, resume_from=run, n_pairs=args.pairs
     )
@@ -264,7 +270,8 @@ def _train(args, context) -> int:
         run.check_writable()
     except CheckpointError as exc:
         raise SoartLabError(f"--out: {exc}") from None
-    dataset = load_dataset(args.data, input_shape=args.input_shape)
+    shape = args.input_shape
+    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
     # Refuses (exit 2) a transform under which nothing would be learnt.
     setup = training_setup(dataset, config, auto_transform=args.scale is None)
     config, data = setup.config, setup.data
@@ -322,7 +329,10 @@ def _cmd_evaluate(args) -> int:
     from soartlab.workflow import evaluate_run, load_run
 
     run = load_run(args.run)
-    metrics = evaluate_run(run, load_dataset(args.data, input_shape=run.input_shape))
+    shape = run.input_shape
+    metrics = evaluate_run(
+        run, load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -401,3 +401,16 @@ def test_predict_writes_xlsx_with_the_file_names(trained, tmp_path):
     assert csv.read_bytes().startswith("\ufefffile,".encode())
     ods = tmp_path / "p.ods"
     assert main(["predict", "--run", str(out), "--data", str(lot), "--out", str(ods)]) == 2
+
+
+def test_evaluate_resizes_a_zip_of_images_to_the_runs_size(trained, tmp_path, capsys):
+    _, out, _ = trained
+    lot = tmp_path / "small.zip"
+    with zipfile.ZipFile(lot, "w") as zf:
+        for k, name in enumerate(["good", "burr"]):
+            for i in range(2):
+                buffer = io.BytesIO()
+                Image.fromarray(np.full((8, 8), 60 * k + i, np.uint8)).save(buffer, "PNG")
+                zf.writestr(f"{name}/{i}.png", buffer.getvalue())
+    assert main(["evaluate", "--run", str(out), "--data", str(lot)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == 4
