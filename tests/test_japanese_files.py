@@ -345,3 +345,28 @@ def test_a_flat_zip_of_small_images_is_predicted_at_the_runs_size(tiny_run, tmp_
     predictions = predict(run, lot)
     assert predictions["file"].tolist() == ["部品0.png", "部品1.png", "部品2.png"]
     assert "label" not in predictions.columns
+
+
+def test_xlsx_formulas_give_the_values_excel_last_computed(tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["label", "a", "b"])
+    for row, label in enumerate(["良品", "キズ", "良品", "キズ"], start=2):
+        sheet.append([label, row, f"=B{row}*2"])
+    book.save(tmp_path / "plain.xlsx")
+    # Excel stores each formula's last value beside it (<v>); openpyxl writes none
+    with zipfile.ZipFile(tmp_path / "plain.xlsx") as source:
+        parts = {info.filename: source.read(info) for info in source.infolist()}
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    for row in range(2, 6):
+        xml = xml.replace(f"<f>B{row}*2</f><v />", f"<f>B{row}*2</f><v>{row * 2}</v>")
+    parts["xl/worksheets/sheet1.xml"] = xml.encode()
+    with zipfile.ZipFile(tmp_path / "cached.xlsx", "w") as target:
+        for name, blob in parts.items():
+            target.writestr(name, blob)
+    X, _ = data.to_arrays(load_dataset(tmp_path / "cached.xlsx"))
+    np.testing.assert_array_equal(X, [[2, 4], [3, 6], [4, 8], [5, 10]])
+    with pytest.raises(DataError, match="missing, NaN or infinite"):  # never computed
+        load_dataset(tmp_path / "plain.xlsx")
