@@ -4,6 +4,7 @@ import streamlit as st
 
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
 from soartlab.ui import entry, explain_view, explore, state
+from soartlab.ui.downloads import table_downloads
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.i18n import _
 from soartlab.ui.widgets import rates_row, require_data, require_run, run_title
@@ -67,7 +68,14 @@ with right:
     )
 
 st.subheader("Per class")
-st.dataframe(explore.per_class_table(view.metrics), hide_index=True, width="stretch")
+per_class = explore.per_class_table(view.metrics)
+st.dataframe(per_class, hide_index=True, width="stretch")
+table_downloads(
+    {"per class": per_class.data},
+    "soartlab-per-class",
+    "explore_per_class",
+    label=_("per-class table"),
+)
 
 st.subheader(_("Beside a method without training: RT"))
 with guard:
@@ -117,7 +125,16 @@ if cell is not None:
         st.dataframe({"held-out index": members}, hide_index=True)
     elif len(members):
         st.plotly_chart(
-            sample_grid(view.images[members], [f"#{i}" for i in members], columns=10),
+            sample_grid(
+                view.images[members],
+                [f"#{i}" for i in members],
+                columns=10,
+                captions=(
+                    None
+                    if view.files is None
+                    else [view.files[i].rsplit("/", 1)[-1] for i in members]
+                ),
+            ),
             key="explore_cell_grid",
             width="stretch",
         )

@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from soartlab.plots import sample_grid
 from soartlab.ui import data_io, entry, explain_view, predict, state
+from soartlab.ui.downloads import table_downloads
+from soartlab.ui.explore import per_class_table
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.i18n import _
 from soartlab.ui.widgets import rates_row, run_title
@@ -65,13 +68,16 @@ sample_source = st.radio(
 dataset, key = None, None
 if sample_source == SAMPLES_UPLOAD:
     file = st.file_uploader(
-        "CSV, TSV, Parquet, NPZ or zip of class folders; a label column is optional",
+        _(
+            "CSV, TSV, Excel (.xlsx), Parquet, NPZ, or a zip of images (class folders, one "
+            "folder, or images alone); a label column is optional"
+        ),
         type=list(data_io.UPLOAD_TYPES),
         key="predict_samples_file",
     )
     if file is not None:
         with guard:
-            dataset = predict.uploaded_samples(file)
+            dataset = predict.uploaded_samples(file, run)
             key = ("upload", file.file_id)
 else:
     data = state.loaded_data()
@@ -104,15 +110,20 @@ if counts.get("review", 0):
         "'reason' column: values beyond what the model can compute with); never passed. "
         "Check by hand."
     )
-st.download_button(
-    "Download predictions (.csv)",
-    data=table.to_csv(index=False).encode("utf-8"),
-    file_name="soartlab-predictions.csv",
-    mime="text/csv",
-    on_click="ignore",
-    type="primary",
-)
+sheets = {"predictions": table}
+if metrics is not None:
+    sheets["per class"] = per_class_table(metrics).data
+table_downloads(sheets, "soartlab-predictions", "predict_download", label=_("predictions"))
 st.dataframe(table, hide_index=True, width="stretch", height=420)
+flagged = predict.flagged_thumbnails(dataset, table)
+if flagged is not None:
+    images, titles, captions = flagged
+    st.subheader(_("Parts judged fail or review"))
+    st.plotly_chart(
+        sample_grid(images, titles, captions=captions, columns=8, max_images=len(images)),
+        key="predict_flagged_grid",
+        width="stretch",
+    )
 
 n_flagged = int(table["decision"].isin(["fail", "review"]).sum())
 if n_flagged:
@@ -133,8 +144,8 @@ if n_flagged:
             parts,
             None,
             [
-                _("Row {i}: {decision} ({predicted})").format(
-                    i=i,
+                _("{part}: {decision} ({predicted})").format(
+                    part=item.get("file") or _("Row {i}").format(i=i),
                     decision=item["decision"],
                     predicted=item.get("predicted") or item.get("reason", ""),
                 )

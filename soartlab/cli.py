@@ -134,10 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path)
     evaluate.add_argument("--data", required=True, type=Path)
 
-    predict = sub.add_parser("predict", help="predict a new lot and write a CSV")
+    predict = sub.add_parser(
+        "predict", help="predict a new lot and write a CSV (UTF-8 with BOM) or an .xlsx"
+    )
     predict.add_argument("--run", required=True, type=Path)
-    predict.add_argument("--data", required=True, type=Path)
-    predict.add_argument("--out", required=True, type=Path, help="output .csv")
+    predict.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="the lot: a table (CSV/TSV/xlsx/Parquet/NPZ), or a zip of images (class "
+        "folders, one folder, or images alone)",
+    )
+    predict.add_argument(
+        "--out", required=True, type=Path, help="output .csv (UTF-8 with BOM) or .xlsx"
+    )
     return parser
 
 
@@ -191,6 +201,12 @@ def _suggest_config(args, base: TrainConfig) -> TrainConfig:
     return replace(base, loss="soart3", transform=replace(base.transform, floor=floor), **given)
 
 
+def _image_size(shape) -> tuple[int, int] | None:
+    """The size images are resized to for an input of ``shape``: (H, W) itself; None
+    (the images' own size) for vectors or no shape given."""
+    return None if shape is None or len(shape) != 2 else (int(shape[0]), int(shape[1]))
+
+
 def _cmd_suggest(args) -> int:
     from soartlab.data import load_dataset
     from soartlab.separation import separation_report
@@ -202,7 +218,7 @@ def _cmd_suggest(args) -> int:
     base = TrainConfig() if run is None else run.record.config
     config = _suggest_config(args, replace(base, device="cpu"))
     shape = args.input_shape or (run.input_shape if run is not None else None)
-    dataset = load_dataset(args.data, input_shape=shape)
+    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
     setup = training_setup(
         dataset, config, auto_transform=True, resume_from=run, n_pairs=args.pairs
     )
@@ -254,7 +270,8 @@ def _train(args, context) -> int:
         run.check_writable()
     except CheckpointError as exc:
         raise SoartLabError(f"--out: {exc}") from None
-    dataset = load_dataset(args.data, input_shape=args.input_shape)
+    shape = args.input_shape
+    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
     # Refuses (exit 2) a transform under which nothing would be learnt.
     setup = training_setup(dataset, config, auto_transform=args.scale is None)
     config, data = setup.config, setup.data
@@ -312,7 +329,10 @@ def _cmd_evaluate(args) -> int:
     from soartlab.workflow import evaluate_run, load_run
 
     run = load_run(args.run)
-    metrics = evaluate_run(run, load_dataset(args.data, input_shape=run.input_shape))
+    shape = run.input_shape
+    metrics = evaluate_run(
+        run, load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -343,17 +363,16 @@ def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from soartlab.data import load_dataset
-    from soartlab.files import atomic_write_bytes
-    from soartlab.workflow import load_run, predict
+    from soartlab.export import TABLE_SUFFIXES, write_table
+    from soartlab.workflow import load_lot, load_run, predict
 
-    if args.out.suffix.lower() != ".csv":
-        raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
+    if args.out.suffix.lower() not in TABLE_SUFFIXES:
+        raise SoartLabError(f"--out must end in .csv or .xlsx; got {args.out.name!r}.")
     _check_output_file("--out", args.out, args.data)
     run = load_run(args.run)
-    lot = load_dataset(args.data, input_shape=run.input_shape, require_labels=False)
+    lot = load_lot(run, args.data)
     table = predict(run, lot)
-    atomic_write_bytes(args.out, table.to_csv(index=False).encode("utf-8"))
+    write_table(args.out, table)
     counts = table["decision"].value_counts()
     print(
         f"wrote {len(table)} predictions to {args.out} ({counts.get('fail', 0)} fail, "

@@ -6,18 +6,23 @@ A dataset is a ``datasets.Dataset`` with
   images, or a ``"features"`` column, ``Sequence(Value("float32"), length=d)``;
 - a ``"label"`` column, ``ClassLabel(names=[...])``.
 
-``load_dataset`` reads ``.csv``, ``.tsv``, ``.parquet``, ``.npz`` and ``.zip`` (one folder
-per class) with the reader ``soartlab.io`` registers for the suffix, and turns every
+``load_dataset`` reads ``.csv``, ``.tsv``, ``.xlsx``, ``.parquet``, ``.npz`` and ``.zip``
+(one folder per class) with the reader ``soartlab.io`` registers for the suffix, and turns every
 problem with the file into a ``DataError`` that says what is wrong and what is expected.
 Class names are the labels as written (see ``_encode_labels``): integers as their decimal
 text, text unchanged (``"001"``, ``"NA"``); plain integers sorted by value, other names
 with a good/ok/pass name first. Image values from image
 files are scaled to [0, 1]; numbers from tables and arrays are kept as they are (normalise
 with ``Normalization``). ``Limits`` (the caps on a user file) lives in ``soartlab.io``.
+
+Beside them a dataset may hold ID columns (text: part number, lot, image file name; see
+``id_columns``), never features, and its ``info.description`` holds what reading the file
+found (the encoding, the sheet, image sizes; see ``file_notes``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -39,7 +44,7 @@ from soartlab.io import (
 )
 from soartlab.io.messages import rows_text
 
-GOOD_NAMES = ("good", "ok", "pass")
+GOOD_NAMES = ("good", "ok", "pass", "良品", "正常", "合格", "合格品", "ｏｋ", "ok品")
 """Label names taken as the good (合格) class, case-insensitive, in order of preference."""
 
 MIN_SAMPLES_PER_CLASS = 2
@@ -57,26 +62,34 @@ def load_dataset(
     path: str | Path,
     *,
     input_shape: tuple[int, ...] | None = None,
-    image_size: tuple[int, int] = (36, 39),
+    image_size: tuple[int, int] | None = None,
     label_column: str = "label",
     limits: Limits = Limits(),  # noqa: B008 - frozen, so a shared default is safe
     require_labels: bool = True,
+    id_columns: list[str] | None = None,
+    sheet: str | None = None,
 ) -> Dataset:
     """Read and validate a data file; return an image or feature dataset.
 
     ``input_shape`` reshapes the d features of each sample ((H, W) → images, (d,) →
     vectors; the product must equal d). ``image_size`` (H, W) is the size images from a
-    zip or an image Parquet are resized to. One class is allowed here; ``check_trainable``
-    says whether the data can train a model. With ``require_labels=False`` a table
-    without a label column loads as an unlabelled lot (one class, ``UNLABELLED``; see
-    ``is_labelled``), for prediction.
+    zip or an image Parquet are resized to (None: their most common size; ``file_notes``
+    says how many changed size). One class is allowed here; ``check_trainable`` says
+    whether the data can train a model. With ``require_labels=False`` a table without a
+    label column, or a zip of images without class folders, loads as an unlabelled lot
+    (one class, ``UNLABELLED``; see ``is_labelled``), for prediction. ``id_columns``:
+    the table columns that identify parts (None: every column of text none of whose
+    values is a number). ``sheet``: the sheet of an ``.xlsx`` (default the first).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"No data file at '{path}'.")
     read = reader_for(path)
     check_file_size(path, limits)
-    image_size = _check_shape(image_size, "image_size")
+    if image_size is not None:
+        image_size = _check_shape(image_size, "image_size")
+    if id_columns is not None:
+        id_columns = [str(c) for c in id_columns]
     if input_shape is not None:
         input_shape = _check_shape(input_shape, "input_shape", allow_1d=True)
 
@@ -87,6 +100,8 @@ def load_dataset(
             label_column=label_column,
             image_size=image_size,
             require_labels=require_labels,
+            id_columns=id_columns,
+            sheet=sheet,
         )
         flat = checked_samples(raw, path.name, limits)
         if raw.labels is None:
@@ -101,7 +116,32 @@ def load_dataset(
                     f"sample in '{path.name}' has {flat.shape[1]} features."
                 )
             shape = input_shape
-        return _build(flat, y, names, shape)
+        return _build(flat, y, names, shape, ids=raw.ids, notes=raw.notes)
+
+
+def file_notes(ds: Dataset) -> dict:
+    """What reading the file found, for the Data page: ``encoding`` (e.g. ``"cp932"``),
+    ``sheet`` and ``sheets`` (a workbook), ``image_size``, ``image_sizes`` and
+    ``resized`` (images); empty for data not read from a file."""
+    try:
+        notes = json.loads(ds.info.description or "{}")
+    except ValueError:
+        return {}
+    return notes if isinstance(notes, dict) else {}
+
+
+def id_columns(ds: Dataset) -> list[str]:
+    """The names of the dataset's ID columns (part number, lot, file name), file order."""
+    return [c for c in ds.column_names if c not in _SAMPLE_COLUMNS]
+
+
+def id_table(ds: Dataset) -> dict[str, list[str]]:
+    """The ID columns' values, name → (N,) text; empty when the dataset has none."""
+    names = id_columns(ds)
+    if not names:
+        return {}
+    table = ds.with_format("arrow", columns=names)[:]
+    return {n: table.column(n).to_pylist() for n in names}
 
 
 def is_labelled(ds: Dataset) -> bool:
@@ -190,8 +230,20 @@ def _whole_number_labels(labels: np.ndarray, name: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _build(flat: np.ndarray, y: np.ndarray, names: list[str], shape) -> Dataset:
-    """float32 (N, d), int64 (N,), names, (H, W) | (d,) | None → Dataset, built in Arrow."""
+_SAMPLE_COLUMNS = ("image", "features", "label")
+
+
+def _build(
+    flat: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    shape,
+    ids: dict[str, np.ndarray] | None = None,
+    notes: dict | None = None,
+) -> Dataset:
+    """float32 (N, d), int64 (N,), names, (H, W) | (d,) | None → Dataset, built in Arrow.
+    ``ids``: ID columns, name → (N,) text (a name taken by a sample column gets " (ID)");
+    ``notes``: what reading the file found (see ``file_notes``)."""
     n, d = flat.shape
     values = pa.array(np.ascontiguousarray(flat, dtype=np.float32).reshape(-1))
     label = ClassLabel(names=list(names))
@@ -210,8 +262,16 @@ def _build(flat: np.ndarray, y: np.ndarray, names: list[str], shape) -> Dataset:
         features = Features({"features": Sequence(Value("float32"), length=d), "label": label})
         data = {"features": pa.FixedSizeListArray.from_arrays(values, d)}
     data["label"] = pa.array(np.asarray(y, dtype=np.int64))
+    for column, values in (ids or {}).items():
+        while column in features:
+            column = f"{column} (ID)"
+        features[column] = Value("string")
+        data[column] = pa.array([str(v) for v in values], pa.string())
     table = pa.table(data, schema=features.arrow_schema)
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
+    description = json.dumps(dict(notes or {}), ensure_ascii=False, default=str)
+    return Dataset(
+        InMemoryTable(table), info=DatasetInfo(features=features, description=description)
+    )
 
 
 def from_arrays(X, y, label_names, input_shape: tuple[int, ...] | None = None) -> Dataset:

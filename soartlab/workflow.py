@@ -337,6 +337,18 @@ def _load_bundle(path: Path) -> LoadedRun:
         return _open(weights, record, contents.get(REFERENCES_FILE), source)
 
 
+def load_lot(run: LoadedRun, path: str | Path, **options):
+    """A lot to score with ``run``, read with `data.load_dataset` (labels optional): images
+    (a zip of class folders, a flat zip of images, an image Parquet) resized to the run's
+    image size, table rows shaped to its input. ``options``: more `load_dataset` options
+    (``id_columns``, ``sheet``, ``label_column``)."""
+    shape = tuple(run.input_shape)
+    image_size = shape if len(shape) == 2 else None
+    return D.load_dataset(
+        path, input_shape=shape, image_size=image_size, require_labels=False, **options
+    )
+
+
 def _features(run: LoadedRun, dataset) -> np.ndarray:
     X, _ = D.to_arrays(dataset)
     expected = int(np.prod(run.input_shape))
@@ -469,9 +481,10 @@ def predict(
     scored honestly), `pass_fail` (`pass` only for a `pass` decision, else `fail`; kept
     for older readers), `distance` to the nearest reference (NaN when not scored),
     `reason` (why a part is `review`, else empty); `label` and `correct` when the dataset is labelled
-    (`labelled=None`: when it has labels at all, see `data.is_labelled`). `embeddings`:
-    the dataset's `embed_dataset` result when the caller already has it (N, e), so it is
-    not computed again."""
+    (`labelled=None`: when it has labels at all, see `data.is_labelled`). The dataset's
+    ID columns (part number, lot, image file name: `data.id_columns`) come first, as
+    written. `embeddings`: the dataset's `embed_dataset` result when the caller already
+    has it (N, e), so it is not computed again."""
     X = _features(run, dataset)
     if embeddings is None:
         embeddings = embed(run.model, X)
@@ -495,4 +508,14 @@ def predict(
         y = _label_map(run, dataset)
         table["label"] = names[y]
         table["correct"] = y == pred
+    _carry_ids(table, dataset)
     return table
+
+
+def _carry_ids(table: pd.DataFrame, dataset) -> None:
+    """Put the dataset's ID columns first in ``table`` (in place); a name the table
+    already uses gets " (ID)"."""
+    for position, (column, values) in enumerate(D.id_table(dataset).items()):
+        while column in table.columns:
+            column = f"{column} (ID)"
+        table.insert(position, column, values)

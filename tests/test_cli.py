@@ -1,13 +1,16 @@
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from bench.article_way import EmbeddingNet, SiameseNet
 from soartlab.cli import AUTO_TRANSFORM, build_parser, main
@@ -371,3 +374,43 @@ def test_suggest_bad_input_exits_2(trained, capsys, extra, message):
     assert main(["suggest", "--data", str(data), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_predict_writes_xlsx_with_the_file_names(trained, tmp_path):
+    from openpyxl import load_workbook
+
+    _, out, _ = trained
+    lot = tmp_path / "lot.zip"
+    with zipfile.ZipFile(lot, "w") as zf:
+        for i in range(3):
+            buffer = io.BytesIO()
+            Image.fromarray(np.full((36, 39), 40 * i, np.uint8)).save(buffer, "PNG")
+            zf.writestr(f"=部品{i}.png", buffer.getvalue())  # a name Excel would run
+    xlsx = tmp_path / "pred.xlsx"
+    assert main(["predict", "--run", str(out), "--data", str(lot), "--out", str(xlsx)]) == 0
+    sheet = load_workbook(xlsx).active
+    header = [c.value for c in sheet[1]]
+    assert header[0] == "file" and "decision" in header
+    names = [sheet.cell(row=r, column=1) for r in range(2, 5)]
+    assert [c.value for c in names] == ["=部品0.png", "=部品1.png", "=部品2.png"]
+    assert all(c.data_type == "s" for c in names)
+    decisions = {sheet.cell(row=r, column=header.index("decision") + 1).value for r in (2, 3, 4)}
+    assert decisions <= {"pass", "fail", "review"}
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(out), "--data", str(lot), "--out", str(csv)]) == 0
+    assert csv.read_bytes().startswith("\ufefffile,".encode())
+    ods = tmp_path / "p.ods"
+    assert main(["predict", "--run", str(out), "--data", str(lot), "--out", str(ods)]) == 2
+
+
+def test_evaluate_resizes_a_zip_of_images_to_the_runs_size(trained, tmp_path, capsys):
+    _, out, _ = trained
+    lot = tmp_path / "small.zip"
+    with zipfile.ZipFile(lot, "w") as zf:
+        for k, name in enumerate(["good", "burr"]):
+            for i in range(2):
+                buffer = io.BytesIO()
+                Image.fromarray(np.full((8, 8), 60 * k + i, np.uint8)).save(buffer, "PNG")
+                zf.writestr(f"{name}/{i}.png", buffer.getvalue())
+    assert main(["evaluate", "--run", str(out), "--data", str(lot)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == 4

@@ -141,7 +141,7 @@ def test_float_labels_whole_numbers_only(tmp_path):
 def test_npz_byte_string_labels_and_names_are_utf8_text(tmp_path):
     y = np.array(["良品".encode(), b"ng", "良品".encode()])
     np.savez(tmp_path / "b.npz", X=np.ones((3, 2)), y=y)
-    assert data.label_names(load_dataset(tmp_path / "b.npz")) == ["ng", "良品"]
+    assert data.label_names(load_dataset(tmp_path / "b.npz")) == ["良品", "ng"]  # good first
     names = np.array([b"good", b"dent"])
     np.savez(tmp_path / "n.npz", X=np.ones((3, 2)), y=np.array([0, 1, 0]), label_names=names)
     assert data.label_names(load_dataset(tmp_path / "n.npz")) == ["good", "dent"]
@@ -243,7 +243,11 @@ def test_image_parquet_as_the_hub_writes_it(tmp_path):
     X, y = data.to_arrays(ds)
     np.testing.assert_allclose(X, pixels.reshape(6, -1) / 255.0, atol=1e-6)
     np.testing.assert_array_equal(y, [0, 1, 2, 0, 1, 2])
-    assert data.input_shape(load_dataset(tmp_path / "train.parquet")) == (36, 39)  # resized
+    ds = load_dataset(tmp_path / "train.parquet", image_size=(36, 39))
+    assert data.input_shape(ds) == (36, 39)  # resized when asked
+    assert data.file_notes(ds)["resized"] == 6
+    ds = load_dataset(tmp_path / "train.parquet")  # by default: the images' own size
+    assert data.input_shape(ds) == (8, 10) and data.file_notes(ds)["resized"] == 0
 
 
 def test_image_parquet_without_metadata(tmp_path):

@@ -43,12 +43,13 @@ def test_every_reader_has_the_reader_signature(suffix):
 
 
 def test_unknown_suffix_lists_the_supported_ones(tmp_path):
-    (tmp_path / "lot.xls").write_bytes(b"\xd0\xcf\x11\xe0")
-    expected = r"'lot\.xls' has an unsupported file type '\.xls'; supported formats: " + ", ".join(
+    (tmp_path / "lot.sav").write_bytes(b"\xd0\xcf\x11\xe0")
+    expected = r"'lot\.sav' has an unsupported file type '\.sav'; supported formats: " + ", ".join(
         s.replace(".", r"\.") for s in SUPPORTED_SUFFIXES
     )
     with pytest.raises(DataError, match=expected):
-        data.load_dataset(tmp_path / "lot.xls")
+        data.load_dataset(tmp_path / "lot.sav")
+    assert ".xlsx" in SUPPORTED_SUFFIXES and ".xls" not in SUPPORTED_SUFFIXES
     with pytest.raises(DataError, match=r"'README' has an unsupported file type '\(none\)'"):
         reader_for(Path("README"))
 
@@ -69,6 +70,8 @@ def test_a_new_format_is_one_registered_function(tmp_path, monkeypatch):
         "image_size": (5, 6),
         "label_column": "label",
         "require_labels": True,
+        "id_columns": None,
+        "sheet": None,
     }
     assert data.label_names(ds) == ["ok", "ng"] and data.input_shape(ds) == (2, 3)
     np.testing.assert_array_equal(data.to_arrays(ds)[0], np.arange(24).reshape(4, 6))

@@ -11,17 +11,27 @@ a ``DataError``). Nothing here imports ``soartlab.data``, which builds datasets 
 
 from soartlab.io.limits import Limits, check_file_size
 from soartlab.io.raw import RawData, checked_samples, finite_float32
-from soartlab.io.registry import READERS, SUPPORTED_SUFFIXES, Reader, reader_for, reading
+from soartlab.io.registry import (
+    READERS,
+    SUPPORTED_SUFFIXES,
+    Outline,
+    Reader,
+    outline,
+    reader_for,
+    reading,
+)
 
 __all__ = [
     "READERS",
     "SUPPORTED_SUFFIXES",
     "Limits",
+    "Outline",
     "RawData",
     "Reader",
     "check_file_size",
     "checked_samples",
     "finite_float32",
+    "outline",
     "reader_for",
     "reading",
 ]

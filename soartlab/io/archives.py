@@ -1,7 +1,10 @@
 """Zip archives without trusting them, and the reader for a zip of class folders.
 
-Every entry is checked before anything is decompressed: its name (no ``..``, absolute
-paths, backslashes or symbolic links), the number of entries, their declared sizes and
+Entry names are read as the tool that made the zip wrote them: UTF-8 when the entry says
+so (flag bit 0x800), else cp932 when the bytes are valid cp932 — what Windows' "Send to →
+Compressed folder" writes on a Japanese PC — else cp437, the zip format's default (see
+``entry_name``). Every entry is checked before anything is decompressed: its name (no
+``..``, absolute paths, backslashes or symbolic links), the number of entries, their declared sizes and
 compression ratios. ``zipfile`` never hands out more bytes than an entry declares, so the
 declared sizes are a real bound. Nothing is ever extracted to disk.
 """
@@ -18,7 +21,8 @@ from soartlab.errors import DataError
 from soartlab.io.images import (
     IMAGE_SUFFIXES,
     check_total_pixels,
-    declared_pixels,
+    choose_image_size,
+    declared_size,
     decode_image,
 )
 from soartlab.io.limits import Limits
@@ -45,8 +49,23 @@ def open_zip(path: Path, kind: str = "zip") -> zipfile.ZipFile:
         ) from None
 
 
+_UTF8_NAME_FLAG = 0x800
+
+
+def entry_name(info: zipfile.ZipInfo) -> str:
+    """The name of a zip entry as its maker wrote it. ``zipfile`` decodes names without
+    the UTF-8 flag as cp437; Japanese Windows writes them in cp932, so such a name is
+    taken back to its bytes and read as cp932 when that is valid (else kept as cp437)."""
+    if info.flag_bits & _UTF8_NAME_FLAG:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("cp932")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename
+    name = entry_name(info)  # a cp932 trail byte can be 0x5c, a backslash in cp437
     if "\\" in name:
         return "a backslash in the path"
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
@@ -75,7 +94,7 @@ def check_members(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[zip
         reason = _unsafe_reason(info)
         if reason:
             raise DataError(
-                f"'{archive}' contains an unsafe entry '{info.filename}' ({reason}). "
+                f"'{archive}' contains an unsafe entry '{entry_name(info)}' ({reason}). "
                 "Archive entries must be plain relative paths; nothing was extracted."
             )
         if info.flag_bits & 0x1:
@@ -114,15 +133,15 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str) -> byt
         ) from None
 
 
-def _member_pixels(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-    """width × height declared by the image header of one entry, read without decoding
-    the image (only the first compressed block is inflated); 0 when the entry cannot be
-    opened (``read_member`` then says why)."""
+def _member_size(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
+    """(height, width) declared by the image header of one entry, read without decoding
+    the image (only the first compressed block is inflated); (0, 0) when the entry cannot
+    be opened (``read_member`` then says why)."""
     try:
         with zf.open(info) as stream:
-            return declared_pixels(stream)
+            return declared_size(stream)
     except FOREIGN_ERRORS:
-        return 0
+        return 0, 0
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
@@ -134,18 +153,26 @@ def _is_junk(parts: tuple[str, ...]) -> bool:
 
 
 def read_image_zip(
-    path: Path, limits: Limits, *, image_size: tuple[int, int], **_other_options: object
+    path: Path,
+    limits: Limits,
+    *,
+    image_size: tuple[int, int] | None,
+    require_labels: bool = True,
+    **_other_options: object,
 ) -> RawData:
     """A zip of class folders → images (N, H, W) float32 in [0, 1], resized to
-    ``image_size``, labelled with their folder names (N,). Every image header is read
-    before any image is decoded, to keep the upload within ``limits.max_total_pixels``."""
+    ``image_size`` (None: the most common size among the images), labelled with their
+    folder names (N,); ``ids["file"]`` is each image's path in the zip. Without
+    ``require_labels`` a zip of images with no class folders (a flat zip, or a single
+    folder) is an unlabelled lot (``labels=None``). Every image header is read before any
+    image is decoded, to keep the upload within ``limits.max_total_pixels``."""
     archive = path.name
     with open_zip(path) as zf:
         files = check_members(zf, archive, limits)
         entries = [
-            (info, PurePosixPath(info.filename).parts)
+            (info, PurePosixPath(entry_name(info)).parts)
             for info in files
-            if not _is_junk(PurePosixPath(info.filename).parts)
+            if not _is_junk(PurePosixPath(entry_name(info)).parts)
         ]
         if not entries:
             raise DataError(f"'{archive}' holds no images. {_LAYOUT_HELP}")
@@ -154,27 +181,38 @@ def read_image_zip(
             len({parts[0] for _, parts in entries}) == 1
         ):
             entries = [(info, parts[1:]) for info, parts in entries]
-        loose = [info.filename for info, parts in entries if len(parts) < 2]
-        if loose:
+        loose = [entry_name(info) for info, parts in entries if len(parts) < 2]
+        one_folder = len({parts[0] for _, parts in entries}) == 1
+        labelled = not loose and (require_labels or not one_folder)
+        if loose and (require_labels or len(loose) < len(entries)):
             raise DataError(
                 f"'{archive}' has no class folders ('{loose[0]}' is not inside a folder). "
                 f"{_LAYOUT_HELP}"
+                + ("" if require_labels else " A new lot may also be a zip of images alone.")
             )
         if len(entries) > limits.max_rows:
             raise DataError(
                 f"'{archive}' holds {len(entries):,} images; the limit is {limits.max_rows:,}."
             )
         for info, _ in entries:
-            if PurePosixPath(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
+            if PurePosixPath(entry_name(info)).suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(
-                    f"'{archive}' entry '{info.filename}' is not an image file. {_LAYOUT_HELP}"
+                    f"'{archive}' entry '{entry_name(info)}' is not an image file. {_LAYOUT_HELP}"
                 )
-        total = sum(_member_pixels(zf, info) for info, _ in entries)
-        check_total_pixels(total, len(entries), archive, image_size, limits)
+        sizes = [_member_size(zf, info) for info, _ in entries]
+        image_size, notes = choose_image_size(sizes, image_size)
+        check_total_pixels(sum(h * w for h, w in sizes), len(entries), archive, image_size, limits)
         images = np.empty((len(entries), *image_size), dtype=np.float32)
-        labels = []
+        labels, files_in_zip = [], []
         for row, (info, parts) in enumerate(entries):
             data = read_member(zf, info, archive)
-            images[row] = decode_image(data, f"{archive}/{info.filename}", image_size, limits)
+            images[row] = decode_image(data, f"{archive}/{entry_name(info)}", image_size, limits)
             labels.append(parts[0])
-    return RawData(images, np.array(labels, dtype=object), image_shape=tuple(image_size))
+            files_in_zip.append(entry_name(info))
+    return RawData(
+        images,
+        np.array(labels, dtype=object) if labelled else None,
+        image_shape=tuple(image_size),
+        notes=notes,
+        ids={"file": np.array(files_in_zip, dtype=object)},
+    )

@@ -19,16 +19,54 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 """Image files accepted inside a zip of class folders."""
 
 
-def declared_pixels(stream: BinaryIO) -> int:
-    """width × height as the image header in ``stream`` declares it, without decoding a
-    pixel; 0 when the header cannot be read (``decode_image`` then says why, naming the
-    image)."""
+def declared_size(stream: BinaryIO) -> tuple[int, int]:
+    """(height, width) as the image header in ``stream`` declares it, without decoding a
+    pixel; (0, 0) when the header cannot be read (``decode_image`` then says why, naming
+    the image)."""
     try:
         with Image.open(stream) as image:
             width, height = image.size
     except FOREIGN_ERRORS:
-        return 0
-    return width * height
+        return 0, 0
+    return int(height), int(width)
+
+
+def declared_pixels(stream: BinaryIO) -> int:
+    """width × height as the image header in ``stream`` declares it (0: unreadable)."""
+    height, width = declared_size(stream)
+    return height * width
+
+
+def size_text(size: tuple[int, int]) -> str:
+    """(H, W) → "H×W", the way sizes are written everywhere (height first)."""
+    return f"{size[0]}×{size[1]}"
+
+
+def choose_image_size(
+    sizes: list[tuple[int, int]], image_size: tuple[int, int] | None
+) -> tuple[tuple[int, int], dict[str, object]]:
+    """The (H, W) the images declaring ``sizes`` are resized to, and notes about it.
+
+    ``image_size`` None: the most common size among the images (the data's own size, so
+    nothing is enlarged or squashed unless the images differ). The notes say which sizes
+    were found (``"image_sizes"``: "8×8: 12 images") and how many images change size
+    (``"resized"``), so the Data page can say when images were enlarged or squashed.
+    """
+    readable = [s for s in sizes if min(s) > 0]
+    found: dict[tuple[int, int], int] = {}
+    for size in readable:
+        found[size] = found.get(size, 0) + 1
+    if image_size is None:
+        image_size = max(found, key=lambda s: (found[s], s)) if found else (36, 39)
+    image_size = (int(image_size[0]), int(image_size[1]))
+    listed = sorted(found.items(), key=lambda item: -item[1])
+    notes: dict[str, object] = {
+        "image_size": size_text(image_size),
+        "image_sizes": ", ".join(f"{size_text(s)}: {n:,} images" for s, n in listed[:5])
+        + (f" and {len(listed) - 5} more sizes" if len(listed) > 5 else ""),
+        "resized": sum(n for s, n in found.items() if s != image_size),
+    }
+    return image_size, notes
 
 
 def check_total_pixels(

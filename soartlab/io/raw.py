@@ -31,7 +31,11 @@ class RawData:
     label_names: list[str] | None = None  # class names stored with the file, by label index
     image_shape: tuple[int, ...] | None = None  # (H, W) when the samples are images
     columns: list[str] | None = None  # feature column names, to name a column in messages
-    notes: Mapping[str, str] = field(default_factory=dict)  # about the file, e.g. its encoding
+    # about the file, for the Data page: "encoding", "sheet", "sheets", "image_sizes", ...
+    notes: Mapping[str, object] = field(default_factory=dict)
+    # ID columns (part number, lot, file name): name → (N,) text, in file order; kept with
+    # the samples and carried to predictions, never features
+    ids: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def checked_samples(raw: RawData, name: str, limits: Limits) -> np.ndarray:

@@ -3,6 +3,10 @@
 A table has a label column and either numeric feature columns (``px_<row>_<col>`` names
 make them an image), a ``features`` column of lists (text such as ``"[0.1, 0.2]"`` in CSV),
 or, in Parquet, an ``image`` column as the Hugging Face hub writes it (``{bytes, path}``).
+Other columns of text (part numbers such as ``A-00000``, lots, file names) are ID columns:
+kept beside the samples, never features (``id_columns`` chooses them instead). An empty,
+unnamed last column (a delimiter at the end of every line, as some Excel exports write)
+is dropped. Text files are decoded by ``soartlab.io.text`` (UTF-8, BOM, UTF-16, cp932).
 Sizes are checked from the file header (line count, column count, Parquet footer) before
 everything is parsed. Rows in messages are data rows counted from 1; lines are file lines.
 """
@@ -23,10 +27,16 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from soartlab.errors import DataError
-from soartlab.io.images import check_total_pixels, declared_pixels, decode_image
+from soartlab.io.images import (
+    check_total_pixels,
+    choose_image_size,
+    declared_size,
+    decode_image,
+)
 from soartlab.io.limits import Limits
 from soartlab.io.messages import columns_text, mib, rows_text
 from soartlab.io.raw import RawData
+from soartlab.io.text import decode_text
 
 PIXEL_COLUMN = re.compile(r"^px_(\d+)_(\d+)$")
 """Feature columns named px_<row>_<col> hold the pixels of a (rows × cols) image."""
@@ -51,34 +61,27 @@ def read_delimited(
     limits: Limits,
     *,
     label_column: str,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | None,
     require_labels: bool,
+    id_columns: list[str] | None = None,
     **_other_options: object,
 ) -> RawData:
     """Parse a CSV (``.csv``, comma-separated) or TSV (``.tsv``, tab-separated) file.
 
-    Lines may end in LF, CRLF or a lone CR (Excel for Mac). The label column is read as
-    text, exactly as written (``001`` stays ``001``, ``NA`` is a class); only an empty
-    cell is a missing value. ``notes["encoding"]`` says how the text was read: ``utf-8``,
-    or ``utf-8-sig`` when it starts with the byte-order mark Excel's "CSV UTF-8" writes.
+    The encoding is found by ``decode_text`` (UTF-8 with or without a byte-order mark,
+    UTF-16, cp932, or charset-normalizer's guess) and kept in ``notes["encoding"]``.
+    Lines may end in LF, CRLF or a lone CR (Excel for Mac). The label column, and the
+    ``id_columns`` given, are read as text, exactly as written (``001`` stays ``001``,
+    ``NA`` is a class); only an empty cell is a missing value.
     """
     name = path.name
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    data = path.read_bytes()
-    encoding = "utf-8"
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-        encoding = "utf-8-sig"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"'{name}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
-            f"{exc.start:,} cannot be decoded). Save it as UTF-8 (in Excel: 'CSV UTF-8')."
-        ) from None
+    text, encoding = decode_text(path.read_bytes(), name)
+    data = text.encode("utf-8")
     header = _check_header(text, name, sep, limits)
     label_name = _find_label_column(header, label_column, name, required=False)
-    table = _parse_delimited(data, text, name, sep, label_name)
+    as_text = [c for c in (id_columns or []) if c in header and c != label_name]
+    table = _parse_delimited(data, text, name, sep, [label_name, *as_text])
     raw = table_to_raw(
         table,
         name,
@@ -86,8 +89,9 @@ def read_delimited(
         label_column=label_column,
         image_size=image_size,
         require_labels=require_labels,
+        id_columns=id_columns,
     )
-    return dataclasses.replace(raw, notes={"encoding": encoding})
+    return dataclasses.replace(raw, notes={**raw.notes, "encoding": encoding})
 
 
 def _check_header(text: str, name: str, sep: str, limits: Limits) -> list[str]:
@@ -116,18 +120,19 @@ def _check_header(text: str, name: str, sep: str, limits: Limits) -> list[str]:
 
 
 def _parse_delimited(
-    data: bytes, text: str, name: str, sep: str, label_name: str | None
+    data: bytes, text: str, name: str, sep: str, text_columns: list[str | None]
 ) -> pa.Table:
     """``data`` (UTF-8 without a byte-order mark; ``text`` is it decoded) → Arrow table;
     a row with more or fewer fields than the header is refused, naming its line. The
-    column ``label_name`` is text as written; an empty cell is the only missing value."""
+    ``text_columns`` (the label, chosen ID columns) are text as written; an empty cell is
+    the only missing value."""
     bad_rows: list[tuple[int | None, int, int]] = []
 
     def on_bad_row(row) -> str:
         bad_rows.append((row.number, row.expected_columns, row.actual_columns))
         return "skip"
 
-    label_types = {} if label_name is None else {label_name: pa.string()}
+    label_types = {c: pa.string() for c in text_columns if c is not None}
     try:
         table = pa_csv.read_csv(
             io.BytesIO(data),
@@ -173,8 +178,9 @@ def read_parquet(
     limits: Limits,
     *,
     label_column: str,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | None,
     require_labels: bool,
+    id_columns: list[str] | None = None,
     **_other_options: object,
 ) -> RawData:
     """Parse a Parquet file (plain columns, a ``features`` list column or hub images)."""
@@ -211,6 +217,7 @@ def read_parquet(
         image_size=image_size,
         require_labels=require_labels,
         stored_names=_hub_label_names(schema),
+        id_columns=id_columns,
     )
 
 
@@ -240,13 +247,17 @@ def table_to_raw(
     limits: Limits,
     *,
     label_column: str,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | None,
     require_labels: bool,
     stored_names: dict[str, list[str]] | None = None,
+    id_columns: list[str] | None = None,
 ) -> RawData:
-    """Split an Arrow table into features and labels, checking both. Without
+    """Split an Arrow table into features, labels and ID columns, checking them. Without
     ``require_labels`` a table with no label column gives ``labels=None`` (a new lot).
-    ``stored_names``: class names per column, from the file's metadata."""
+    ``stored_names``: class names per column, from the file's metadata. ``id_columns``:
+    the columns that identify a part rather than describe it (None: every column of text
+    none of whose values reads as a number, see `_looks_like_ids`)."""
+    table = _drop_trailing_empty_column(table)
     columns = table.column_names
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
@@ -260,19 +271,31 @@ def table_to_raw(
     labels = None if label_name is None else _labels(table.column(label_name), label_name, name)
     names = (stored_names or {}).get(label_name)
     rest = [c for c in columns if c != label_name and not _is_index(table, c)]
+    ids = _id_columns(table, rest, id_columns, label_name, name)
+    rest = [c for c in rest if c not in ids]
 
     if "image" in rest and not _is_numeric(table.schema.field("image").type):
-        images = _decode_image_column(table.column("image"), name, image_size, limits)
+        images, notes, files = _decode_image_column(table.column("image"), name, image_size, limits)
+        if files is not None and "file" not in ids:
+            ids["file"] = files
         return RawData(
-            images, labels, label_names=names, image_shape=tuple(image_size), columns=["image"]
+            images,
+            labels,
+            label_names=names,
+            image_shape=images.shape[1:],
+            columns=["image"],
+            notes=notes,
+            ids=ids,
         )
     if "features" in rest:
         features = _list_column(table.column("features"), name)
-        return RawData(features, labels, label_names=names, columns=["features"])
+        return RawData(features, labels, label_names=names, columns=["features"], ids=ids)
     if not rest:
         raise DataError(
-            f"'{name}' has no feature columns besides {label_name!r}. Expected numeric feature "
-            "columns (or px_<row>_<col> pixel columns, or a 'features' column of lists)."
+            f"'{name}' has no feature columns besides {label_name!r}"
+            + (f" and the ID columns {columns_text(list(ids))}" if ids else "")
+            + ". Expected numeric feature columns (or px_<row>_<col> pixel columns, or a "
+            "'features' column of lists)."
         )
     features = np.empty((table.num_rows, len(rest)), dtype=np.float64)
     for j, column in enumerate(rest):
@@ -281,7 +304,78 @@ def table_to_raw(
     if order is not None:
         features = features[:, order]
         rest = [rest[i] for i in order]
-    return RawData(features, labels, label_names=names, image_shape=shape, columns=rest)
+    return RawData(features, labels, label_names=names, image_shape=shape, columns=rest, ids=ids)
+
+
+def _drop_trailing_empty_column(table: pa.Table) -> pa.Table:
+    """Without the last column when it has no name and no values: what a delimiter at
+    the end of every line (header included) leaves."""
+    if table.num_columns < 2:
+        return table
+    last = table.column_names[-1]
+    column = table.column(table.num_columns - 1)
+    if last.strip() == "" and column.null_count == len(column):
+        return table.remove_column(table.num_columns - 1)
+    return table
+
+
+def _looks_like_ids(column: pa.ChunkedArray) -> bool:
+    """A column of text none of whose values reads as a number (part numbers, lots, file
+    names). A mostly numeric column with a stray word is a broken feature column, which
+    `_numeric_column` names, not an ID column."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return False
+    values = [v for v in column.to_pylist() if v is not None and v.strip() not in _MISSING_TEXT]
+    if not values:
+        return False
+    for value in values:
+        try:
+            float(value)
+        except ValueError:
+            continue
+        return False
+    return True
+
+
+def _id_columns(
+    table: pa.Table,
+    candidates: list[str],
+    chosen: list[str] | None,
+    label_name: str | None,
+    name: str,
+) -> dict[str, np.ndarray]:
+    """The ID columns among ``candidates`` as (N,) text arrays (a missing cell is ``""``):
+    the ``chosen`` ones, or those that `_looks_like_ids` when none are chosen."""
+    if chosen is None:
+        picked = [
+            c
+            for c in candidates
+            if c not in ("image", "features") and _looks_like_ids(table.column(c))
+        ]
+    else:
+        unknown = [c for c in chosen if c not in table.column_names]
+        if unknown:
+            raise DataError(
+                f"'{name}' has no column {unknown[0]!r} to use as an ID column; columns "
+                f"found: {columns_text(table.column_names)}."
+            )
+        if label_name is not None and label_name in chosen:
+            raise DataError(
+                f"{label_name!r} in '{name}' is the label column; it cannot be an ID column too."
+            )
+        picked = [c for c in candidates if c in chosen]
+    ids = {}
+    for column in picked:
+        values = table.column(column)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        ids[column] = np.array(
+            ["" if v is None else str(v) for v in values.to_pylist()], dtype=object
+        )
+    return ids
 
 
 def _find_label_column(
@@ -454,10 +548,12 @@ def _list_text_column(texts: list[str | None], name: str) -> np.ndarray:
 
 
 def _decode_image_column(
-    column: pa.ChunkedArray, name: str, image_size: tuple[int, int], limits: Limits
-) -> np.ndarray:
-    """The hub's image column ({bytes, path} per row) → (N, H, W) float32. Every header is
-    read before any image is decoded, to keep the file within ``limits.max_total_pixels``."""
+    column: pa.ChunkedArray, name: str, image_size: tuple[int, int] | None, limits: Limits
+) -> tuple[np.ndarray, dict[str, object], np.ndarray | None]:
+    """The hub's image column ({bytes, path} per row) → (N, H, W) float32, resized to
+    ``image_size`` (None: the images' most common size), notes on the sizes, and the
+    image paths when the file has them. Every header is read before any image is decoded,
+    to keep the file within ``limits.max_total_pixels``."""
     kind = column.type
     if not pa.types.is_struct(kind):
         text = (
@@ -494,9 +590,13 @@ def _decode_image_column(
             raise DataError(
                 f"Image '{member}' has no embedded bytes; the images must be stored in the file."
             )
-    total = sum(declared_pixels(io.BytesIO(blob)) for blob in blobs)
-    check_total_pixels(total, len(blobs), name, image_size, limits)
+    sizes = [declared_size(io.BytesIO(blob)) for blob in blobs]
+    image_size, notes = choose_image_size(sizes, image_size)
+    check_total_pixels(sum(h * w for h, w in sizes), len(blobs), name, image_size, limits)
     images = np.empty((len(blobs), *image_size), dtype=np.float32)
     for row, (member, blob) in enumerate(zip(members, blobs, strict=True)):
         images[row] = decode_image(blob, member, image_size, limits)
-    return images
+    files = None
+    if any(paths):
+        files = np.array(["" if p is None else str(p) for p in paths], dtype=object)
+    return images, notes, files

@@ -60,6 +60,17 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
     return padded.reshape(padded_h // factor, factor, padded_w // factor, factor).mean(axis=(1, 3))
 
 
+# A caption longer than this is cut at its start ("…0001.png"): the end of a file name
+# tells parts apart; the whole name is in the hover text.
+MAX_CAPTION_CHARS = 16
+
+
+def _short(caption: str) -> str:
+    if len(caption) <= MAX_CAPTION_CHARS:
+        return caption
+    return "…" + caption[-(MAX_CAPTION_CHARS - 1) :]
+
+
 def sample_grid(
     images: np.ndarray,
     titles: Sequence[str] | None = None,
@@ -67,10 +78,13 @@ def sample_grid(
     columns: int = 8,
     zmin: float = 0,
     zmax: float = 1,
+    captions: Sequence[str] | None = None,
+    max_images: int = MAX_GRID_IMAGES,
 ) -> go.Figure:
-    """Grid of grayscale images ``(N, H, W)``, the first ``MAX_GRID_IMAGES`` of them.
+    """Grid of grayscale images ``(N, H, W)``, the first ``max_images`` of them.
 
-    Drawn upright with equal aspect and no axes; ``titles`` ``(N,)`` go above each image.
+    Drawn upright with equal aspect and no axes; ``titles`` ``(N,)`` go above each image,
+    ``captions`` ``(N,)`` (file names, say; shortened, whole in the hover) below it.
     Large images are block-averaged to thumbnails to keep the payload small.
     """
     images = np.asarray(images, dtype=np.float32)
@@ -80,11 +94,12 @@ def sample_grid(
         raise SoartLabError(f"images must have shape (N, H, W), got {images.shape}.")
     if columns < 1:
         raise SoartLabError(f"columns must be a positive integer, got {columns}.")
-    if titles is not None and len(titles) != images.shape[0]:
-        raise SoartLabError(
-            f"titles must have one entry per image ({images.shape[0]}), got {len(titles)}."
-        )
-    shown = images[:MAX_GRID_IMAGES]
+    for what, given in (("titles", titles), ("captions", captions)):
+        if given is not None and len(given) != images.shape[0]:
+            raise SoartLabError(
+                f"{what} must have one entry per image ({images.shape[0]}), got {len(given)}."
+            )
+    shown = images[:max_images]
     n = shown.shape[0]
     columns = min(columns, n)
     rows = math.ceil(n / columns)
@@ -94,10 +109,18 @@ def sample_grid(
         cols=columns,
         subplot_titles=subplot_titles,
         horizontal_spacing=0.01,
-        vertical_spacing=min(0.3 / rows, 0.08) if subplot_titles else 0.01,
+        vertical_spacing=(
+            min(0.6 / rows, 0.2)
+            if captions is not None
+            else min(0.3 / rows, 0.08)
+            if subplot_titles
+            else 0.01
+        ),
     )
     for position, image in enumerate(shown):
         row, col = divmod(position, columns)
+        caption = None if captions is None else str(captions[position])
+        hover = "" if not caption else caption.replace("%", "%%").replace("<", "&lt;") + "<br>"
         fig.add_trace(
             go.Heatmap(
                 z=_thumbnail(image),
@@ -105,21 +128,33 @@ def sample_grid(
                 zmin=zmin,
                 zmax=zmax,
                 showscale=False,
-                hovertemplate="%{z:.2f}<extra></extra>",
+                hovertemplate=hover + "%{z:.2f}<extra></extra>",
             ),
             row=row + 1,
             col=col + 1,
         )
         axis_number = "" if position == 0 else str(position + 1)
         fig.update_yaxes(scaleanchor=f"x{axis_number}", row=row + 1, col=col + 1)
+        if caption:
+            fig.add_annotation(
+                text=_short(caption),
+                xref=f"x{axis_number} domain",
+                yref=f"y{axis_number} domain",
+                x=0.5,
+                y=0,
+                yanchor="top",
+                showarrow=False,
+                font={"size": 9},
+                name="caption",
+            )
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
-    fig.update_annotations(font_size=10)
+    fig.update_annotations(font_size=10, selector=lambda a: a.name != "caption")
     fig.update_layout(
-        height=max(160, 110 * rows),
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        height=max(160, (130 if captions is not None else 110) * rows),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10 if captions is None else 28},
         plot_bgcolor="white",
     )
-    if images.shape[0] > MAX_GRID_IMAGES:
-        fig.update_layout(title=f"first {MAX_GRID_IMAGES} of {images.shape[0]} samples")
+    if images.shape[0] > max_images:
+        fig.update_layout(title=f"first {max_images} of {images.shape[0]} samples")
     return fig

@@ -7,7 +7,6 @@ cannot drive one): the page, and tests, put ``(name, bytes, label_column)`` unde
 
 from __future__ import annotations
 
-import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,15 @@ import streamlit as st
 from soartlab.errors import DataError
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 
-UPLOAD_TYPES = ("csv", "tsv", "parquet", "npz", "zip")
+# Every uploader of data takes these (.xls too: the loader says how to save it as .xlsx,
+# where the browser would only refuse it with a MIME-type message shown on hover).
+UPLOAD_TYPES = ("csv", "tsv", "xlsx", "xls", "parquet", "npz", "zip")
 LAST_UPLOAD = "soart_last_upload"  # signature of the upload already applied
 UPLOAD_MESSAGE = "soart_upload_message"  # (kind, text) shown after the load
 EXAMPLES_PER_CLASS = 8
+MAX_EXAMPLES = 64  # thumbnails on the Data page in all: fewer per class when there are many
 
 
 def upload_suffix(name: str) -> str:
@@ -45,46 +48,58 @@ def load_from_bytes(
     label_column: str = "label",
     input_shape: tuple[int, int] | None = None,
     require_labels: bool = True,
+    id_columns: list[str] | None = None,
+    sheet: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    run: Any = None,
 ) -> Any:
     """Validate uploaded ``data`` with ``soartlab.data.load_dataset``; ``DataError`` if bad.
+    ``run``: a lot for this run (``workflow.load_lot``: its image size and input shape).
 
     The bytes go to a temp file private to this call (the user's file name is never
     used as a path) that is removed once the loader is done.
     """
     from soartlab.data import load_dataset
+    from soartlab.workflow import load_lot
 
     suffix = upload_suffix(name)
+    options = {"label_column": label_column, "id_columns": id_columns, "sheet": sheet}
     with tempfile.TemporaryDirectory(prefix="soartlab-upload-") as folder:
         path = Path(folder) / f"upload.{suffix}"
         path.write_bytes(data)
+        if run is not None:
+            return load_lot(run, path, **options)
         return load_dataset(
-            path, label_column=label_column, input_shape=input_shape, require_labels=require_labels
+            path,
+            input_shape=input_shape,
+            require_labels=require_labels,
+            image_size=image_size,
+            **options,
         )
 
 
-def table_columns(name: str, data: bytes) -> list[str]:
-    """Column names of an uploaded table (header only), for the label-column choice.
+def table_outline(name: str, data: bytes, sheet: str | None = None) -> Any:
+    """The sheets and column names of an uploaded table (header only), for the sheet,
+    label-column and ID-column choices (``io.Outline``; empty for non-tables or when the
+    header cannot be read: the loader gives the real message then)."""
+    from soartlab.io import Outline, outline
 
-    Returns [] for non-tables or when the header cannot be read; the loader gives the
-    real message then.
-    """
     try:
         suffix = upload_suffix(name)
     except DataError:
-        return []
-    try:
-        if suffix in ("csv", "tsv"):
-            import pandas as pd
+        return Outline([], [])
+    with tempfile.TemporaryDirectory(prefix="soartlab-upload-") as folder:
+        path = Path(folder) / f"upload.{suffix}"
+        path.write_bytes(data)
+        try:
+            return outline(path, sheet)
+        except DataError:
+            return Outline([], [])
 
-            header = pd.read_csv(io.BytesIO(data), sep="\t" if suffix == "tsv" else ",", nrows=0)
-            return [str(c) for c in header.columns]
-        if suffix == "parquet":
-            import pyarrow.parquet as pq
 
-            return [str(c) for c in pq.read_schema(io.BytesIO(data)).names]
-    except (ValueError, OSError, UnicodeDecodeError):
-        return []
-    return []
+def table_columns(name: str, data: bytes) -> list[str]:
+    """Column names of an uploaded table (header only); [] for non-tables."""
+    return table_outline(name, data).columns
 
 
 def parse_shape(text: str) -> tuple[int, int] | None:
@@ -108,18 +123,26 @@ def apply_pending_upload() -> bool:
     pending = st.session_state.pop(state.PENDING_UPLOAD, None)
     if pending is None:
         return False
-    name, data, label_column, shape_text = (tuple(pending) + ("label", ""))[:4]
-    guard = EngineErrors(f"Could not load '{name}': ", show=False)
+    defaults = ("", b"", "label", "", {})  # (name, bytes, label column, shape, options)
+    name, data, label_column, shape_text, options = tuple(pending) + defaults[len(pending) :]
+    guard = EngineErrors(_("Could not load '{name}': ").format(name=name), show=False)
     dataset = None
     with guard:
         dataset = load_from_bytes(
-            name, data, label_column=label_column or "label", input_shape=parse_shape(shape_text)
+            name,
+            data,
+            label_column=label_column or "label",
+            input_shape=parse_shape(shape_text),
+            **dict(options or {}),
         )
     if guard.failed or dataset is None:
         st.session_state[UPLOAD_MESSAGE] = ("error", guard.message)
         return False
     state.set_dataset(dataset, name)
-    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded '{name}': {len(dataset):,} samples.")
+    st.session_state[UPLOAD_MESSAGE] = (
+        "success",
+        _("Loaded '{name}': {n} samples.").format(name=name, n=f"{len(dataset):,}"),
+    )
     return True
 
 
@@ -145,13 +168,30 @@ class DataSummary:
     is_image: bool
     normalization: str  # in words
     examples: dict[str, np.ndarray]  # class name → (n, H, W) images (image data only)
+    example_files: dict[str, list[str]]  # class name → the examples' file names ([] if none)
+    id_columns: list[str]  # the dataset's ID columns (part number, lot, file name)
+    notes: dict  # what reading the file found (`data.file_notes`)
 
 
-def summarize(data: state.LoadedData, per_class: int = EXAMPLES_PER_CLASS) -> DataSummary:
-    """Class counts, shape, normalisation and example images, cached per dataset."""
+def examples_per_class(n_classes: int) -> int:
+    """Thumbnails per class: every class gets some, ``MAX_EXAMPLES`` in all (2 at least)."""
+    return max(2, min(EXAMPLES_PER_CLASS, MAX_EXAMPLES // max(n_classes, 1)))
+
+
+def summarize(data: state.LoadedData, per_class: int | None = None) -> DataSummary:
+    """Class counts, shape, normalisation and example images of every class (a few
+    each, with their file names when the data has them), cached per dataset."""
 
     def compute() -> DataSummary:
-        from soartlab.data import Normalization, input_shape, label_names, to_arrays
+        from soartlab.data import (
+            Normalization,
+            file_notes,
+            id_columns,
+            id_table,
+            input_shape,
+            label_names,
+            to_arrays,
+        )
 
         names = list(label_names(data.dataset))
         X, y = to_arrays(data.dataset)
@@ -170,26 +210,83 @@ def summarize(data: state.LoadedData, per_class: int = EXAMPLES_PER_CLASS) -> Da
             )
         words += ", refitted on the training split when training starts"
         examples: dict[str, np.ndarray] = {}
+        example_files: dict[str, list[str]] = {}
+        files = id_table(data.dataset).get("file") if is_image else None
+        each = per_class or examples_per_class(len(names))
         if is_image:
             for index, name in enumerate(names):
-                rows = np.flatnonzero(y == index)[:per_class]
+                rows = np.flatnonzero(y == index)[:each]
                 examples[name] = X[rows].reshape((len(rows),) + shape)
-        return DataSummary(names, counts, shape, is_image, words, examples)
+                example_files[name] = [files[r] for r in rows] if files else []
+        return DataSummary(
+            names,
+            counts,
+            shape,
+            is_image,
+            words,
+            examples,
+            example_files,
+            id_columns(data.dataset),
+            file_notes(data.dataset),
+        )
 
     return state.cached("data_summary", (data.version,), compute)
 
 
-def example_grid(summary: DataSummary) -> tuple[np.ndarray, list[str]]:
-    """Example images of every class, one row each ``(K·n, H, W)``, and their titles.
+def example_grid(summary: DataSummary) -> tuple[np.ndarray, list[str], list[str], int]:
+    """Example images of every class, one row each ``(K·n, H, W)``, their titles (the
+    class name over its first image), captions (file names, or "") and ``n``.
 
     A class with fewer examples is padded with blank images so rows stay aligned.
     """
-    rows, titles = [], []
+    each = max((len(images) for images in summary.examples.values()), default=0)
+    rows, titles, captions = [], [], []
     for name, images in summary.examples.items():
-        padded = np.ones((EXAMPLES_PER_CLASS,) + tuple(summary.input_shape), dtype=np.float32)
-        padded[: len(images)] = images[:EXAMPLES_PER_CLASS]
+        padded = np.ones((each,) + tuple(summary.input_shape), dtype=np.float32)
+        padded[: len(images)] = images[:each]
         rows.append(padded)
-        titles += [name] + [""] * (EXAMPLES_PER_CLASS - 1)
+        titles += [name] + [""] * (each - 1)
+        files = summary.example_files.get(name) or []
+        captions += [str(f).rsplit("/", 1)[-1] for f in files] + [""] * (each - len(files))
     if not rows:
-        return np.zeros((0, 1, 1), dtype=np.float32), []
-    return np.concatenate(rows), titles
+        return np.zeros((0, 1, 1), dtype=np.float32), [], [], 1
+    return np.concatenate(rows), titles, captions, each
+
+
+def classes_text(summary: DataSummary) -> str:
+    """ "良品 (120), キズ (30), …": the classes found, with their counts."""
+    return ", ".join(
+        f"{name} ({int(count):,})"
+        for name, count in zip(summary.label_names, summary.counts, strict=True)
+    )
+
+
+def reading_notes(summary: DataSummary) -> list[str]:
+    """What reading the file found, in words: the encoding, the sheet, the image sizes."""
+    from soartlab.io.text import encoding_name
+
+    notes, lines = summary.notes, []
+    if notes.get("encoding"):
+        lines.append(_("Read as {encoding}.").format(encoding=encoding_name(notes["encoding"])))
+    if notes.get("sheet"):
+        lines.append(_("Sheet {sheet}.").format(sheet=repr(notes["sheet"])))
+    if notes.get("image_sizes"):
+        lines.append(_("Image sizes found: {sizes}.").format(sizes=notes["image_sizes"]))
+    return lines
+
+
+def resize_note(summary: DataSummary, n_samples: int) -> str | None:
+    """A warning when images were enlarged or squashed to the training size; None when
+    every image kept its size (or the data are not images read from files)."""
+    resized = int(summary.notes.get("resized") or 0)
+    if not summary.is_image or not resized:
+        return None
+    return _(
+        "{resized} of {n} images were resized to {size} (enlarged, shrunk or squashed): "
+        "details the model sees differ from the files. Sizes found: {sizes}."
+    ).format(
+        resized=f"{resized:,}",
+        n=f"{n_samples:,}",
+        size=summary.notes.get("image_size", ""),
+        sizes=summary.notes.get("image_sizes", ""),
+    )

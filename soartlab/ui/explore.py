@@ -22,6 +22,7 @@ class HeldOutView:
     embeddings: np.ndarray  # (n, e)
     images: np.ndarray | None  # (n, H, W) raw samples when they are images
     metrics: dict  # accuracy, escape_rate, overkill_rate, confusion, per_class
+    files: list[str] | None = None  # (n,) image file names when the data has them
 
 
 def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] = ()) -> HeldOutView:
@@ -30,7 +31,7 @@ def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] 
     runs whose held-out parts count (default ``(run,)``); with two runs both are scored on
     the parts held out by both. Cached per session; ``DataError`` when the loaded data is
     not the data the runs were trained on."""
-    from soartlab.data import to_arrays
+    from soartlab.data import id_table, to_arrays
     from soartlab.workflow import embed_dataset, held_out_split, predict
 
     split_runs = split_runs or (run,)
@@ -51,6 +52,7 @@ def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] 
             embeddings,
             images,
             metrics,
+            id_table(test).get("file"),
         )
 
     # One slot per role (the run alone; each side of a comparison), so drawing one view

@@ -71,15 +71,42 @@ def uploaded_model(files: list[Any]) -> Any:
     return run
 
 
-def uploaded_samples(file: Any) -> Any:
-    """New samples from an uploaded file, loaded once per file."""
+def uploaded_samples(file: Any, run: Any = None) -> Any:
+    """New samples from an uploaded file (a table, or a zip of images with or without
+    class folders), loaded once per file and run: images at the run's image size."""
+    signature = (file.file_id, None if run is None else run_key(run))
     cached = st.session_state.get(SAMPLES)
-    if cached is not None and cached[0] == file.file_id:
+    if cached is not None and cached[0] == signature:
         return cached[1]
     # a new lot may come without labels: predictions then, no metrics
-    dataset = data_io.load_from_bytes(file.name, file.getvalue(), require_labels=False)
-    st.session_state[SAMPLES] = (file.file_id, dataset)
+    dataset = data_io.load_from_bytes(file.name, file.getvalue(), require_labels=False, run=run)
+    st.session_state[SAMPLES] = (signature, dataset)
     return dataset
+
+
+MAX_FLAGGED_THUMBNAILS = 40
+
+
+def flagged_thumbnails(dataset: Any, table: Any) -> tuple[Any, list[str], list[str]] | None:
+    """The parts judged ``fail`` or ``review`` as images ``(n, H, W)`` (the first
+    ``MAX_FLAGGED_THUMBNAILS``), their titles (decision · predicted class) and captions
+    (file names, or row numbers); None for feature data or when nothing is flagged."""
+    import numpy as np
+
+    from soartlab.data import id_table, input_shape, to_arrays
+
+    shape = tuple(input_shape(dataset))
+    if len(shape) != 2:
+        return None
+    rows = np.flatnonzero(table["decision"].isin(["fail", "review"]).to_numpy())
+    rows = rows[:MAX_FLAGGED_THUMBNAILS]
+    if not len(rows):
+        return None
+    X, _y = to_arrays(dataset.select(rows.tolist()))
+    files = id_table(dataset).get("file")
+    titles = [f"{table['decision'].iat[r]} · {table['predicted'].iat[r]}" for r in rows]
+    captions = [files[r].rsplit("/", 1)[-1] if files else f"#{r}" for r in rows]
+    return X.reshape((len(rows), *shape)), titles, captions
 
 
 def held_out_samples(run: Any, dataset: Any) -> Any:
