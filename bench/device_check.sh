@@ -14,10 +14,13 @@ run() { log "$*"; local t0=$SECONDS; "$@" 2>&1 | tail -n 25 | tee -a "$OUT/log.t
 run nvidia-smi -L
 run "$PY" -c "import torch, datasets; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'nccl', torch.distributed.is_nccl_available(), 'datasets', datasets.__version__)"
 run "$PY" -m soartlab demo --out "$WORK/demo.parquet"
-for arch in ${ARCHS:-mlp cnn}; do
+# ARCHS="mlp cnn" compares the architectures; empty, the default network is used.
+for arch in ${ARCHS:-default}; do
+  arch_flag=()
+  [ "$arch" = default ] || arch_flag=(--arch "$arch")
   for device in cuda cpu; do
     run "$PY" -m soartlab train --data "$WORK/demo.parquet" --out "$WORK/$arch-$device" \
-      --arch "$arch" --device "$device" --epochs "${EPOCHS:-5}" --quiet
+      "${arch_flag[@]}" --device "$device" --epochs "${EPOCHS:-5}" --quiet
     cp "$WORK/$arch-$device/run.json" "$OUT/run-$arch-$device.json" 2>/dev/null
   done
 done
