@@ -76,8 +76,10 @@ def read_delimited(
     """
     name = path.name
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    text, encoding = decode_text(path.read_bytes(), name)
-    data = text.encode("utf-8")
+    raw_bytes = path.read_bytes()
+    text, encoding = decode_text(raw_bytes, name)
+    # Arrow parses UTF-8 bytes: a file already in UTF-8 is parsed as read, not re-encoded.
+    data = raw_bytes if encoding == "utf-8" else text.encode("utf-8")
     header = _check_header(text, name, sep, limits)
     label_name = _find_label_column(header, label_column, name, required=False)
     as_text = [c for c in (id_columns or []) if c in header and c != label_name]
