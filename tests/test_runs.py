@@ -22,6 +22,7 @@ from soartlab.errors import CheckpointError
 from soartlab.record import RunRecord
 from soartlab.runs import (
     BUNDLE_FILES,
+    CALIBRATION_FILE,
     PTH_FILE,
     REFERENCES_FILE,
     RUN_JSON,
@@ -35,7 +36,7 @@ from soartlab.runs import (
 )
 
 ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
-TRAINED_FILES = sorted([PTH_FILE, SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON])
+TRAINED_FILES = sorted([PTH_FILE, SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON, CALIBRATION_FILE])
 
 
 @pytest.fixture
