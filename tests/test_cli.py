@@ -133,6 +133,7 @@ def test_train_options_are_the_declared_settings_with_their_defaults():
         "--device",
         "--test-size",
         "--good-class",
+        "--target-escape",
         "--scale",
         "--offset",
         "--floor",
