@@ -6,9 +6,11 @@ Nothing here imports Streamlit, so every figure can be unit-tested as a plain ob
 - ``embeddings``: PCA scatter of embeddings, confusion heatmap of their predictions
 - ``samples``: samples per class, grids of sample images
 - ``training``: loss and held-out rates per epoch
+- ``decision``: the escape–overkill curve with the operating point
 - ``style``: class colours and the "nothing to show" figure they share
 """
 
+from soartlab.plots.decision import escape_overkill_curve
 from soartlab.plots.embeddings import confusion_heatmap, pca_scatter
 from soartlab.plots.histograms import (
     BAR_OPACITY,
@@ -44,6 +46,7 @@ __all__ = [
     "before_after_histograms",
     "class_counts_bar",
     "confusion_heatmap",
+    "escape_overkill_curve",
     "histogram_bins",
     "pair_histogram",
     "pca_scatter",
