@@ -237,9 +237,7 @@ TRAIN_SETTINGS = (
         "calibration half of the held-out parts; also the most good parts it fails",
         low=0.0,
         high=0.5,
-        cli=True,
-        label="Target escape rate",
-        step=0.001,
+        cli=True,  # the pages move it on the operating point panel (ui.decision_view)
     ),
 )
 

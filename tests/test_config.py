@@ -188,7 +188,6 @@ def test_train_page_inputs_use_the_declared_settings(tmp_path, monkeypatch):
         "lr",
         "seed",
         "device",
-        "target_escape",
     }
     for setting in on_page:
         if setting.choices:
