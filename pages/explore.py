@@ -3,7 +3,7 @@
 import streamlit as st
 
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
-from soartlab.ui import entry, explain_view, explore, state
+from soartlab.ui import decision_view, entry, explain_view, explore, state
 from soartlab.ui.downloads import table_downloads
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.i18n import _
@@ -29,6 +29,8 @@ if view is None:
 
 st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")
 rates_row(view.metrics, baselines=run.record.baselines)
+with guard:
+    decision_view.operating_point_panel(run, "explore")
 
 left, right = st.columns(2)
 with left:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from soartlab.plots import sample_grid
-from soartlab.ui import data_io, entry, explain_view, predict, state
+from soartlab.ui import data_io, decision_view, entry, explain_view, predict, state
 from soartlab.ui.downloads import table_downloads
 from soartlab.ui.explore import per_class_table
 from soartlab.ui.feedback import EngineErrors
@@ -90,25 +90,45 @@ else:
 if dataset is None:
     st.stop()
 
-st.subheader("3. Results")
-table = metrics = None
-with guard, st.spinner("Predicting…"):
-    table, metrics = predict.predictions(run, dataset, (*predict.run_key(run), key))
-if table is None:
+st.subheader(_("3. Results"))
+lot = metrics = None
+with guard, st.spinner(_("Predicting…")):
+    lot, metrics = predict.predictions(run, dataset, (*predict.run_key(run), key))
+if lot is None:
     st.stop()
+table = lot.table
+decision_view.lot_check(lot.check)
 if metrics is not None:
+    st.caption(_("By the nearest class (a part passes when its nearest class is good):"))
     rates_row(metrics)
+if lot.figures is not None:
+    st.caption(_("By the run's pass / review / fail decision (95 % upper bounds in brackets):"))
+    decision_view.figures_row(lot.figures)
 counts = table["decision"].value_counts()
 st.markdown(
-    f"**{counts.get('pass', 0):,} pass, {counts.get('fail', 0):,} fail, "
-    f"{counts.get('review', 0):,} review** of {len(table):,} samples"
+    "**"
+    + _("{p} pass, {f} fail, {r} review of {n} samples").format(
+        p=f"{counts.get('pass', 0):,}",
+        f=f"{counts.get('fail', 0):,}",
+        r=f"{counts.get('review', 0):,}",
+        n=f"{len(table):,}",
+    )
+    + "**"
 )
+if lot.point is None:
+    st.info(
+        _(
+            "This run was saved before runs kept an operating point: a part passes when its "
+            "nearest class is good. Train it again for pass/review/fail decisions."
+        )
+    )
 if counts.get("review", 0):
-    n = counts["review"]
     st.warning(
-        f"{n:,} {'sample' if n == 1 else 'samples'} cannot be scored honestly (see the "
-        "'reason' column: values beyond what the model can compute with); never passed. "
-        "Check by hand."
+        _(
+            "{n} samples go to review: see the 'reason' column (the lot check, values the "
+            "model cannot compute with, or a score in the review band). Never passed; "
+            "check them by hand."
+        ).format(n=f"{counts['review']:,}")
     )
 sheets = {"predictions": table}
 if metrics is not None:

@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--out", required=True, type=Path, help="output .csv (UTF-8 with BOM) or .xlsx"
     )
+    predict.add_argument(
+        "--target-escape",
+        type=float,
+        default=None,
+        help="fit the pass/review/fail thresholds again, from the run's calibration "
+        "scores, for this most escapes (share of defects passed; default: the run's "
+        "saved operating point)",
+    )
     return parser
 
 
@@ -257,7 +265,7 @@ def _train(args, context) -> int:
     from soartlab.data import load_dataset
     from soartlab.runs import Run
     from soartlab.training import Outcome, Trainer, TrainingState
-    from soartlab.workflow import build_record, save_run, training_setup
+    from soartlab.workflow import build_record, calibrate, is_good_only, save_run, training_setup
 
     config = TrainConfig.from_namespace(args)
     if (args.scale is None) != (args.offset is None):
@@ -272,6 +280,10 @@ def _train(args, context) -> int:
         raise SoartLabError(f"--out: {exc}") from None
     shape = args.input_shape
     dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
+    if is_good_only(dataset):
+        if context is not None and not context.is_main:
+            return 0  # nothing to train: rank 0 writes the run
+        return _good_only(args, config, dataset, run)
     # Refuses (exit 2) a transform under which nothing would be learnt.
     setup = training_setup(dataset, config, auto_transform=args.scale is None)
     config, data = setup.config, setup.data
@@ -303,6 +315,7 @@ def _train(args, context) -> int:
     finished = result.outcome is Outcome.FINISHED
     if not main:
         return 0 if finished else EXIT_NOT_FINISHED  # rank 0 writes the run folder
+    calibration = calibrate(config, data, result)
     record = build_record(
         config,
         data,
@@ -310,17 +323,66 @@ def _train(args, context) -> int:
         label=args.label,
         cpu_seconds=time.process_time() - started,
         wall_seconds=time.perf_counter() - wall,
+        calibration=calibration,
     )
-    save_run(run, record, result)
+    save_run(run, record, result, calibration)
     m = result.metrics
     print(
         f"wrote {run.path} ({result.outcome.value}): held-out accuracy {m['accuracy']:.4f}, "
-        f"escape {m['escape_rate']:.4f}, overkill {m['overkill_rate']:.4f}",
+        f"escape {m['escape_rate']:.4f}, overkill {m['overkill_rate']:.4f} (nearest class)",
         file=sys.stderr,
     )
+    if record.decision is not None:
+        print(decision_line(record.decision), file=sys.stderr)
     if not finished:
         print(f"error: training did not finish: {result.stop_reason}", file=sys.stderr)
         return EXIT_NOT_FINISHED
+    return 0
+
+
+def _percent(rate: float | None, bound: float | None) -> str:
+    if rate is None:
+        return "not measured"
+    return f"{rate:.2%} (95 % upper bound {bound:.2%}, {bound * 1e6:,.0f} ppm)"
+
+
+def decision_line(block: dict) -> str:
+    """The decision block of a run record in one line for stderr."""
+    t = block["thresholds"]
+    if block["rule"] == "good_only":
+        return (
+            f"decision (good parts only): pass <= {t['pass_below']:.4g} < review <= "
+            f"{t['fail_above']:.4g} < fail (unknown); on {block['n_reported']} held-out good "
+            f"parts: overkill {_percent(block['overkill_rate'], block['overkill_upper_95'])}, "
+            f"review {block['review_rate']:.1%}. {block['note']}"
+        )
+    return (
+        f"decision (target escape {block['target']:g}; pass <= {t['pass_below']:.4g} < review "
+        f"<= {t['fail_above']:.4g} < fail; unknown beyond {t['unknown_above']:.4g}) on "
+        f"{block['n_reported']} held-out parts not used to set it: escape "
+        f"{_percent(block['escape_rate'], block['escape_upper_95'])}, overkill "
+        f"{_percent(block['overkill_rate'], block['overkill_upper_95'])}, review "
+        f"{block['review_rate']:.1%}"
+    )
+
+
+def _good_only(args, config: TrainConfig, dataset, run) -> int:
+    """Good parts only: no training (see `workflow.good_only_run`); the run is written with
+    the threshold from the good parts' own leave-one-out distances."""
+    from soartlab.workflow import GOOD_ONLY_TRAINING, build_record, good_only_run, save_run
+
+    data, result, calibration = good_only_run(dataset, config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = build_record(config, data, result, label=args.label, calibration=calibration)
+    save_run(run, record, result, calibration)
+    print(GOOD_ONLY_TRAINING, file=sys.stderr)
+    overkill = result.metrics["overkill_rate"]
+    print(
+        f"wrote {run.path}: {len(data.y_train)} good reference parts; overkill on "
+        f"{len(data.y_test)} held-out good parts {overkill:.2%}.",
+        file=sys.stderr,
+    )
+    print(decision_line(record.decision), file=sys.stderr)
     return 0
 
 
@@ -364,21 +426,37 @@ def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
 
 def _cmd_predict(args) -> int:
     from soartlab.export import TABLE_SUFFIXES, write_table
-    from soartlab.workflow import load_lot, load_run, predict
+    from soartlab.workflow import load_lot, load_run, predict_lot
 
     if args.out.suffix.lower() not in TABLE_SUFFIXES:
         raise SoartLabError(f"--out must end in .csv or .xlsx; got {args.out.name!r}.")
     _check_output_file("--out", args.out, args.data)
     run = load_run(args.run)
     lot = load_lot(run, args.data)
-    table = predict(run, lot)
+    # A lot plainly on another scale is refused here (DataError: exit 2).
+    result = predict_lot(run, lot, target_escape=args.target_escape)
+    table = result.table
     write_table(args.out, table)
+    print(result.check.summary(), file=sys.stderr)
     counts = table["decision"].value_counts()
     print(
-        f"wrote {len(table)} predictions to {args.out} ({counts.get('fail', 0)} fail, "
-        f"{counts.get('review', 0)} review)",
+        f"wrote {len(table)} predictions to {args.out} ({counts.get('pass', 0)} pass, "
+        f"{counts.get('review', 0)} review, {counts.get('fail', 0)} fail)",
         file=sys.stderr,
     )
+    if args.target_escape is not None and result.point is not None:
+        from soartlab.workflow import decision_block
+
+        block = decision_block(run.calibration, run.label_names, run.good_index, point=result.point)
+        print(decision_line(block), file=sys.stderr)
+    if result.figures is not None:
+        f = result.figures
+        print(
+            f"on this labelled lot: escape {_percent(f.escape_rate, f.escape_upper_95)}, "
+            f"overkill {_percent(f.overkill_rate, f.overkill_upper_95)}, review "
+            f"{f.review_rate:.1%}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -229,6 +229,16 @@ TRAIN_SETTINGS = (
         length=3,
     ),
     Setting("embedding_dim", int, 128, "width of `final`, the embedding size", low=1, high=100_000),
+    Setting(
+        "target_escape",
+        float,
+        0.005,  # soartlab.decision.DEFAULT_TARGET_ESCAPE (a test keeps the two equal)
+        "most escapes (share of defects passed) the operating point allows on the "
+        "calibration half of the held-out parts; also the most good parts it fails",
+        low=0.0,
+        high=0.5,
+        cli=True,  # the pages move it on the operating point panel (ui.decision_view)
+    ),
 )
 
 _ARTICLE = GammaTransform()  # the article's values are GammaTransform's defaults
@@ -303,6 +313,7 @@ class TrainConfig:
     knn_k: int = _DEFAULTS["knn_k"]
     hidden: tuple[int, int, int] = _DEFAULTS["hidden"]
     embedding_dim: int = _DEFAULTS["embedding_dim"]
+    target_escape: float = _DEFAULTS["target_escape"]
 
     def validate(self, *, check_device: bool = True) -> None:
         """Raise SoartLabError naming the first setting outside its declared range.

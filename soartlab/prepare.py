@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from soartlab import data as D
+from soartlab.errors import DataError
 
 _FINGERPRINT_VERSION = b"soartlab-data/1"
 
@@ -63,12 +64,27 @@ def dataset_fingerprint(dataset) -> str:
 
 
 def prepare(
-    dataset, test_size: float = 0.2, seed: int = 0, good_class: str | int | None = None
+    dataset,
+    test_size: float = 0.2,
+    seed: int = 0,
+    good_class: str | int | None = None,
+    *,
+    one_class: bool = False,
 ) -> PreparedData:
     """Check, split and convert ``dataset`` for training; `DataError` when it cannot train
     a model (fewer than 2 classes, a class with a single sample, a split with an empty
-    class)."""
-    warnings = D.check_trainable(dataset)
+    class). ``one_class``: a data set of a single class is accepted (a good-only run,
+    which is not trained: see `workflow.good_only_run`)."""
+    if one_class and int((D.class_counts(dataset) > 0).sum()) == 1:
+        count = int(D.class_counts(dataset).max())
+        if count < 4:
+            raise DataError(
+                f"Good parts only: {count} parts; at least 4 are needed (references, "
+                "held-out parts and leave-one-out distances)."
+            )
+        warnings = []
+    else:
+        warnings = D.check_trainable(dataset)
     names = D.label_names(dataset)
     X, y = D.to_arrays(dataset)
     train, test = D.split_indices(y, test_size=test_size, seed=seed)

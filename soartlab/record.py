@@ -16,6 +16,7 @@ from typing import Any
 
 from soartlab.config import TrainConfig
 from soartlab.data import Normalization
+from soartlab.decision import OperatingPoint
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.models import ModelConfig
@@ -24,6 +25,14 @@ from soartlab.training import Baselines, Outcome
 SCHEMA_VERSION = 2
 MAX_CLASSES = 10_000
 RATE_FIELDS = ("accuracy", "escape_rate", "overkill_rate")
+# The held-out figures of the decision block (null where nothing could be measured).
+DECISION_RATES = (
+    "escape_rate",
+    "escape_upper_95",
+    "overkill_rate",
+    "overkill_upper_95",
+    "review_rate",
+)
 # What a history row's known figures may hold (figures and the curves plot them); other
 # keys of a row are kept as written.
 HISTORY_RANGES = {
@@ -67,6 +76,8 @@ class RunRecord:
     stop_reason: str = ""  # the outcome in words when it is not "finished"
     data: DataInfo | None = None  # None for records written before schema version 2
     baselines: Baselines | None = None  # held-out accuracy without training; None: older runs
+    # the pass/review/fail rule and its held-out figures (see `decision_block`); None: older
+    decision: dict[str, Any] | None = None
     label: str = ""  # the user's name for the run (display only)
     run_id: str = ""  # the run folder's name, filled in when the run is written
     created: str = ""  # ISO 8601 local time with offset
@@ -82,6 +93,12 @@ class RunRecord:
 
     def with_label(self, label: str) -> RunRecord:
         return replace(self, label=label)
+
+    def operating_point(self) -> OperatingPoint | None:
+        """The saved pass/review/fail thresholds; None for runs saved before them."""
+        if self.decision is None:
+            return None
+        return OperatingPoint.from_dict(self.decision["operating_point"])
 
     def evaluation_distance(self) -> Any:
         spec = dict(self.distance)
@@ -111,6 +128,7 @@ class RunRecord:
                 "history": list(self.history),
                 "data": None if self.data is None else self.data.to_dict(),
                 "baselines": None if self.baselines is None else self.baselines.to_dict(),
+                "decision": self.decision,
                 "world_size": self.world_size,
                 "backend": self.backend,
                 "cpu_seconds": self.cpu_seconds,
@@ -188,6 +206,7 @@ class _Reader:
             stop_reason=self.text("stop_reason"),
             data=data,
             baselines=self.baselines(),
+            decision=self.decision(),
             label=self.text("label"),
             run_id=self.text("run_id"),
             created=self.text("created"),
@@ -334,6 +353,23 @@ class _Reader:
                 )
             values[name] = float(value)
         return Baselines(**values)
+
+    def decision(self) -> dict[str, Any] | None:
+        block = self.get("decision", dict, "an object (the decision rule) or null", None)
+        if block is None:  # runs saved before decisions were recorded
+            return None
+        try:
+            OperatingPoint.from_dict(block.get("operating_point"), "operating_point")
+        except SoartLabError as exc:
+            raise CheckpointError(f"{self.source}: field 'decision': {exc}") from None
+        for name in DECISION_RATES:
+            value = block.get(name)
+            if value is not None and not (_is_number(value) and 0 <= value <= 1):
+                raise CheckpointError(
+                    f"{self.source}: field 'decision.{name}' must be a number from 0 to 1 or "
+                    f"null; got {value!r:.80}."
+                )
+        return block
 
     def data(self) -> DataInfo:
         block = self.get("data", dict, "an object (fingerprint, n_samples, test_indices)")

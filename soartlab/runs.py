@@ -43,8 +43,11 @@ PTH_FILE = "model.pth"
 SAFETENSORS_FILE = "model.safetensors"
 REFERENCES_FILE = "references.safetensors"
 STATE_FILE = "train_state.pt"
+# The held-out parts' decision scores and the training inputs' statistics (lot checks),
+# see workflow.Calibration: what predict needs besides the model and references.
+CALIBRATION_FILE = "calibration.safetensors"
 # What a downloaded bundle holds: everything needed to predict, nothing to resume.
-BUNDLE_FILES = (SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON)
+BUNDLE_FILES = (SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON, CALIBRATION_FILE)
 
 # references.safetensors: (N_train, e) float32 embeddings and labels; 1 GiB is 2 million
 # 128-wide embeddings, ten times the most rows a data file may hold
@@ -54,6 +57,7 @@ BUNDLE_CAPS = {
     SAFETENSORS_FILE: MAX_CHECKPOINT_BYTES,
     REFERENCES_FILE: MAX_REFERENCES_BYTES,
     RUN_JSON: MAX_JSON_BYTES,
+    CALIBRATION_FILE: MAX_REFERENCES_BYTES,
 }
 _RATIO_CHECK_BYTES = 1 << 20  # a small member may compress very well without being a bomb
 
@@ -109,6 +113,10 @@ class Run:
         return self.path / REFERENCES_FILE
 
     @property
+    def calibration_path(self) -> Path:
+        return self.path / CALIBRATION_FILE
+
+    @property
     def state_path(self) -> Path:
         """The per-epoch training state that ``--resume auto`` continues from."""
         return self.path / STATE_FILE
@@ -143,10 +151,12 @@ class Run:
         record: RunRecord,
         weights: Callable[[RunRecord], dict[str, bytes]],
         references: bytes,
+        calibration: bytes | None = None,
     ) -> RunRecord:
         """Write a trained run as one unit: the weights (``weights(record)``, e.g. from
         `checkpoint.checkpoint_bytes`, with the record in the safetensors header), the
-        reference embeddings and the record go into a new sibling folder, which then
+        reference embeddings, the ``calibration`` (when given) and the record go into a
+        new sibling folder, which then
         takes the place of this one. Files of the old folder that the run does not
         rewrite (the training state) are kept. A crash or a full disk before the swap
         leaves the old run whole; readers never see the weights of one run beside the
@@ -164,6 +174,8 @@ class Run:
             new.path.mkdir()
             new.write_weights(weights(record))
             atomic_write_bytes(new.references_path, references)
+            if calibration is not None:
+                atomic_write_bytes(new.calibration_path, calibration)
             new.write_record(record)
             if self.path.exists():
                 _link_missing(self.path, new.path)
@@ -207,6 +219,13 @@ class Run:
         if not os.path.lexists(self.references_path):
             return None
         return read_regular_file(self.references_path, MAX_REFERENCES_BYTES)
+
+    def read_calibration(self) -> bytes | None:
+        """The calibration file's bytes, or None when the run has none (saved before
+        runs kept one); `CheckpointError` as `read_references`."""
+        if not os.path.lexists(self.calibration_path):
+            return None
+        return read_regular_file(self.calibration_path, MAX_REFERENCES_BYTES)
 
     def bundle(self) -> bytes:
         """A zip of the files needed to predict elsewhere (`BUNDLE_FILES`)."""

@@ -469,7 +469,7 @@ class TrainingState:
     and plain types only, so ``weights_only`` loading reads it."""
 
     # Settings that may change between an interrupted run and its resumption.
-    RESUMABLE_CHANGES = ("epochs", "device")
+    RESUMABLE_CHANGES = ("epochs", "device", "target_escape")  # the last: no effect on weights
 
     def __init__(self, path: str | Path, config: TrainConfig, data_fingerprint: str) -> None:
         self.path = Path(path)

@@ -16,14 +16,24 @@ from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
 
 from soartlab import data as D
+from soartlab import decision as rule
+from soartlab import lotcheck
 from soartlab.checkpoint import checkpoint_bytes, load_checkpoint
-from soartlab.errors import CheckpointError, DataError
-from soartlab.evaluation import classification_metrics, classify, embed
+from soartlab.errors import CheckpointError, DataError, SoartLabError
+from soartlab.evaluation import classification_metrics, embed
 from soartlab.files import MAX_JSON_BYTES, parse_json_object, read_regular_file
 from soartlab.models import SiameseNet
 from soartlab.prepare import PreparedData, dataset_fingerprint, prepare
 from soartlab.record import DataInfo, RunRecord
-from soartlab.runs import REFERENCES_FILE, RUN_JSON, SAFETENSORS_FILE, Run, RunStore, read_bundle
+from soartlab.runs import (
+    CALIBRATION_FILE,
+    REFERENCES_FILE,
+    RUN_JSON,
+    SAFETENSORS_FILE,
+    Run,
+    RunStore,
+    read_bundle,
+)
 from soartlab.training import (
     Progress,
     TrainConfig,
@@ -52,6 +62,27 @@ class LoadedRun:
     record: RunRecord
     references: tuple[np.ndarray, np.ndarray] | None  # (N, e) embeddings, (N,) labels
     run: Run | None = None  # the folder it was opened from; None for an upload
+    calibration: Calibration | None = None  # decision scores, input statistics; None: older
+
+    def operating_point(
+        self, target_escape: float | None = None, escape_cost: float | None = None
+    ) -> rule.OperatingPoint | None:
+        """The run's saved operating point, or one fitted again on its calibration parts
+        for ``target_escape`` (or ``escape_cost``); None for a run saved before decisions."""
+        if target_escape is None and escape_cost is None:
+            return self.record.operating_point()
+        cal = self.calibration
+        if cal is not None and cal.good_loo is not None:
+            raise SoartLabError(
+                "This run cannot take an escape target: it was made from good parts only. "
+                + rule.NO_ESCAPE_RATE
+            )
+        if cal is None or cal.held_out is None:
+            raise SoartLabError(
+                "This run cannot take a new escape target: it was saved without calibration "
+                "scores. Train it again."
+            )
+        return cal.held_out.fit(target_escape, escape_cost)
 
     @property
     def run_dir(self) -> Path | None:
@@ -86,9 +117,18 @@ def build_record(
     label: str = "",
     cpu_seconds: float | None = None,
     wall_seconds: float | None = None,
+    calibration: Calibration | None = None,
 ) -> RunRecord:
-    """The record of a finished `Trainer.fit` on ``data``."""
+    """The record of a finished `Trainer.fit` on ``data``; with ``calibration`` (see
+    `calibrate`) its `decision` block at ``config.target_escape``."""
     distance = evaluation_distance(config)
+    decision = None
+    if calibration is not None and (
+        calibration.held_out is not None or calibration.good_loo is not None
+    ):
+        decision = decision_block(
+            calibration, data.label_names, data.good_index, config.target_escape
+        )
     return RunRecord(
         config=config,
         model=result.model.config,
@@ -102,6 +142,7 @@ def build_record(
         stop_reason=result.stop_reason,
         data=DataInfo(data.fingerprint, data.n_samples, tuple(data.test_indices.tolist())),
         baselines=result.baselines,
+        decision=decision,
         label=label,
         world_size=result.world_size,
         backend=result.backend,
@@ -110,14 +151,20 @@ def build_record(
     )
 
 
-def save_run(run: Run, record: RunRecord, result: TrainResult) -> RunRecord:
-    """Write the trained model, its references and ``record`` into ``run``."""
+def save_run(
+    run: Run, record: RunRecord, result: TrainResult, calibration: Calibration | None = None
+) -> RunRecord:
+    """Write the trained model, its references, the ``calibration`` and ``record`` into
+    ``run``."""
     emb, labels = result.references
     references = save_safetensors_bytes(
         {"embeddings": np.ascontiguousarray(emb), "labels": labels.astype(np.int64)}
     )
     return run.write(
-        record, lambda final: checkpoint_bytes(result.model, final.to_dict()), references
+        record,
+        lambda final: checkpoint_bytes(result.model, final.to_dict()),
+        references,
+        None if calibration is None else calibration.to_bytes(),
     )
 
 
@@ -209,8 +256,10 @@ def train_run(
     setup = training_setup(dataset, config, auto_transform=auto_transform, resume_from=resume_from)
     trainer = Trainer(setup.config, callback=callback, stop_event=stop_event)
     result = trainer.fit(setup.model, setup.data)
+    calibration = calibrate(setup.config, setup.data, result)
     run = (store or RunStore()).new_run()
-    save_run(run, build_record(setup.config, setup.data, result, label=label), result)
+    record = build_record(setup.config, setup.data, result, label=label, calibration=calibration)
+    save_run(run, record, result, calibration)
     return run, result
 
 
@@ -279,7 +328,14 @@ def _check_same_run(record: RunRecord, header: dict, weights: Path, source: str)
         )
 
 
-def _open(weights: Path, record: RunRecord, references: bytes | None, source: str, run=None):
+def _open(
+    weights: Path,
+    record: RunRecord,
+    references: bytes | None,
+    source: str,
+    run=None,
+    calibration: bytes | None = None,
+):
     """The model of ``weights`` with ``record``; a safetensors header (the record as
     written with the weights) must be the same run's. source: where the record came from."""
     model, header = load_checkpoint(weights) if weights.suffix == ".safetensors" else (None, {})
@@ -289,7 +345,11 @@ def _open(weights: Path, record: RunRecord, references: bytes | None, source: st
         model, _ = load_checkpoint(weights, metadata=record.to_dict())
     refs_source = f"{REFERENCES_FILE} beside {source}"
     refs = None if references is None else _read_references(references, refs_source, record, model)
-    return LoadedRun(model, record, refs, run)
+    cal = None
+    if calibration is not None:
+        cal_source = f"{CALIBRATION_FILE} beside {source}"
+        cal = Calibration.from_bytes(calibration, record, cal_source)
+    return LoadedRun(model, record, refs, run, cal)
 
 
 def load_run(run_dir: str | Path | Run) -> LoadedRun:
@@ -299,7 +359,14 @@ def load_run(run_dir: str | Path | Run) -> LoadedRun:
     if not run.record_path.exists():
         raise CheckpointError(f"{run.path} is not a SOART Lab run (no {RUN_JSON}).")
     record = run.read_record()
-    return _open(run.weights_path, record, run.read_references(), str(run.record_path), run)
+    return _open(
+        run.weights_path,
+        record,
+        run.read_references(),
+        str(run.record_path),
+        run,
+        run.read_calibration(),
+    )
 
 
 def load_uploaded(path: str | Path, run_json: str | Path | bytes | None = None) -> LoadedRun:
@@ -334,7 +401,13 @@ def _load_bundle(path: Path) -> LoadedRun:
     with tempfile.TemporaryDirectory(prefix="soartlab-bundle-") as tmp:
         weights = Path(tmp) / SAFETENSORS_FILE
         weights.write_bytes(contents[SAFETENSORS_FILE])
-        return _open(weights, record, contents.get(REFERENCES_FILE), source)
+        return _open(
+            weights,
+            record,
+            contents.get(REFERENCES_FILE),
+            source,
+            calibration=contents.get(CALIBRATION_FILE),
+        )
 
 
 def load_lot(run: LoadedRun, path: str | Path, **options):
@@ -368,7 +441,7 @@ def embed_dataset(run: LoadedRun, dataset) -> np.ndarray:
 
 
 # Why a part cannot be scored honestly: the `reason` column; such a part is never "pass".
-NOT_FINITE_INPUT = "not finite after normalisation"
+NOT_FINITE_INPUT = lotcheck.NOT_FINITE_INPUT
 NOT_FINITE_EMBEDDING = "embedding not finite"
 NOT_FINITE_DISTANCE = "distance to the nearest reference not finite"
 NOT_SCORED = -1  # the predicted class id of a part that could not be scored
@@ -383,38 +456,71 @@ def _references(run: LoadedRun) -> tuple[np.ndarray, np.ndarray]:
     return run.references
 
 
+@dataclass(frozen=True)
+class Scored:
+    """`_score`'s answer for N parts."""
+
+    scores: rule.PartScores  # NaN distances and class -1 where not scored
+    nearest_index: np.ndarray  # (N,) int64 row of the nearest reference (-1: not scored)
+    reason: np.ndarray  # (N,) object: why a part could not be scored ("" when it was)
+
+
 def _score(
-    run: LoadedRun, X: np.ndarray, emb: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Classify the parts ``X`` (N, d) raw, ``emb`` (N, e) their embeddings, checking
+    run: LoadedRun, X: np.ndarray, emb: np.ndarray, reason: np.ndarray | None = None
+) -> Scored:
+    """Score the parts ``X`` (N, d) raw, ``emb`` (N, e) their embeddings, checking
     finiteness where the model sees the numbers: the normalised input, the embedding,
-    the distance to the nearest reference. Returns ``(pred (N,) int64, nearest (N,)
-    float64, reason (N,) object)``: for a part that cannot be scored honestly ``pred`` is
-    `NOT_SCORED`, ``nearest`` NaN and ``reason`` says why (else ``""``). The one place
-    where a non-finite number is kept from becoming a class."""
+    the distances to the references. A part that cannot be scored honestly keeps NaN
+    distances and class `NOT_SCORED`, and its reason says why. The one place where a
+    non-finite number is kept from becoming a class. ``reason``: reasons found before
+    (the lot check); such parts are scored all the same (their decision is review)."""
     ref_emb, ref_labels = _references(run)
-    reason = np.full(len(X), "", dtype=object)
+    reason = np.full(len(X), "", dtype=object) if reason is None else reason.copy()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         normalised = run.model.normalization.apply(X)
-    reason[~np.isfinite(normalised).all(axis=1)] = NOT_FINITE_INPUT
-    reason[(reason == "") & ~np.isfinite(emb).all(axis=1)] = NOT_FINITE_EMBEDDING
-    pred = np.full(len(X), NOT_SCORED, dtype=np.int64)
-    nearest = np.full(len(X), np.nan)
-    scored = np.flatnonzero(reason == "")
+    not_scorable = ~np.isfinite(normalised).all(axis=1)
+    reason[not_scorable & (reason == "")] = NOT_FINITE_INPUT
+    bad_embedding = ~not_scorable & ~np.isfinite(emb).all(axis=1)
+    reason[bad_embedding & (reason == "")] = NOT_FINITE_EMBEDDING
+    not_scorable |= bad_embedding
+    n = len(X)
+    scores = rule.PartScores(
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+        np.full(n, NOT_SCORED, dtype=np.int64),
+        np.full(n, NOT_SCORED, dtype=np.int64),
+    )
+    nearest_index = np.full(n, NOT_SCORED, dtype=np.int64)
+    scored = np.flatnonzero(~not_scorable)
     if len(scored):
         with np.errstate(over="ignore", invalid="ignore"):
-            pred[scored], nearest[scored] = classify(
+            part, index = rule.part_scores(
                 ref_emb,
                 ref_labels,
                 emb[scored],
                 run.distance,
+                run.good_index,
                 k=run.record.config.knn_k,
                 n_classes=len(run.label_names),
             )
-    not_finite = ~np.isfinite(nearest) & (reason == "")
-    reason[not_finite] = NOT_FINITE_DISTANCE
-    pred[not_finite], nearest[not_finite] = NOT_SCORED, np.nan
-    return pred, nearest, reason
+        scores.good_distance[scored] = part.good_distance
+        scores.nearest_distance[scored] = part.nearest_distance
+        scores.knn_class[scored] = part.knn_class
+        scores.defect_class[scored] = part.defect_class
+        nearest_index[scored] = index
+    has_good = bool((ref_labels == run.good_index).any())
+    with np.errstate(invalid="ignore"):
+        not_finite = ~not_scorable & (
+            ~np.isfinite(scores.nearest_distance) | (has_good & ~np.isfinite(scores.good_distance))
+        )
+    reason[not_finite & (reason == "")] = NOT_FINITE_DISTANCE
+    lost = not_scorable | not_finite
+    scores.good_distance[lost] = np.nan
+    scores.nearest_distance[lost] = np.nan
+    scores.knn_class[lost] = NOT_SCORED
+    scores.defect_class[lost] = NOT_SCORED
+    nearest_index[lost] = NOT_SCORED
+    return Scored(scores, nearest_index, reason)
 
 
 def _label_map(run: LoadedRun, dataset) -> np.ndarray:
@@ -461,55 +567,386 @@ def held_out_split(runs: LoadedRun | list[LoadedRun], dataset):
     return dataset.select(sorted(held_out))
 
 
+# --- decisions: calibration, the run's operating point, lot checks ---------------------
+
+_CALIBRATION_FORMAT = "soartlab-calibration/1"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a run keeps for its decisions besides the model and references (the file
+    `runs.CALIBRATION_FILE`): the training inputs' statistics (lot checks), the held-out
+    parts' scores split into calibration and reported halves (a new target is fitted from
+    them without embedding anything), or for a good-only run the good parts'
+    leave-one-out nearest-good distances."""
+
+    stats: lotcheck.InputStats
+    held_out: rule.HeldOutScores | None  # None: too few held-out parts to halve
+    good_loo: np.ndarray | None = None  # (N_train,) good-only runs (their held-out
+    # parts all report: nothing of them is used for the threshold)
+
+    def to_bytes(self) -> bytes:
+        arrays = dict(self.stats.arrays())
+        if self.held_out is not None:
+            arrays.update({f"held_out_{k}": v for k, v in self.held_out.arrays().items()})
+        if self.good_loo is not None:
+            arrays["good_loo"] = self.good_loo.astype(np.float64)
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        return save_safetensors_bytes(arrays, metadata={"format": _CALIBRATION_FORMAT})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, record: RunRecord, source: str) -> Calibration:
+        try:
+            arrays = load_safetensors_bytes(raw)
+        except (SafetensorError, ValueError) as exc:
+            raise CheckpointError(f"{source} is not a valid calibration file: {exc}") from exc
+        try:
+            stats = lotcheck.InputStats.from_arrays(arrays, source)
+            if stats.n_features != record.model.in_features:
+                raise SoartLabError(
+                    f"{source} describes {stats.n_features} input features; the model has "
+                    f"{record.model.in_features}. The files are from different runs."
+                )
+            held_out = None
+            if "held_out_labels" in arrays:
+                prefix = len("held_out_")
+                held_out = rule.HeldOutScores.from_arrays(
+                    {k[prefix:]: v for k, v in arrays.items() if k.startswith("held_out_")},
+                    record.good_index,
+                    source,
+                )
+        except SoartLabError as exc:
+            raise CheckpointError(str(exc)) from None
+        loo = arrays.get("good_loo")
+        return cls(stats, held_out, None if loo is None else loo.astype(np.float64))
+
+
+def calibrate(config: TrainConfig, data: PreparedData, result: TrainResult) -> Calibration:
+    """The training inputs' statistics and the held-out parts' scores under the trained
+    model, split into a calibration and a reported half (`decision.calibration_split`,
+    seeded by ``config.seed``)."""
+    stats = lotcheck.InputStats.fit(data.x_train, image=data.is_image)
+    ref_emb, ref_labels = result.references
+    emb = embed(result.model, data.x_test)
+    run = LoadedRun(result.model, _bare_record(config, data, result), result.references)
+    scored = _score(run, data.x_test, emb)
+    try:
+        calibration_rows, _ = rule.calibration_split(data.y_test, data.good_index, config.seed)
+    except DataError:  # too few held-out parts to halve: no decision block, kNN decides
+        return Calibration(stats, None)
+    is_calibration = np.zeros(len(data.y_test), dtype=bool)
+    is_calibration[calibration_rows] = True
+    held_out = rule.HeldOutScores(
+        scored.scores, data.y_test.astype(np.int64), is_calibration, data.good_index
+    )
+    return Calibration(stats, held_out)
+
+
+def _bare_record(config: TrainConfig, data: PreparedData, result: TrainResult) -> RunRecord:
+    return build_record(config, data, result)
+
+
+def decision_block(
+    calibration: Calibration,
+    label_names,
+    good_index: int,
+    target_escape: float | None = rule.DEFAULT_TARGET_ESCAPE,
+    point: rule.OperatingPoint | None = None,
+) -> dict:
+    """The run record's `decision`: the rule, its thresholds and target, and the held-out
+    figures (`escape_rate`, `escape_upper_95`, `overkill_rate`, `overkill_upper_95`,
+    `review_rate`, on the reported half only; escape null for a good-only run).
+    ``point``: an operating point chosen already (else fitted for ``target_escape``)."""
+    held_out = calibration.held_out
+    if calibration.good_loo is not None:  # good parts only
+        if point is None:
+            point = rule.fit_good_only(calibration.good_loo)
+        figures = None if held_out is None else held_out.reported(point, label_names)
+        note = rule.NO_ESCAPE_RATE
+        n_calibration = len(calibration.good_loo)
+        n_reported = 0 if held_out is None else len(held_out.labels)
+    else:
+        if point is None:
+            point = held_out.fit(target_escape)
+        figures = held_out.reported(point, label_names)
+        note = ""
+        n_calibration = int(held_out.calibration.sum())
+        n_reported = int((~held_out.calibration).sum())
+    values = {} if figures is None else figures.to_dict()
+    return {
+        "rule": point.rule,
+        "score": "distance to the nearest good reference (the run's evaluation distance)",
+        "target": point.target_escape if point.rule != rule.RULE_COST else point.escape_cost,
+        "thresholds": {
+            "pass_below": point.pass_below,
+            "fail_above": point.fail_above,
+            "unknown_above": point.unknown_above,
+        },
+        "operating_point": point.to_dict(),
+        "escape_rate": values.get("escape_rate"),
+        "escape_upper_95": values.get("escape_upper_95"),
+        "overkill_rate": values.get("overkill_rate"),
+        "overkill_upper_95": values.get("overkill_upper_95"),
+        "review_rate": values.get("review_rate"),
+        "n_calibration": n_calibration,
+        "n_reported": n_reported,
+        "figures": values or None,
+        "note": note,
+    }
+
+
+def save_operating_point(run: LoadedRun, target_escape: float) -> RunRecord:
+    """Fit the run's operating point again for ``target_escape`` and write it into the
+    run's record (run.json, atomically); returns the new record."""
+    if run.run is None:
+        raise SoartLabError("An uploaded run has no folder to save an operating point into.")
+    point = run.operating_point(rule.check_target(target_escape))
+    block = decision_block(
+        run.calibration, run.label_names, run.good_index, target_escape, point=point
+    )
+    record = replace(
+        run.record,
+        config=replace(run.record.config, target_escape=float(target_escape)),
+        decision=block,
+    )
+    run.run.write_record(record)
+    run.record = record
+    return record
+
+
+# --- good parts only ------------------------------------------------------------------
+
+GOOD_ONLY_TRAINING = (
+    "Good parts only: the contrastive loss needs parts of two classes to learn from, so "
+    "this run was not trained: it scores parts with the untrained network (seeded, its "
+    "input normalisation fitted on the good parts) under the run's distance."
+)
+
+
+def is_good_only(dataset) -> bool:
+    """True when every labelled part belongs to one class (a good-only data set)."""
+    return int((D.class_counts(dataset) > 0).sum()) == 1
+
+
+def good_only_run(
+    dataset,
+    config: TrainConfig,
+    *,
+    percentile: float = rule.DEFAULT_GOOD_PERCENTILE,
+) -> tuple[PreparedData, TrainResult, Calibration]:
+    """A run for a data set of good parts only (see `GOOD_ONLY_TRAINING`): the
+    threshold is the ``percentile``-th of the training parts' leave-one-out nearest-good
+    distances (`decision.fit_good_only`); the held-out good parts give the overkill rate.
+    `DataError` when the one class is not the good class."""
+    from soartlab.prepare import prepare
+    from soartlab.training import Outcome
+
+    data = prepare(dataset, config.test_size, config.seed, config.good_class, one_class=True)
+    present = np.unique(data.y_train)
+    if list(present) != [data.good_index]:
+        raise DataError(
+            f"The data holds only {data.label_names[present[0]]!r} parts, which is not the "
+            f"good class ({data.label_names[data.good_index]!r}). A run needs good parts; "
+            "set good_class if they are named otherwise."
+        )
+    model = initial_model(config, data).eval()
+    references = embed(model, data.x_train)
+    distance = evaluation_distance(config)
+    loo = rule.leave_one_out_nearest(references, distance)
+    point = rule.fit_good_only(loo, percentile)
+    run = LoadedRun(
+        model,
+        build_record(config, data, _plain_result(model, references, data)),
+        (references, data.y_train.astype(np.int64)),
+    )
+    scored = _score(run, data.x_test, embed(model, data.x_test))
+    # every held-out good part reports (no calibration half: the threshold comes from
+    # the training parts' leave-one-out distances)
+    held_out = rule.HeldOutScores(
+        scored.scores,
+        data.y_test.astype(np.int64),
+        np.zeros(len(data.y_test), dtype=bool),
+        data.good_index,
+    )
+    figures = held_out.reported(point, data.label_names)
+    metrics = {
+        "n_train": int(len(data.y_train)),
+        "n_samples": int(len(data.y_test)),
+        "n_good": figures.n_good,
+        "n_defective": 0,
+        "overkill_rate": figures.overkill_rate,
+        "good_only": GOOD_ONLY_TRAINING,
+    }
+    result = TrainResult(
+        model=model,
+        history=[],
+        metrics=metrics,
+        references=(references, data.y_train.astype(np.int64)),
+        outcome=Outcome.FINISHED,
+        stop_reason="",
+        baselines=None,
+    )
+    stats = lotcheck.InputStats.fit(data.x_train, data.is_image)
+    calibration = Calibration(stats, held_out, loo)
+    return data, result, calibration
+
+
+def _plain_result(model, references, data) -> TrainResult:
+    from soartlab.training import Outcome
+
+    return TrainResult(
+        model=model,
+        history=[],
+        metrics={},
+        references=(references, data.y_train.astype(np.int64)),
+        outcome=Outcome.FINISHED,
+        stop_reason="",
+        baselines=None,
+    )
+
+
+# --- evaluating and predicting lots -----------------------------------------------------
+
+@dataclass(frozen=True)
+class LotPrediction:
+    """`predict_lot`'s answer."""
+
+    table: pd.DataFrame  # one row per part, see `predict`
+    check: lotcheck.LotCheck  # the lot check: per-part reasons, drift
+    point: rule.OperatingPoint | None  # the rule applied (None: a run saved before it)
+    figures: rule.DecisionFigures | None  # on a labelled lot
+
+
+def _check_lot(run: LoadedRun, X: np.ndarray) -> lotcheck.LotCheck:
+    stats = None if run.calibration is None else run.calibration.stats
+    return lotcheck.check_lot(
+        X, stats, run.model.normalization, input_shape=run.input_shape, source="The lot"
+    )
+
+
 def evaluate_run(run: LoadedRun, dataset) -> dict:
-    """Metrics of the run's model on a labelled dataset. A part that cannot be scored
-    (see `predict`) counts as judged defective: an error for a good part (overkill), never
-    an escape."""
+    """Metrics of the run's model on a labelled dataset, and under `decision` the
+    pass/review/fail figures of the run's operating point (`decision.DecisionFigures`).
+    A part that cannot be scored (see `predict`) counts as judged defective: an error for
+    a good part (overkill), never an escape. A lot on another scale → `DataError`."""
     if not D.is_labelled(dataset):
         raise DataError("These samples have no labels; metrics need a 'label' column.")
-    X = _features(run, dataset)
-    pred, _, _ = _score(run, X, embed(run.model, X))
+    lot = predict_lot(run, dataset, labelled=True)
     y = _label_map(run, dataset)
-    return classification_metrics(y, pred, run.label_names, run.good_index)
+    names = list(run.label_names)
+    lookup = {name: i for i, name in enumerate(names)}
+    predicted = np.array([lookup.get(p, NOT_SCORED) for p in lot.table["predicted"]])
+    metrics = classification_metrics(y, predicted, names, run.good_index)
+    if lot.figures is not None:
+        metrics["decision"] = lot.figures.to_dict()
+        metrics["decision"]["operating_point"] = lot.point.to_dict()
+    return metrics
+
+
+def predict_lot(
+    run: LoadedRun,
+    dataset,
+    labelled: bool | None = None,
+    embeddings: np.ndarray | None = None,
+    *,
+    target_escape: float | None = None,
+) -> LotPrediction:
+    """Check the lot (`lotcheck.check_lot`: `DataError` when it is plainly on another
+    scale), score it and decide every part by the run's operating point (or one fitted
+    again for ``target_escape``). See `predict` for the table."""
+    X = _features(run, dataset)
+    check = _check_lot(run, X)
+    if embeddings is None:
+        embeddings = embed(run.model, X)
+    scored = _score(run, X, embeddings, check.reasons)
+    point = run.operating_point(target_escape)
+    names = np.array([*run.label_names, ""], dtype=object)  # NOT_SCORED (-1) → ""
+    s = scored.scores
+    if point is None:  # a run saved before decisions: the kNN class decides
+        decision = np.where(s.knn_class == run.good_index, rule.PASS, rule.FAIL).astype(object)
+        decision[scored.reason != ""] = rule.REVIEW
+        defect_type = np.where(decision == rule.FAIL, names[s.knn_class], "").astype(object)
+        reason = scored.reason
+    else:
+        decision, defect_type, reason = rule.decide(
+            s, point, run.label_names, run.good_index, scored.reason
+        )
+    ref_labels = _references(run)[1]
+    nearest_class = np.where(
+        scored.nearest_index >= 0, names[ref_labels[np.maximum(scored.nearest_index, 0)]], ""
+    )
+    table = pd.DataFrame({"index": np.arange(len(X))})
+    table["predicted"] = names[s.knn_class]
+    table["decision"] = decision
+    table["defect_type"] = defect_type
+    table["pass_fail"] = np.where(decision == rule.PASS, "pass", "fail")
+    table["distance"] = s.nearest_distance
+    table["nearest_index"] = scored.nearest_index
+    table["nearest_class"] = nearest_class
+    table["good_distance"] = s.good_distance
+    table["defect_distance"] = _defect_distance(run, embeddings, scored)
+    table["reason"] = reason
+    if labelled is None:
+        labelled = D.is_labelled(dataset)
+    figures = None
+    if labelled:
+        # a class the run has never seen (a new defect type) is kept under its own name,
+        # counted as a defect and never correct
+        y, lot_names = _lot_labels(run, dataset)
+        table["label"] = np.array(lot_names, dtype=object)[y]
+        table["correct"] = y == s.knn_class
+        figures = rule.figures(decision, y, lot_names, run.good_index)
+    _carry_ids(table, dataset)
+    return LotPrediction(table, check, point, figures)
+
+
+def _lot_labels(run: LoadedRun, dataset) -> tuple[np.ndarray, list[str]]:
+    """The lot's label ids in the run's classes followed by the lot's classes the run
+    does not know: (ids (N,), those class names)."""
+    names = D.label_names(dataset)
+    _, y = D.to_arrays(dataset)
+    known = list(run.label_names)
+    extra = sorted(set(names[i] for i in np.unique(y)) - set(known))
+    all_names = known + extra
+    lookup = np.array([all_names.index(n) if n in all_names else -1 for n in names])
+    return lookup[y], all_names
+
+
+def _defect_distance(run: LoadedRun, emb: np.ndarray, scored: Scored) -> np.ndarray:
+    """Each scored part's distance to the nearest defective reference (NaN: none)."""
+    ref_emb, ref_labels = _references(run)
+    out = np.full(len(emb), np.nan)
+    defect = ref_labels != run.good_index
+    rows = np.flatnonzero(scored.nearest_index >= 0)
+    if defect.any() and len(rows):
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, d = run.distance.knn(emb[rows], ref_emb[defect], 1)
+        out[rows] = d[:, 0]
+    return out
 
 
 def predict(
-    run: LoadedRun, dataset, labelled: bool | None = None, embeddings: np.ndarray | None = None
+    run: LoadedRun,
+    dataset,
+    labelled: bool | None = None,
+    embeddings: np.ndarray | None = None,
+    *,
+    target_escape: float | None = None,
 ) -> pd.DataFrame:
-    """One row per sample: `index`, `predicted` (class name; empty when not scored),
-    `decision` (`pass`: predicted good; `fail`: predicted a defect; `review`: cannot be
-    scored honestly), `pass_fail` (`pass` only for a `pass` decision, else `fail`; kept
-    for older readers), `distance` to the nearest reference (NaN when not scored),
-    `reason` (why a part is `review`, else empty); `label` and `correct` when the dataset is labelled
-    (`labelled=None`: when it has labels at all, see `data.is_labelled`). The dataset's
-    ID columns (part number, lot, image file name: `data.id_columns`) come first, as
-    written. `embeddings`: the dataset's `embed_dataset` result when the caller already
-    has it (N, e), so it is not computed again."""
-    X = _features(run, dataset)
-    if embeddings is None:
-        embeddings = embed(run.model, X)
-    pred, nearest, reason = _score(run, X, embeddings)
-    names = np.array([*run.label_names, ""], dtype=object)  # NOT_SCORED (-1) → ""
-    decision = np.where(pred == run.good_index, "pass", "fail").astype(object)
-    decision[pred == NOT_SCORED] = "review"
-    table = pd.DataFrame(
-        {
-            "index": np.arange(len(pred)),
-            "predicted": names[pred],
-            "decision": decision,
-            "pass_fail": np.where(decision == "pass", "pass", "fail"),
-            "distance": nearest,
-            "reason": reason,
-        }
-    )
-    if labelled is None:
-        labelled = D.is_labelled(dataset)
-    if labelled:
-        y = _label_map(run, dataset)
-        table["label"] = names[y]
-        table["correct"] = y == pred
-    _carry_ids(table, dataset)
-    return table
+    """One row per part: the lot's ID columns first, as written (part number, lot, image
+    file name: `data.id_columns`), `index`, `predicted` (the kNN class; empty when not scored), `decision`
+    (`pass`, `review` or `fail` by the run's operating point, see `soartlab.decision`;
+    a part the lot check flags or that cannot be scored is `review`), `defect_type` (of a
+    fail: a class, or `unknown`), `pass_fail` (`pass` only for a `pass` decision; kept for
+    older readers), `distance` to the nearest reference, `nearest_index` (its training
+    row among the references) and `nearest_class`, `good_distance` (the score) and
+    `defect_distance` (to the nearest good and defective reference; NaN when not scored),
+    `reason` (why a part is not a plain pass or fail, else empty); `label` and `correct`
+    when the lot is labelled (`labelled=None`: when it has labels at all). `embeddings`:
+    the lot's `embed_dataset` result (N, e) when the caller has it. A lot plainly on
+    another scale → `DataError`. ``target_escape``: fit the threshold again for it from
+    the run's calibration scores."""
+    return predict_lot(run, dataset, labelled, embeddings, target_escape=target_escape).table
 
 
 def _carry_ids(table: pd.DataFrame, dataset) -> None:

@@ -42,13 +42,15 @@ def demo_set():
 def tiny_run(demo_set, tmp_path_factory) -> TinyRun:
     from soartlab.prepare import prepare
     from soartlab.training import Trainer, initial_model
-    from soartlab.workflow import build_record, save_run
+    from soartlab.workflow import build_record, calibrate, save_run
 
     store = RunStore(tmp_path_factory.mktemp("runs"))
     data = prepare(demo_set, TINY_CONFIG.test_size, TINY_CONFIG.seed)
     result = Trainer(TINY_CONFIG).fit(initial_model(TINY_CONFIG, data), data)
+    calibration = calibrate(TINY_CONFIG, data, result)
     run = store.new_run()
-    record = save_run(run, build_record(TINY_CONFIG, data, result, label="tiny run"), result)
+    record = build_record(TINY_CONFIG, data, result, label="tiny run", calibration=calibration)
+    record = save_run(run, record, result, calibration)
     return TinyRun(demo_set, TINY_CONFIG, data, result, record, run, store)
 
 

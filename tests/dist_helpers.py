@@ -36,7 +36,7 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
     from soartlab.prepare import prepare
     from soartlab.runs import Run
     from soartlab.training import TrainConfig, Trainer, TrainingState, initial_model
-    from soartlab.workflow import build_record, save_run
+    from soartlab.workflow import build_record, calibrate, save_run
 
     torch.set_num_threads(1)
     out_dir = Path(out)
@@ -50,7 +50,9 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
         state = TrainingState(run.state_path, config, data.fingerprint)
         result = Trainer(config).fit(initial_model(config, data), data, on_epoch_end=state.save)
         if context.is_main:
-            save_run(run, build_record(config, data, result), result)
+            calibration = calibrate(config, data, result)
+            record = build_record(config, data, result, calibration=calibration)
+            save_run(run, record, result, calibration)
     torch.save(result.model.state_dict(), out_dir / f"weights-rank{rank}.pt")
     (out_dir / f"result-rank{rank}.json").write_text(
         json.dumps({"history": result.history, "metrics": result.metrics})

@@ -136,6 +136,7 @@ def test_train_options_are_the_declared_settings_with_their_defaults():
         "--device",
         "--test-size",
         "--good-class",
+        "--target-escape",
         "--scale",
         "--offset",
         "--floor",
@@ -170,8 +171,16 @@ def _just_outside(setting) -> list[str]:
     ],
 )
 def test_out_of_range_option_exits_2_naming_it(tmp_path, capsys, flag, value):
-    # The data file is never read: the settings are checked first.
-    args = ["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "r"), flag, value]
+    # The data file is never read: the settings are checked first. "--flag=value": argparse
+    # takes "-5e-324" (just below a range starting at 0) for an option otherwise.
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "x.csv"),
+        "--out",
+        str(tmp_path / "r"),
+        f"{flag}={value}",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag} must be "), err

@@ -159,6 +159,7 @@ def test_json_form_is_unchanged_and_round_trips():
         "knn_k",
         "hidden",
         "embedding_dim",
+        "target_escape",  # added with the decision rule; older records take the default
     ]
     assert values["transform"] == {"scale": 2.0, "offset": -1.0, "floor": 0.1}
     assert values["hidden"] == [512, 256, 256]
@@ -205,3 +206,10 @@ def test_train_page_inputs_use_the_declared_settings(tmp_path, monkeypatch):
     assert device.options[0] == "auto" and set(device.options) <= {"auto", "cpu", "cuda"}
     # Not tuned: the transform is decided at Start (tuning.default_transform).
     assert any("Transform: the article's values if the loss learns" in c.value for c in at.caption)
+
+
+def test_target_escape_default_is_the_decision_rules():
+    from soartlab.decision import DEFAULT_TARGET_ESCAPE
+
+    assert train_setting("target_escape").default == DEFAULT_TARGET_ESCAPE
+    assert TrainConfig.from_dict({"loss": "soart3"}).target_escape == DEFAULT_TARGET_ESCAPE

@@ -30,6 +30,7 @@ RUN_FILES = {
     "model.pth",
     "model.safetensors",
     "references.safetensors",
+    "calibration.safetensors",
     "run.json",
     "train_state.pt",
 }

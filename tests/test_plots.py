@@ -374,3 +374,17 @@ def test_bad_arguments_raise_the_engine_error_naming_the_parameter(build, parame
     # The app's error handler shows SoartLabError as a message; anything else is a traceback.
     with pytest.raises(SoartLabError, match=f"^{parameter} must"):
         build()
+
+
+def test_escape_overkill_curve_marks_the_operating_point():
+    import plotly.graph_objects as go
+
+    from soartlab.plots import escape_overkill_curve
+
+    fig = escape_overkill_curve([0.0, 0.1, 1.0], [1.0, 0.2, 0.0], point=(0.01, 0.05))
+    assert isinstance(fig, go.Figure)
+    curve, point = fig.data[0], fig.data[1]
+    assert list(curve.x) == [0.0, 10.0, 100.0] and list(curve.y) == [100.0, 20.0, 0.0]
+    assert list(point.x) == [1.0] and list(point.y) == [5.0]
+    assert point.name == "operating point"
+    assert len(escape_overkill_curve([0.0], [0.0]).data) == 2  # no point: curve, perfect

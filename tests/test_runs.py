@@ -22,6 +22,7 @@ from soartlab.errors import CheckpointError
 from soartlab.record import RunRecord
 from soartlab.runs import (
     BUNDLE_FILES,
+    CALIBRATION_FILE,
     PTH_FILE,
     REFERENCES_FILE,
     RUN_JSON,
@@ -36,6 +37,8 @@ from soartlab.runs import (
 
 ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 TRAINED_FILES = sorted([PTH_FILE, SAFETENSORS_FILE, REFERENCES_FILE, RUN_JSON])
+# a run saved with its calibration (workflow.save_run after workflow.calibrate)
+SAVED_FILES = sorted([*TRAINED_FILES, CALIBRATION_FILE])
 
 
 @pytest.fixture
@@ -335,7 +338,7 @@ def test_rename_changes_only_the_label(tiny_run_copy):
     assert {k: v for k, v in record_after.items() if k != "label"} == {
         k: v for k, v in record_before.items() if k != "label"
     }
-    assert sorted(after) == sorted(before) == TRAINED_FILES  # no temp files left
+    assert sorted(after) == sorted(before) == SAVED_FILES  # no temp files left
     assert {n: b for n, b in after.items() if n != RUN_JSON} == {
         n: b for n, b in before.items() if n != RUN_JSON
     }

@@ -31,7 +31,13 @@ def run(tiny_run):
 def test_train_run_writes_the_run_files(run):
     store, run_dir, result = run
     names = sorted(p.name for p in run_dir.iterdir())
-    assert names == ["model.pth", "model.safetensors", "references.safetensors", "run.json"]
+    assert names == [
+        "calibration.safetensors",
+        "model.pth",
+        "model.safetensors",
+        "references.safetensors",
+        "run.json",
+    ]
     [info] = store.list()
     assert info.label == "tiny run" and info.path == run_dir and info.status == "finished"
 
@@ -56,15 +62,33 @@ def test_predict_table_with_and_without_labels(run, demo):
         "index",
         "predicted",
         "decision",
+        "defect_type",
         "pass_fail",
         "distance",
+        "nearest_index",
+        "nearest_class",
+        "good_distance",
+        "defect_distance",
         "reason",
         "label",
         "correct",
     ]
-    assert set(table["decision"]) == {"pass", "fail"} and set(table["reason"]) == {""}
-    assert ((table["predicted"] == "good") == (table["decision"] == "pass")).all()
-    assert (table["pass_fail"] == table["decision"]).all()
+    # the run's operating point decides, on the distance to the nearest good reference
+    point = loaded.operating_point()
+    decision, score = table["decision"], table["good_distance"]
+    assert set(decision) == {"pass", "review", "fail"}
+    assert (score[decision == "pass"] <= point.pass_below).all()
+    failed = decision == "fail"
+    unknown = table["defect_type"] == "unknown"
+    assert (score[failed & ~unknown] > point.fail_above).all()
+    assert (table.loc[failed, "defect_type"] != "").all() and (table["defect_type"] != "good").all()
+    assert (table["pass_fail"] == np.where(decision == "pass", "pass", "fail")).all()
+    plain = (decision == "pass") | (failed & ~unknown)
+    assert ((table["reason"] == "") == plain).all()
+    assert (table["distance"] <= np.fmin(score, table["defect_distance"]) + 1e-6).all()
+    labels = loaded.references[1]
+    names = np.array(loaded.label_names)
+    assert (table["nearest_class"] == names[labels[table["nearest_index"]]]).all()
     unlabelled = predict(loaded, demo, labelled=False)
     assert "label" not in unlabelled.columns
     assert (unlabelled["predicted"] == table["predicted"]).all()
@@ -135,8 +159,13 @@ def test_unlabelled_lot_gets_predictions_without_metrics(run, demo, tmp_path):
         "index",
         "predicted",
         "decision",
+        "defect_type",
         "pass_fail",
         "distance",
+        "nearest_index",
+        "nearest_class",
+        "good_distance",
+        "defect_distance",
         "reason",
     ]
     assert (predicted["predicted"].values == predict(loaded, demo)["predicted"].values[:20]).all()
@@ -225,7 +254,7 @@ def test_a_part_that_overflows_in_the_model_is_review_never_pass(run, demo):
     assert not table.loc[0, "correct"]
     ordinary = predict(loaded, lot.select(range(1, 8)))
     assert (table["decision"][1:].values == ordinary["decision"].values).all()
-    assert set(ordinary["reason"]) == {""}
+    assert not ({NOT_FINITE_INPUT, NOT_FINITE_EMBEDDING} & set(ordinary["reason"]))
     # an embedding that is not finite (given by the caller, as the pages do)
     embeddings = embed_dataset(loaded, lot)
     embeddings[1, 3] = np.nan
@@ -243,7 +272,7 @@ def test_a_non_finite_distance_is_never_pass(run, demo):
     table = predict(loaded, lot, embeddings=embeddings)
     assert table.loc[2, "decision"] == "review" and table.loc[2, "reason"] == NOT_FINITE_DISTANCE
     assert table.loc[2, "pass_fail"] == "fail"
-    assert (table.drop(index=2)["reason"] == "").all()
+    assert NOT_FINITE_DISTANCE not in set(table.drop(index=2)["reason"])
 
 
 def test_evaluate_counts_an_unscorable_part_as_judged_defective(run, demo):
@@ -253,8 +282,12 @@ def test_evaluate_counts_an_unscorable_part_as_judged_defective(run, demo):
     table = predict(loaded, lot)
     assert metrics["accuracy"] == table["correct"].mean()
     good = table["label"] == loaded.label_names[loaded.good_index]
-    escapes = (~good & (table["decision"] == "pass")).sum()
-    assert metrics["escape_rate"] == escapes / (~good).sum()
+    judged_good = table["predicted"] == loaded.label_names[loaded.good_index]
+    assert metrics["escape_rate"] == (~good & judged_good).sum() / (~good).sum()
+    assert table.loc[0, "decision"] == "review"  # the overflowing part
+    decided = metrics["decision"]
+    assert decided["escapes"] == (~good & (table["decision"] == "pass")).sum()
+    assert decided["reviews"] == (table["decision"] == "review").sum()
 
 
 # --- a run folder is one unit -----------------------------------------------------------

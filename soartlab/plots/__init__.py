@@ -7,9 +7,11 @@ Nothing here imports Streamlit, so every figure can be unit-tested as a plain ob
 - ``samples``: samples per class, grids of sample images
 - ``training``: loss and held-out rates per epoch
 - ``heatmaps``: where a part differs from its closest good reference, as PNG bytes
+- ``decision``: the escape–overkill curve with the operating point
 - ``style``: class colours and the "nothing to show" figure they share
 """
 
+from soartlab.plots.decision import escape_overkill_curve
 from soartlab.plots.embeddings import confusion_heatmap, pca_scatter
 from soartlab.plots.heatmaps import colour_values, explanation_png
 from soartlab.plots.histograms import (
@@ -47,6 +49,7 @@ __all__ = [
     "class_counts_bar",
     "colour_values",
     "confusion_heatmap",
+    "escape_overkill_curve",
     "explanation_png",
     "histogram_bins",
     "pair_histogram",

@@ -124,13 +124,16 @@ def run_key(run: Any) -> tuple[str, str, str]:
 
 
 def predictions(run: Any, dataset: Any, key: tuple) -> tuple[Any, dict | None]:
-    """The prediction table and, when the samples carry labels, the metrics."""
-    from soartlab.workflow import predict
+    """The lot's `workflow.LotPrediction` (table, lot check, decision figures) and, when
+    the samples carry labels, the nearest-class metrics. A lot on another scale raises
+    the engine's `DataError` (shown by the page's guard)."""
+    from soartlab.workflow import predict_lot
 
     def compute() -> tuple[Any, dict | None]:
-        table = predict(run, dataset)
+        lot = predict_lot(run, dataset)
+        table = lot.table
         # the metrics from the table: evaluate_run would embed and classify again
         metrics = table_metrics(run, table)[2] if "label" in table.columns else None
-        return table, metrics
+        return lot, metrics
 
     return state.cached("predict_table", key, compute)

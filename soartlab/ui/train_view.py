@@ -8,7 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from soartlab.ui import state
+from soartlab.ui import decision_view, state
+from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.jobs import JobSnapshot, TrainingJob
 from soartlab.ui.widgets import rates_row
 
@@ -147,6 +148,11 @@ def results() -> None:
     if snap.run_dir is None:
         return
     rates_row(snap.metrics, held_out_samples=True, baselines=snap.baselines)
+    guard = EngineErrors("Could not open the new run: ")
+    with guard:
+        run = state.current_run()
+        if run is not None and str(run.run_dir) == str(snap.run_dir):
+            decision_view.operating_point_panel(run, "train")
     downloads(snap.run_dir)
     st.button(
         "Next round: re-tune on the new embeddings",

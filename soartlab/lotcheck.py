@@ -1,0 +1,302 @@
+"""Checks on a lot before it is scored: is each part within what the run was trained on,
+and is the lot as a whole on the training data's scale?
+
+The run stores `InputStats` of its training split (per input feature: min, max, mean,
+std; per part: the median and spread of its values). `check_lot` then gives
+
+- per part, a reason to send it to review (never to pass): a value that is not finite
+  (the file's, or after the model's normalisation: 3.4e38, a float32 "invalid" marker,
+  overflows there), or a value far outside the training range: beyond
+  ``min − RANGE_TOLERANCE·span`` or ``max + RANGE_TOLERANCE·span``, span = max − min,
+  taken per feature for feature tables and over all pixels for images (a defect is
+  exactly a pixel unlike that pixel in good parts, so per-pixel ranges would send real
+  defects to review; a pixel outside the images' own value range is another matter);
+- per lot, a drift report: the features whose lot mean moved by more than
+  `DRIFT_SD` training standard deviations (and by more than `DRIFT_STANDARD_ERRORS`
+  standard errors of a lot mean, so a small lot is not all drift), largest first;
+- a refusal (`DataError`) of a lot plainly on another scale: its typical part spread
+  (median over parts of the 1st–99th percentile range of the part's values) is more than
+  `SCALE_FACTOR` times the training parts' or less than 1/`SCALE_FACTOR` of it, or its
+  typical part median lies more than `SCALE_FACTOR` training spreads away. A 0–255 lot
+  against a 0–1 run differs by 255×; natural variation and a few outlying parts move
+  these medians little, so an honest lot is never refused (its outliers go to review).
+  A lot of another image size is refused earlier (the feature count differs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from soartlab.errors import DataError, SoartLabError
+
+RANGE_TOLERANCE = 1.0  # allowed beyond the training range, in training spans
+DRIFT_SD = 0.5  # a feature's lot mean this many training SDs away is reported as drift
+DRIFT_STANDARD_ERRORS = 4.0  # ... and this many standard errors of a lot mean (small lots)
+SCALE_FACTOR = 10.0  # a lot whose typical part spread differs this much is refused
+DRIFT_LISTED = 10  # features named in the drift summary
+
+NOT_FINITE_VALUE = "a value is not finite"
+NOT_FINITE_INPUT = "not finite after normalisation"
+OUT_OF_RANGE = "values far outside the training range"
+
+_PART_QUANTILES = (0.01, 0.99)
+
+
+def _part_profile(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per part (row of X (N, d)): its median value and the spread of its values (1st to
+    99th percentile), ignoring values that are not finite; NaN for a part with none."""
+    X = np.asarray(X, dtype=np.float64)
+    finite = np.where(np.isfinite(X), X, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without finite values → NaN
+        low, median, high = np.nanquantile(
+            finite, (_PART_QUANTILES[0], 0.5, _PART_QUANTILES[1]), axis=1
+        )
+    return median, high - low
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the training inputs looked like: per feature (d,) and per part (scalars)."""
+
+    minimum: np.ndarray  # (d,) per input feature, float64
+    maximum: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    part_median: float  # median over training parts of each part's median value
+    part_spread: float  # median over training parts of each part's 1–99 % range
+    image: bool = False  # images: one value range for all pixels (see `allowed_range`)
+
+    @classmethod
+    def fit(cls, X, image: bool = False) -> InputStats:
+        """From the training split's raw inputs ``X`` (N, d) (finite: the loader checked);
+        ``image``: the features are pixels of one image."""
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        if len(X) == 0:
+            raise DataError("Input statistics need at least one training part.")
+        median, spread = _part_profile(X)
+        return cls(
+            X.min(axis=0),
+            X.max(axis=0),
+            X.mean(axis=0),
+            X.std(axis=0),
+            float(np.nanmedian(median)),
+            float(np.nanmedian(spread)),
+            bool(image),
+        )
+
+    @property
+    def n_features(self) -> int:
+        return len(self.minimum)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """As stored in the run folder (see `from_arrays`)."""
+        return {
+            "input_min": self.minimum,
+            "input_max": self.maximum,
+            "input_mean": self.mean,
+            "input_std": self.std,
+            "input_part_profile": np.array([self.part_median, self.part_spread]),
+            "input_is_image": np.array([int(self.image)], dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], source: str) -> InputStats:
+        try:
+            columns = [
+                np.asarray(arrays[n], dtype=np.float64)
+                for n in ("input_min", "input_max", "input_mean", "input_std")
+            ]
+            profile = np.asarray(arrays["input_part_profile"], dtype=np.float64)
+        except KeyError as exc:
+            raise SoartLabError(f"{source} lacks the training input statistics ({exc}).") from None
+        d = len(columns[0])
+        if any(c.shape != (d,) for c in columns) or profile.shape != (2,):
+            raise SoartLabError(f"{source}: the training input statistics are malformed.")
+        if not all(np.isfinite(c).all() for c in (*columns, profile)):
+            raise SoartLabError(f"{source}: the training input statistics are not finite.")
+        image = bool(np.asarray(arrays.get("input_is_image", [0])).reshape(-1)[0])
+        return cls(*columns, float(profile[0]), float(profile[1]), image)
+
+    def allowed_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low (d,), high (d,)): values beyond send a part to review."""
+        if self.image:
+            low, high = self.minimum.min(), self.maximum.max()
+            span = max(high - low, self.part_spread, 1e-12)
+            ones = np.ones_like(self.minimum)
+            return ones * (low - RANGE_TOLERANCE * span), ones * (high + RANGE_TOLERANCE * span)
+        span = self.maximum - self.minimum
+        # a feature constant in training: allow its own size, or the typical part spread
+        span = np.where(span > 0, span, np.maximum(np.abs(self.mean), self.part_spread))
+        return self.minimum - RANGE_TOLERANCE * span, self.maximum + RANGE_TOLERANCE * span
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str  # "pixel (row, col)" for images, the column name or "feature i"
+    shift_sd: float  # (lot mean − training mean) / training SD
+    lot_mean: float
+    train_mean: float
+    out_of_range: float  # share of the lot's values beyond the allowed range
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "shift_sd": self.shift_sd,
+            "lot_mean": self.lot_mean,
+            "train_mean": self.train_mean,
+            "out_of_range": self.out_of_range,
+        }
+
+
+@dataclass(frozen=True)
+class LotCheck:
+    """`check_lot`'s answer for a lot of N parts."""
+
+    reasons: np.ndarray  # (N,) object: why a part goes to review ("" when it is fine)
+    drift: tuple[FeatureDrift, ...]  # drifted features, largest shift first
+    n_features: int
+    lot_spread: float  # typical part spread of the lot
+    train_spread: float
+    n_flagged: int = 0  # parts with a reason
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> str:
+        """One paragraph for stderr or a page."""
+        lines = [
+            f"lot check: {self.n_flagged} of {len(self.reasons)} parts sent to review by the "
+            f"lot check; typical part spread {self.lot_spread:.4g} (training "
+            f"{self.train_spread:.4g})."
+        ]
+        if self.drift:
+            top = ", ".join(f"{d.feature} {d.shift_sd:+.2f} SD" for d in self.drift[:DRIFT_LISTED])
+            lines.append(
+                f"drift: {len(self.drift)} of {self.n_features} features moved by more than "
+                f"{DRIFT_SD:g} training SD (largest: {top})."
+            )
+        else:
+            lines.append(f"drift: no feature's mean moved by more than {DRIFT_SD:g} training SD.")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_parts": len(self.reasons),
+            "n_flagged": self.n_flagged,
+            "lot_spread": self.lot_spread,
+            "train_spread": self.train_spread,
+            "drift": [d.to_dict() for d in self.drift],
+        }
+
+
+def feature_name(i: int, input_shape: tuple[int, ...], names=None) -> str:
+    if names is not None and i < len(names):
+        return str(names[i])
+    if len(input_shape) == 2:
+        return f"pixel ({i // input_shape[1]}, {i % input_shape[1]})"
+    return f"feature {i}"
+
+
+def check_scale(X: np.ndarray, stats: InputStats, source: str = "The lot") -> tuple[float, float]:
+    """`DataError` naming the scale found and the scale expected when the lot ``X``
+    (N, d) is plainly on another scale than the training data (see the module's
+    docstring); returns the lot's (typical part median, typical part spread)."""
+    median, spread = _part_profile(X)
+    if not np.isfinite(spread).any():
+        raise DataError(f"{source} holds no finite values to score.")
+    lot_median, lot_spread = float(np.nanmedian(median)), float(np.nanmedian(spread))
+    train_spread = max(stats.part_spread, 1e-12)
+    ratio = lot_spread / train_spread
+    shifted = abs(lot_median - stats.part_median) > SCALE_FACTOR * train_spread
+    # a lot of flat parts (blank images, constant rows) has no spread to compare: its
+    # scale is judged by where its values sit, and the range check looks at each part
+    flat = lot_spread <= 1e-12
+    if (not flat and (ratio > SCALE_FACTOR or ratio < 1 / SCALE_FACTOR)) or shifted:
+        lot_low, lot_high = (
+            np.nanmin(np.where(np.isfinite(X), X, np.nan)),
+            np.nanmax(np.where(np.isfinite(X), X, np.nan)),
+        )
+        raise DataError(
+            f"{source} is on another scale than the training data: its values run from "
+            f"{lot_low:.4g} to {lot_high:.4g} (a typical part spans {lot_spread:.4g} around "
+            f"{lot_median:.4g}); the run was trained on values from {stats.minimum.min():.4g} "
+            f"to {stats.maximum.max():.4g} (a typical part spans {stats.part_spread:.4g} "
+            f"around {stats.part_median:.4g}), {ratio:.3g}× apart. Export the lot as the "
+            "training data was (e.g. 0–1, not 0–255), or train on data like it."
+        )
+    return lot_median, lot_spread
+
+
+def check_lot(
+    X,
+    stats: InputStats | None,
+    normalization=None,
+    *,
+    input_shape: tuple[int, ...] = (),
+    feature_names=None,
+    source: str = "The lot",
+) -> LotCheck:
+    """Check the raw lot ``X`` (N, d) against the training ``stats`` before scoring: a
+    lot on another scale → `DataError`; otherwise per-part reasons for review and the
+    drift report. ``normalization``: the model's (`data.Normalization`), whose output must
+    stay finite. ``stats`` None (a run saved before statistics were kept): only the
+    finiteness checks."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    reasons = np.full(len(X), "", dtype=object)
+    finite = np.isfinite(X)
+    reasons[~finite.all(axis=1)] = NOT_FINITE_VALUE
+    if normalization is not None:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            normalised = normalization.apply(X.astype(np.float32, copy=False))
+        bad = ~np.isfinite(normalised.reshape(len(X), -1)).all(axis=1)
+        reasons[bad & (reasons == "")] = NOT_FINITE_INPUT
+    if stats is None:
+        return LotCheck(
+            reasons,
+            (),
+            X.shape[1],
+            float("nan"),
+            float("nan"),
+            int((reasons != "").sum()),
+            ("no training statistics in this run: only finiteness was checked.",),
+        )
+    if X.shape[1] != stats.n_features:
+        raise DataError(
+            f"{source} has {X.shape[1]} features; the run was trained on {stats.n_features}."
+        )
+    _, lot_spread = check_scale(X, stats, source)
+    low, high = stats.allowed_range()
+    with np.errstate(invalid="ignore"):
+        outside = finite & ((X < low) | (X > high))
+    reasons[outside.any(axis=1) & (reasons == "")] = OUT_OF_RANGE
+    drift = _drift(X, finite, outside, stats, input_shape, feature_names)
+    return LotCheck(
+        reasons, drift, X.shape[1], lot_spread, stats.part_spread, int((reasons != "").sum())
+    )
+
+
+def _drift(X, finite, outside, stats: InputStats, input_shape, feature_names):
+    counts = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lot_mean = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1)
+        sd = np.where(stats.std > 0, stats.std, np.maximum(np.abs(stats.mean), 1e-12))
+        shift = (lot_mean - stats.mean) / sd
+    share_out = outside.sum(axis=0) / max(len(X), 1)
+    # a small lot's mean wanders by chance: also ask for DRIFT_STANDARD_ERRORS of it
+    limit = np.maximum(DRIFT_SD, DRIFT_STANDARD_ERRORS / np.sqrt(np.maximum(counts, 1)))
+    moved = np.flatnonzero((np.abs(shift) > limit) & (counts > 0))
+    moved = moved[np.argsort(-np.abs(shift[moved]))]
+    return tuple(
+        FeatureDrift(
+            feature_name(int(i), input_shape, feature_names),
+            float(shift[i]),
+            float(lot_mean[i]),
+            float(stats.mean[i]),
+            float(share_out[i]),
+        )
+        for i in moved
+    )
