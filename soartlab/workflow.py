@@ -16,6 +16,8 @@ from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
 
 from soartlab import data as D
+from soartlab.architecture import propose_architecture, resolve_architecture
+from soartlab.augment import resolve_augmentation
 from soartlab.checkpoint import checkpoint_bytes, load_checkpoint
 from soartlab.errors import CheckpointError, DataError
 from soartlab.evaluation import classification_metrics, classify, embed
@@ -87,10 +89,11 @@ def build_record(
     cpu_seconds: float | None = None,
     wall_seconds: float | None = None,
 ) -> RunRecord:
-    """The record of a finished `Trainer.fit` on ``data``."""
+    """The record of a finished `Trainer.fit` on ``data``: the config as it trained, with
+    the network and the augmentation that ``auto`` resolved to."""
     distance = evaluation_distance(config)
     return RunRecord(
-        config=config,
+        config=replace(config, arch=result.arch, augment=result.augment),
         model=result.model.config,
         label_names=data.label_names,
         good_index=data.good_index,
@@ -136,6 +139,7 @@ class TrainingSetup:
     pairs: PairGammas  # training-split pairs on ``model``'s embeddings: what the loss sees
     view: LossView  # the loss's view of ``pairs`` under ``config`` (it learns)
     suggested: bool  # the transform is Suggest's for this data and network (automatic)
+    arch_reason: str = ""  # why ``auto`` chose the network (empty when it was given)
 
 
 def training_setup(
@@ -160,9 +164,19 @@ def training_setup(
     """
     data = prepare(dataset, config.test_size, config.seed, config.good_class)
     warm = None
+    arch_reason = ""
     if resume_from is not None:
         previous = resume_from if isinstance(resume_from, LoadedRun) else load_run(resume_from)
         warm = previous.model
+        if config.arch == "auto":  # a next round trains the network it continues from
+            config = replace(config, arch=warm.config.arch)
+    if config.arch == "auto":
+        proposal = propose_architecture(data)
+        config, arch_reason = replace(config, arch=proposal.arch), proposal.reason
+    else:
+        resolve_architecture(config.arch, data)  # refuses cnn for feature vectors
+    augmentation = resolve_augmentation(config.augment, config.arch, data.input_shape)
+    config = replace(config, augment=augmentation.to_spec())
     model = initial_model(config, data, warm)
     pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
     suggested = False
@@ -172,7 +186,7 @@ def training_setup(
         )
         config = replace(config, transform=transform)
     view = check_learnable(config, data, model, pairs=pairs)
-    return TrainingSetup(data, model, config, pairs, view, suggested)
+    return TrainingSetup(data, model, config, pairs, view, suggested, arch_reason)
 
 
 def learnability(
