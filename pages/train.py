@@ -98,6 +98,8 @@ if images:
         originals, drawn, names, chosen = train_view.augmentation_preview(
             data, settings["augment"], settings["arch"]
         )
+        if settings["augment"] == "auto":
+            st.caption(_("auto augments the cnn's training only; the mlp trains without."))
         if chosen.active:
             st.caption(
                 _("Each row: a sample, then draws as training sees them ({which}).").format(
