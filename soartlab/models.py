@@ -87,7 +87,10 @@ class ModelConfig:
     def num_parameters(self) -> int:
         if self.arch == "cnn":
             widths = [self.in_channels, *self.channels]
-            convs = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in zip(widths, widths[1:], strict=False))
+            convs = sum(
+                9 * c_in * c_out + 2 * c_out
+                for c_in, c_out in zip(widths, widths[1:], strict=False)
+            )
             return convs + self.channels[-1] * self.embedding_dim + self.embedding_dim
         return sum(n_in * n_out + n_out for n_in, n_out in self.layer_sizes())
 

@@ -92,6 +92,10 @@ GRADIENT_FLOOR = 1e-12
 # within the noise of a small validation part is not memorising.
 MEMORISING_MIN_EPOCHS = 2
 MEMORISING_STANDARD_ERRORS = 1.0
+# ... and only when the training loss fell to at most this share of the first epoch's: a
+# network that fits its training pairs. A loss that barely moved is a run not trained
+# enough (a short run on the demo set), not one that memorised.
+MEMORISING_LOSS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,14 @@ class Validation:
 
 def memorising_reason(history: list[dict], validation: Validation, arch: str, augment: str) -> str:
     """Why a run memorised, in words naming what to try, or "" when it did not: the
-    training loss fell from the first to the last epoch while the best validation
+    training loss fell to at most `MEMORISING_LOSS_SHARE` of the first epoch's while the best validation
     accuracy stayed clearly below raw-pixel kNN or the majority-class rate on the same
     validation rows (see `MEMORISING_STANDARD_ERRORS`)."""
     scored = [row for row in history if row.get("val_accuracy") is not None]
     if not validation.active or len(scored) < MEMORISING_MIN_EPOCHS:
         return ""
     first, last = history[0]["loss"], history[-1]["loss"]
-    if not last < first:
+    if not last <= MEMORISING_LOSS_SHARE * first:
         return ""
     best = max(row["val_accuracy"] for row in scored)
     bar, what = max(

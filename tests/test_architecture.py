@@ -124,6 +124,7 @@ def test_a_falling_loss_below_the_majority_rate_is_memorising():
     [
         ([0.26, 0.1, 0.02], [0.5, 0.7, 0.9], "it learnt"),
         ([0.26, 0.27, 0.28], [0.2, 0.2, 0.2], "the loss did not fall"),
+        ([0.26, 0.25, 0.2], [0.2, 0.2, 0.2], "the loss barely fell: not trained enough"),
         ([0.26, 0.1, 0.02], [0.30, 0.34, 0.38], "within the noise of 200 rows"),
         ([0.26], [0.1], "one epoch says nothing"),
     ],
@@ -233,6 +234,7 @@ def test_early_stopping_keeps_the_best_validated_epoch(monkeypatch):
         hidden=(8, 8, 8),
         embedding_dim=4,
         device="cpu",
+        loss="euclidean",
         patience=2,
         val_size=0.2,
     )
@@ -272,8 +274,8 @@ def test_a_run_that_memorises_is_saved_with_that_outcome(monkeypatch, tmp_path):
         },
     )
     config = TrainConfig(
-        epochs=3,
-        pairs_per_epoch=256,
+        epochs=5,
+        pairs_per_epoch=512,
         batch_size=32,
         hidden=(8, 8, 8),
         embedding_dim=4,
@@ -308,6 +310,7 @@ def test_without_a_validation_part_the_last_epoch_is_kept():
         hidden=(8, 8, 8),
         embedding_dim=4,
         device="cpu",
+        loss="euclidean",
         val_size=0.0,
     )
     result = Trainer(config).fit(initial_model(config, data), data)
