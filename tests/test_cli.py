@@ -133,6 +133,11 @@ def test_train_options_are_the_declared_settings_with_their_defaults():
         "--device",
         "--test-size",
         "--good-class",
+        "--arch",
+        "--augment",
+        "--val-size",
+        "--patience",
+        "--weight-decay",
         "--scale",
         "--offset",
         "--floor",
@@ -168,7 +173,15 @@ def _just_outside(setting) -> list[str]:
 )
 def test_out_of_range_option_exits_2_naming_it(tmp_path, capsys, flag, value):
     # The data file is never read: the settings are checked first.
-    args = ["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "r"), flag, value]
+    # "--flag=value": argparse would take a value such as -5e-324 for an option
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "x.csv"),
+        "--out",
+        str(tmp_path / "r"),
+        f"{flag}={value}",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag} must be "), err
