@@ -104,6 +104,7 @@ def markdown(results: dict, plot_name: str) -> str:
     out += _slider(results.get("slider"))
     out += _knn(results.get("knn"))
     out += _training(results.get("training"))
+    out += architectures(results.get("architectures"))
     out += _app(results.get("app"))
     out += _tune(results.get("tune"), results.get("tune_browser"))
     return "\n".join(out) + "\n"
@@ -435,6 +436,28 @@ def _training(t) -> list[str]:
         "MLP; their cost is per-op dispatch, which weighs most when the machine is loaded. "
         "What would close a gap: a fused SOART3 forward/backward (`torch.compile` or a custom "
         "autograd Function computing both norms in one pass), or larger batches.",
+        "",
+    ]
+    return out
+
+
+def architectures(a) -> list[str]:
+    """Section 5b: the cnn's training epoch beside the mlp's (bench_architectures.py)."""
+    out = ["## 5b. Training: the cnn beside the mlp", ""]
+    if (e := _err(a)) is not None:
+        return out + [e, ""]
+    load = ", ".join(f"{v:.1f}" for v in a["load_average"])
+    out += [
+        f"Demo set (36×39), {a['pairs_per_epoch']:,} pairs per epoch, batch {a['batch']}, "
+        "through `Trainer.train_epoch` (augmentation, forward, SOART3 loss, backward, AdamW), "
+        f"rounds alternating between the networks. Device: {a['device']}, {a['threads']} "
+        f"threads, load average {load} when it ended.",
+        "",
+        "| network | epoch | pairs / s | epoch / mlp's (median of rounds) |",
+        "|---|---:|---:|---:|",
+        f"| mlp (article's) | {fmt_time(a['mlp']['epoch_seconds'])} | {a['mlp']['pairs_per_s']:,.0f} | 1 |",
+        f"| cnn | {fmt_time(a['cnn']['epoch_seconds'])} | {a['cnn']['pairs_per_s']:,.0f} | {a['cnn_over_mlp']:.1f}× |",
+        f"| cnn + every augmentation | {fmt_time(a['cnn_augmented']['epoch_seconds'])} | {a['cnn_augmented']['pairs_per_s']:,.0f} | {a['cnn_augmented_over_mlp']:.1f}× |",
         "",
     ]
     return out

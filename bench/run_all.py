@@ -81,6 +81,11 @@ def main() -> None:
         )
         if trained:
             results["training"], model = trained
+        results["architectures"] = attempt(
+            "architectures",
+            lambda: _bench("bench_architectures").run(images[:3000], labels[:3000]),
+            results,
+        )
         results["histogram"] = attempt(
             "histogram", lambda: _bench("bench_histogram").run(images, labels, model), results
         )

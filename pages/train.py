@@ -3,8 +3,11 @@
 import streamlit as st
 
 from soartlab.config import DEVICES
+from soartlab.data import is_image
+from soartlab.plots import augmentation_grid
 from soartlab.ui import entry, state, train_view
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 from soartlab.ui.settings_form import setting_input
 from soartlab.ui.widgets import require_data
 
@@ -21,6 +24,19 @@ LOSS_LABELS = {
     "soart3": "SOART3-contrastive (tuned transform)",
     "euclidean": "Euclidean-contrastive (baseline)",
 }
+ARCH_LABELS = {
+    "auto": _("auto: proposed from the data"),
+    "mlp": _("mlp: the article's, fully connected"),
+    "cnn": _("cnn: convolutional, defects anywhere"),
+}
+AUGMENT_WORDS = {
+    "auto": _("auto: all with cnn, none with mlp"),
+    "flip": _("flips"),
+    "rot90": _("90° rotations"),
+    "shift": _("small shifts"),
+    "jitter": _("brightness and contrast"),
+}
+images = is_image(data.dataset)
 job = train_view.job()
 running = job is not None and job.is_running()
 
@@ -52,12 +68,49 @@ with st.form("train_settings", border=True, enter_to_submit=False):
     devices = DEVICES if gpu else [d for d in DEVICES if d != "cuda"]
     settings["device"] = setting_input("device", cols[2], options=devices)
     cols[2].caption(f"GPU: {gpu}" if gpu else "No CUDA GPU found: training runs on the CPU.")
+    net_cols = st.columns(3)
+    if images:
+        settings["arch"] = setting_input("arch", net_cols[0], format_func=ARCH_LABELS.get)
+        settings["augment"] = setting_input(
+            "augment", net_cols[0], multi=AUGMENT_WORDS, format_func=AUGMENT_WORDS.get
+        )
+    else:
+        settings["arch"], settings["augment"] = "mlp", "none"
+        net_cols[0].caption(_("Feature vectors: the mlp network, without augmentation."))
+    for name in ("val_size", "patience"):
+        settings[name] = setting_input(name, net_cols[1])
+    settings["weight_decay"] = setting_input("weight_decay", net_cols[2])
+    net_cols[2].caption(
+        _(
+            "A validation part of the training rows chooses the epoch to keep; the held-out "
+            "figures are computed once, on that model."
+        )
+    )
     label = st.text_input(
         "Run name (optional)", key=state.persisted("train_label", ""), max_chars=80
     )
     if resume_from:
         st.info(f"Next round: continues from run {resume_from.rsplit('/', 1)[-1]}.")
     start = st.form_submit_button("Start training", type="primary", disabled=running)
+
+if images:
+    with st.expander(_("Preview augmentation")), guard:
+        originals, drawn, names, chosen = train_view.augmentation_preview(
+            data, settings["augment"], settings["arch"]
+        )
+        if settings["augment"] == "auto":
+            st.caption(_("auto augments the cnn's training only; the mlp trains without."))
+        if chosen.active:
+            st.caption(
+                _("Each row: a sample, then draws as training sees them ({which}).").format(
+                    which=chosen.to_spec()
+                )
+            )
+            st.plotly_chart(
+                augmentation_grid(originals, drawn, names), key="augment_preview", width="stretch"
+            )
+        else:
+            st.caption(_("No augmentation with these settings."))
 
 if resume_from and not running:
     if st.button("Start from scratch instead", help="Forget the run to continue from."):

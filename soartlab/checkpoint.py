@@ -238,9 +238,10 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         )
     state = dict(obj)
     if not any(k.startswith("embedding_net.") for k in state) and any(
-        k.startswith("linear1.") for k in state
+        k.startswith(("linear1.", "blocks.")) for k in state
     ):
-        # A bare EmbeddingNet state_dict: same weights, the SiameseNet prefix missing.
+        # A bare embedding network's state_dict (mlp or cnn): same weights, the
+        # SiameseNet prefix missing.
         state = {f"embedding_net.{k}": v for k, v in state.items()}
     return state
 
@@ -297,6 +298,15 @@ def _infer_config(
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Tensor name → shape of the `SiameseNet` state_dict for ``config``."""
     shapes: dict[str, tuple[int, ...]] = {}
+    if config.arch == "cnn":  # see models.ConvEmbeddingNet
+        widths = [config.in_channels, *config.channels]
+        for block, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            shapes[f"embedding_net.blocks.{block}.0.weight"] = (c_out, c_in, 3, 3)
+            shapes[f"embedding_net.blocks.{block}.1.weight"] = (c_out,)
+            shapes[f"embedding_net.blocks.{block}.1.bias"] = (c_out,)
+        shapes["embedding_net.final.weight"] = (config.embedding_dim, widths[-1])
+        shapes["embedding_net.final.bias"] = (config.embedding_dim,)
+        return shapes
     for layer, (n_in, n_out) in zip(LAYERS, config.layer_sizes(), strict=True):
         shapes[f"embedding_net.{layer}.weight"] = (n_out, n_in)
         shapes[f"embedding_net.{layer}.bias"] = (n_out,)
@@ -321,12 +331,15 @@ def _check_tensors(state: Mapping[str, torch.Tensor], config: ModelConfig, path:
             problems.append(f"unexpected keys {_short(unexpected)}")
         if mismatched:
             problems.append(f"shape mismatch: {_short(mismatched)}")
+        sizes = (
+            f"cnn, channels {list(config.channels)}"
+            if config.arch == "cnn"
+            else f"hidden {list(config.hidden)}"
+        )
         raise CheckpointError(
             f"Checkpoint '{path.name}' does not fit the model it describes (input "
             f"{'×'.join(map(str, config.input_shape))} = {config.in_features} features, "
-            f"hidden {list(config.hidden)}, embedding {config.embedding_dim}): "
-            + "; ".join(problems)
-            + "."
+            f"{sizes}, embedding {config.embedding_dim}): " + "; ".join(problems) + "."
         )
     not_float = [f"{k}: {t.dtype}" for k, t in state.items() if t.dtype not in FLOAT_DTYPES]
     if not_float:

@@ -2,8 +2,10 @@
 
 Bad input ends with exit status 2 and one line on stderr; no traceback. So does a
 transform under which nothing would be learnt (checked before training). A training
-that did not run to its last epoch (stopped, NaN loss, not learning) is saved as such and
-exits with 1.
+that did not run to its last epoch (stopped, NaN loss, not learning), or that memorised its
+training parts (validation accuracy below raw-pixel kNN or the majority class), is saved as
+such and exits with 1. Stopping early because validation accuracy stopped improving is a
+run trained to the end: exit 0.
 
 `train` also runs under torchrun (`torchrun --nproc_per_node=N -m soartlab train ...`):
 every worker trains its share, rank 0 alone prints progress and writes the run folder.
@@ -22,7 +24,7 @@ from pathlib import Path
 from soartlab.config import CLI_SETTINGS, TRAIN_SETTINGS, TRANSFORM_SETTINGS, Setting, TrainConfig
 from soartlab.errors import CheckpointError, SoartLabError
 
-EXIT_NOT_FINISHED = 1  # training ended before its last epoch (stopped, NaN loss, not learning)
+EXIT_NOT_FINISHED = 1  # any outcome but finished: stopped, NaN loss, not learning, memorising
 EXIT_BAD_INPUT = 2
 # Not given, the run trains with tuning.default_transform for the data and the network
 # (see workflow.training_setup): the default for a new data set is one that learns there.
@@ -175,13 +177,22 @@ class _ProgressPrinter:
             )
         elif p.kind == "epoch" and p.record:
             r = p.record
+            scores = ""
+            if r.get("val_accuracy") is not None:
+                scores = (
+                    f", validation accuracy {r['val_accuracy']:.3f}, escape "
+                    f"{r['val_escape_rate']:.3f}, overkill {r['val_overkill_rate']:.3f}"
+                )
             print(
-                f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}, held-out accuracy {r['test_accuracy']:.3f}, "
-                f"escape {r['escape_rate']:.3f}, overkill {r['overkill_rate']:.3f} ({r['seconds']:.1f} s)",
+                f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}{scores} ({r['seconds']:.1f} s)",
                 file=sys.stderr,
             )
+        elif p.kind == "end" and p.outcome.value == "memorising":
+            print(f"warning: {p.message}", file=sys.stderr)
         elif p.kind == "end" and p.outcome.value != "finished":
             print(f"training stopped: {p.message}", file=sys.stderr)
+        elif p.kind == "end" and p.message != "finished":
+            print(p.message, file=sys.stderr)  # stopped early: no validation gain
         elif p.kind == "resumed":
             print(p.message, file=sys.stderr)
 
@@ -294,6 +305,12 @@ def _train(args, context) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if context is not None:
             print(f"training on {context.world_size} workers ({context.backend})", file=sys.stderr)
+        if not args.quiet:
+            why = f" ({setup.arch_reason})" if setup.arch_reason else ""
+            print(
+                f"network: {config.arch}{why}; augmentation: {config.augment}",
+                file=sys.stderr,
+            )
         if args.scale is None and config.loss == "soart3" and not args.quiet:
             t, view = config.transform, setup.view
             which = "Suggest's for this data" if setup.suggested else "the article's values"
@@ -328,8 +345,9 @@ def _train(args, context) -> int:
     save_run(run, record, result, calibration)
     m = result.metrics
     print(
-        f"wrote {run.path} ({result.outcome.value}): held-out accuracy {m['accuracy']:.4f}, "
-        f"escape {m['escape_rate']:.4f}, overkill {m['overkill_rate']:.4f} (nearest class)",
+        f"wrote {run.path} ({result.outcome.value}, {result.arch}, epoch {m['kept_epoch']} "
+        f"kept): held-out accuracy {m['accuracy']:.4f}, escape {m['escape_rate']:.4f}, "
+        f"overkill {m['overkill_rate']:.4f} (nearest class)",
         file=sys.stderr,
     )
     if record.decision is not None:

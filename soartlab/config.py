@@ -21,6 +21,7 @@ from soartlab.transform import GammaTransform
 
 LOSSES = ("soart3", "euclidean")
 DEVICES = ("auto", "cpu", "cuda")
+ARCHS = ("auto", "mlp", "cnn")  # "auto": soartlab.architecture.propose_architecture
 _ENDS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
 
 
@@ -150,7 +151,7 @@ TRAIN_SETTINGS = (
         "lr",
         float,
         1e-3,
-        "Adam learning rate",
+        "AdamW learning rate",
         low=0.0,
         high=1.0,
         closed="right",
@@ -239,6 +240,69 @@ TRAIN_SETTINGS = (
         high=0.5,
         cli=True,  # the pages move it on the operating point panel (ui.decision_view)
     ),
+    Setting(
+        "channels",
+        int,
+        (16, 32, 64, 128),
+        "cnn: output channels of its four conv blocks",
+        low=1,
+        high=100_000,  # models.MAX_LAYER_WIDTH
+        length=4,
+    ),
+    Setting(
+        "arch",
+        str,
+        "auto",
+        "embedding network: mlp (the article's, fully connected), cnn (convolutional: "
+        "defects anywhere in the image; images only) or auto (proposed from the data)",
+        choices=ARCHS,
+        cli=True,
+        label="Network",
+    ),
+    Setting(
+        "augment",
+        str,
+        "auto",
+        "training-batch augmentation of images: auto (all with cnn, none with mlp), none, "
+        "or a comma list of flip, rot90, shift, jitter",
+        cli=True,
+        label="Augmentation",
+    ),
+    Setting(
+        "val_size",
+        float,
+        0.1,
+        "share of the training rows kept aside for validation: it chooses the epoch to "
+        "keep and is what the curves show (0: none, keep the last epoch)",
+        low=0.0,
+        high=0.5,
+        closed="left",
+        cli=True,
+        label="Validation share",
+        step=0.05,
+    ),
+    Setting(
+        "patience",
+        int,
+        3,
+        "stop after this many epochs without a better validation accuracy (0: never stop early)",
+        low=0,
+        high=10_000,
+        cli=True,
+        label="Patience",
+        step=1,
+    ),
+    Setting(
+        "weight_decay",
+        float,
+        0.0,
+        "AdamW weight decay (decoupled from the gradient)",
+        low=0.0,
+        high=1.0,
+        cli=True,
+        label="Weight decay",
+        step=1e-4,
+    ),
 )
 
 _ARTICLE = GammaTransform()  # the article's values are GammaTransform's defaults
@@ -314,6 +378,12 @@ class TrainConfig:
     hidden: tuple[int, int, int] = _DEFAULTS["hidden"]
     embedding_dim: int = _DEFAULTS["embedding_dim"]
     target_escape: float = _DEFAULTS["target_escape"]
+    channels: tuple[int, int, int, int] = _DEFAULTS["channels"]
+    arch: str = _DEFAULTS["arch"]
+    augment: str = _DEFAULTS["augment"]
+    val_size: float = _DEFAULTS["val_size"]
+    patience: int = _DEFAULTS["patience"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
 
     def validate(self, *, check_device: bool = True) -> None:
         """Raise SoartLabError naming the first setting outside its declared range.
@@ -321,6 +391,9 @@ class TrainConfig:
         trained on a GPU must open on a machine without one."""
         for setting in TRAIN_SETTINGS:
             setting.check(getattr(self, setting.name))
+        from soartlab.augment import parse_augment  # (imports torch: not at module level)
+
+        parse_augment(self.augment)
         if not isinstance(self.transform, GammaTransform):
             raise SoartLabError(
                 f"transform must be a GammaTransform; got {type(self.transform).__name__}."
@@ -357,6 +430,7 @@ class TrainConfig:
         out = asdict(self)
         out["transform"] = self.transform.to_dict()
         out["hidden"] = list(self.hidden)
+        out["channels"] = list(self.channels)
         return out
 
     @classmethod
@@ -368,6 +442,7 @@ class TrainConfig:
             raise SoartLabError(f"Unknown training settings: {', '.join(unknown)}.")
         if isinstance(values.get("transform"), dict):
             values["transform"] = GammaTransform.from_dict(values["transform"])
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"])
+        for name in ("hidden", "channels"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)

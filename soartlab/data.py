@@ -453,6 +453,33 @@ def split_indices(
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
 
 
+def validation_split(
+    labels: np.ndarray, val_size: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stratified (fit rows, validation rows) of a training split, each sorted int64
+    positions into ``labels`` (N,): the rows a run trains on and the rows that choose the
+    epoch to keep (never the held-out split, which is drawn by `split_indices` first).
+    Seeded apart from the held-out split. None when ``val_size`` is 0 or the rows cannot
+    keep a sample of every class on both sides (a class with a single training row)."""
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(val_size, bool) or not 0.0 <= float(val_size) < 1.0:
+        raise DataError(f"val_size must be from 0 to below 1; got {val_size!r}.")
+    labels = np.asarray(labels, dtype=np.int64)
+    present, counts = np.unique(labels, return_counts=True)
+    n_val = math.ceil(float(val_size) * len(labels))
+    if n_val == 0 or (counts < 2).any():
+        return None
+    if not len(present) <= n_val <= len(labels) - len(present):
+        return None
+    # its own stream: the same seed must not draw the held-out split's pattern again
+    state = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+    fit, val = train_test_split(
+        np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=state
+    )
+    return np.sort(fit).astype(np.int64), np.sort(val).astype(np.int64)
+
+
 # --- normalisation --------------------------------------------------------------------------
 
 

@@ -35,9 +35,14 @@ DECISION_RATES = (
 )
 # What a history row's known figures may hold (figures and the curves plot them); other
 # keys of a row are kept as written.
+# Settings a record written before they existed trained with.
+_BEFORE_VALIDATION = {"arch": "mlp", "augment": "none", "val_size": 0.0, "patience": 0}
 HISTORY_RANGES = {
     "loss": (-math.inf, math.inf),
-    "test_accuracy": (0, 1),
+    "test_accuracy": (0, 1),  # held-out accuracy per epoch, in records before validation
+    "val_accuracy": (0, 1),
+    "val_escape_rate": (0, 1),
+    "val_overkill_rate": (0, 1),
     "escape_rate": (0, 1),
     "overkill_rate": (0, 1),
     "seconds": (0, math.inf),
@@ -71,7 +76,7 @@ class RunRecord:
     normalization: Normalization  # fitted on the training split; travels with the model
     distance: dict[str, Any]  # evaluation distance: get_distance(**distance) rebuilds it
     metrics: dict[str, Any]  # held-out accuracy, escape_rate, overkill_rate, confusion, ...
-    history: tuple[dict[str, Any], ...]  # one row per epoch (loss, test_accuracy, ...)
+    history: tuple[dict[str, Any], ...]  # one row per epoch (loss, val_accuracy, ...)
     status: Outcome  # how training ended
     stop_reason: str = ""  # the outcome in words when it is not "finished"
     data: DataInfo | None = None  # None for records written before schema version 2
@@ -193,8 +198,11 @@ class _Reader:
         model = self.model()
         # None: written before schema 2, or a schema-1 run rewritten (renamed) since
         data = self.data() if version >= 2 and self.raw.get("data") is not None else None
+        config = self.config(version, data)
+        if config.arch != model.arch:
+            raise self.fail("config", f"settings whose arch is the model's ({model.arch!r})")
         return RunRecord(
-            config=self.config(version, data),
+            config=config,
             model=model,
             label_names=names,
             good_index=self.integer("good_index", 0, len(names) - 1),
@@ -227,6 +235,10 @@ class _Reader:
 
     def config(self, version: int, data: DataInfo | None) -> TrainConfig:
         values = dict(self.get("config", dict, "an object of training settings"))
+        # Written before these settings existed: the article's network, no augmentation,
+        # no validation part (they trained that way).
+        for name, then in _BEFORE_VALIDATION.items():
+            values.setdefault(name, then)
         if version >= 2 or "transform" not in values:
             # schema 2 keeps the transform once, beside the config
             values["transform"] = self.get("transform", dict, "an object (scale, offset, floor)")

@@ -33,14 +33,16 @@ import torch
 import torch.distributed as dist
 
 from soartlab import distributed
+from soartlab.architecture import resolve_architecture
+from soartlab.augment import Augmentation, resolve_augmentation
 from soartlab.config import TrainConfig
-from soartlab.data import Normalization, sample_pairs
+from soartlab.data import Normalization, sample_pairs, validation_split
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
 from soartlab.files import atomic_write_bytes
 from soartlab.losses import ContrastiveLoss
-from soartlab.models import ModelConfig, SiameseNet, build_model
+from soartlab.models import ModelConfig, SiameseNet, build_model, channels_last
 from soartlab.prepare import PreparedData, prepare
 
 
@@ -74,12 +76,83 @@ class Outcome(enum.Enum):
     STOPPED = "stopped"  # the user stopped it; the weights at that step are kept
     NAN_LOSS = "nan_loss"  # the loss was not finite; the last good epoch's weights restored
     NOT_LEARNING = "not_learning"  # a whole epoch without a gradient (see GRADIENT_FLOOR)
+    # the training loss fell while validation accuracy stayed below raw-pixel kNN or the
+    # majority class (see memorising_reason); the best epoch's weights are kept to inspect
+    MEMORISING = "memorising"
 
 
 # An epoch in which every step's total gradient norm stays at or below this moved no
 # weight: the transform put every pair on the floor or beyond the margin. Training then
 # stops as NOT_LEARNING, since further epochs would change nothing either.
 GRADIENT_FLOOR = 1e-12
+
+# Memorising is judged once this many epochs have a validation accuracy, and only when the
+# best of them stays more than this many standard errors (of a proportion on the
+# validation rows) below the better of raw-pixel kNN and the majority class: a shortfall
+# within the noise of a small validation part is not memorising.
+MEMORISING_MIN_EPOCHS = 2
+MEMORISING_STANDARD_ERRORS = 1.0
+# ... and only when the training loss fell to at most this share of the first epoch's: a
+# network that fits its training pairs. A loss that barely moved is a run not trained
+# enough (a short run on the demo set), not one that memorised.
+MEMORISING_LOSS_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation part of the training split and what to beat on it."""
+
+    fit_rows: np.ndarray  # positions in the training split the run trains on
+    val_rows: np.ndarray  # positions that choose the epoch to keep (empty: no validation)
+    raw_knn: float | None  # kNN accuracy on normalised raw features, fit rows as references
+    majority: float | None  # share of the most common class among the validation rows
+    majority_class: str
+
+    @property
+    def active(self) -> bool:
+        return len(self.val_rows) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": int(len(self.val_rows)),
+            "raw_knn": self.raw_knn,
+            "majority": self.majority,
+            "majority_class": self.majority_class,
+        }
+
+
+def memorising_reason(history: list[dict], validation: Validation, arch: str, augment: str) -> str:
+    """Why a run memorised, in words naming what to try, or "" when it did not: the
+    training loss fell to at most `MEMORISING_LOSS_SHARE` of the first epoch's while the best validation
+    accuracy stayed clearly below raw-pixel kNN or the majority-class rate on the same
+    validation rows (see `MEMORISING_STANDARD_ERRORS`)."""
+    scored = [row for row in history if row.get("val_accuracy") is not None]
+    if not validation.active or len(scored) < MEMORISING_MIN_EPOCHS:
+        return ""
+    first, last = history[0]["loss"], history[-1]["loss"]
+    if not last <= MEMORISING_LOSS_SHARE * first:
+        return ""
+    best = max(row["val_accuracy"] for row in scored)
+    bar, what = max(
+        (validation.raw_knn, "raw-pixel nearest neighbours"),
+        (validation.majority, f"calling every part {validation.majority_class!r}"),
+    )
+    noise = math.sqrt(max(bar * (1 - bar), 0.0) / len(validation.val_rows))
+    if best >= bar - MEMORISING_STANDARD_ERRORS * noise:
+        return ""
+    tries = []
+    if arch != "cnn":
+        tries.append("the cnn architecture (--arch cnn; images only)")
+    if augment == "none" or augment.count(",") < 3:
+        tries.append("augmentation (--augment flip,rot90,shift,jitter)")
+    tries += ["more data", "weight decay (--weight-decay)"]
+    return (
+        f"memorising: the training loss fell from {first:.4f} to {last:.4f} but the best "
+        f"validation accuracy, {best:.3f}, stayed below {what} ({bar:.3f}) on the same "
+        f"{len(validation.val_rows)} validation parts: the network learnt the training "
+        f"parts, not what tells the classes apart. Try {', '.join(tries[:-1])} or "
+        f"{tries[-1]}. The best epoch's model is saved for inspection."
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +201,8 @@ class TrainResult:
     baselines: Baselines | None = None  # held-out accuracy before training (see Baselines)
     world_size: int = 1
     backend: str | None = None
+    arch: str = "mlp"  # the network trained (resolved from "auto")
+    augment: str = "none"  # the augmentation applied (resolved from "auto")
 
     @property
     def stopped(self) -> bool:
@@ -179,10 +254,16 @@ def initial_model(
     """The network training starts from: freshly initialised (seeded by ``config.seed``)
     with a normalisation fitted on the training split, or a copy of ``warm_start`` — an
     earlier round's model, whose weights and normalisation are kept."""
+    if warm_start is not None and config.arch == "auto":
+        arch = warm_start.config.arch  # a next round trains the network it continues from
+    else:
+        arch = resolve_architecture(config.arch, data)
     model_config = ModelConfig(
         input_shape=data.input_shape,
         hidden=tuple(config.hidden),
         embedding_dim=config.embedding_dim,
+        arch=arch,
+        channels=tuple(config.channels),
     )
     if warm_start is not None:
         if warm_start.config != model_config:
@@ -225,6 +306,8 @@ class Trainer:
         else:
             self.device = resolve_device(config.device)
         self.loss_fn, self.eval_distance = _loss_and_distance(config)
+        # set by `fit` for the network and data it trains; `train_epoch` applies it
+        self.augmentation = Augmentation()
 
     def fit(
         self,
@@ -236,11 +319,22 @@ class Trainer:
     ) -> TrainResult:
         """Train ``model`` (see `initial_model`) on ``data``; continue after
         ``resume.epoch`` when given. ``on_epoch_end`` gets the state after every good
-        epoch (on rank 0), e.g. `TrainingState.save`."""
+        epoch (on rank 0), e.g. `TrainingState.save`.
+
+        Pairs are drawn from the fit rows of the training split; its validation rows
+        (`data.validation_split`, ``config.val_size``) score every epoch, keep the best
+        epoch's weights and stop training after ``config.patience`` epochs without a
+        better score. The held-out split is scored once, at the end, on the weights kept."""
         cfg = self.config
         model.to(self.device)
+        if model.config.arch == "cnn":
+            channels_last(model)
+        self.augmentation = resolve_augmentation(
+            cfg.augment, model.config.arch, model.config.input_shape
+        )
         # Before a saved state is loaded: ``model`` is still the network this run starts from.
         baselines = self.baselines(model, data)
+        validation = self.validation(model, data)
         optimizer = self.optimizer(model)
         history: list[dict] = []
         if resume is not None:
@@ -255,40 +349,72 @@ class Trainer:
             )
         # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
         wrapped = self._wrap(model)
-        x_dev = torch.as_tensor(data.x_train, device=self.device)
+        x_dev = torch.as_tensor(data.x_train[validation.fit_rows], device=self.device)
+        y_fit = data.y_train[validation.fit_rows]
         last_good = copy.deepcopy(model.state_dict())
-        outcome, reason = Outcome.FINISHED, ""
-        # (train-split embeddings, held-out metrics) of the current weights, or None once
-        # they change: the end of training reuses the last epoch's evaluation.
-        evaluated: tuple[np.ndarray, dict] | None = None
+        # (validation accuracy, epoch, weights) of the best epoch so far; a resumed run
+        # starts from the weights it resumed with
+        best: tuple[float, int, dict] | None = None
+        if history and history[-1].get("val_accuracy") is not None:
+            best = (history[-1]["val_accuracy"], history[-1]["epoch"], last_good)
+        outcome, reason, early = Outcome.FINISHED, "", ""
         for epoch in range(len(history) + 1, cfg.epochs + 1):  # resumed: after its epochs
             started = time.perf_counter()
             mean_loss, seen, outcome, reason = self.train_epoch(
-                wrapped, optimizer, x_dev, data.y_train, epoch
+                wrapped, optimizer, x_dev, y_fit, epoch
             )
             if outcome is Outcome.NAN_LOSS:
                 model.load_state_dict(last_good)
             if outcome is Outcome.NAN_LOSS or seen == 0:
-                evaluated = None if outcome is Outcome.NAN_LOSS else evaluated
                 break
-            evaluated = self._evaluate(model, data)
-            row = {"epoch": epoch, "loss": mean_loss, **_epoch_scores(evaluated[1])}
+            row = {"epoch": epoch, "loss": mean_loss}
+            if validation.active:
+                row.update(self._validate(model, data, validation))
             row["seconds"] = time.perf_counter() - started
             history.append(row)
             if outcome is Outcome.FINISHED:
                 last_good = copy.deepcopy(model.state_dict())
+                if validation.active and (best is None or row["val_accuracy"] > best[0]):
+                    best = (row["val_accuracy"], epoch, last_good)
                 if on_epoch_end is not None and self.rank == 0:
                     on_epoch_end(EpochEnd(epoch, model, optimizer, history))
             self._emit(Progress("epoch", epoch, cfg.epochs, 1, 1, mean_loss, record=row))
             if outcome is not Outcome.FINISHED:
                 break
+            if cfg.patience and best is not None and epoch - best[1] >= cfg.patience:
+                early = (
+                    f"stopped early after epoch {epoch}: validation accuracy has not "
+                    f"improved for {cfg.patience} epoch(s)"
+                )
+                break
+        kept = None
+        if outcome is Outcome.FINISHED and best is not None:
+            model.load_state_dict(best[2])
+            kept = best[1]
+            reason = memorising_reason(
+                history, validation, model.config.arch, self.augmentation.to_spec()
+            )
+            if reason:
+                outcome = Outcome.MEMORISING
         if self.world_size > 1:
             dist.barrier()
-        references, metrics = evaluated or self._evaluate(model, data)
+        references, metrics = self._evaluate(model, data)
         metrics["n_train"] = int(len(data.y_train))
+        metrics["kept_epoch"] = kept if kept is not None else len(history)
+        metrics["validation"] = {
+            **validation.to_dict(),
+            "best_accuracy": None if best is None else best[0],
+            "early_stop": early,
+        }
         model.eval().cpu()
         self._emit(
-            Progress("end", len(history), cfg.epochs, message=reason or "finished", outcome=outcome)
+            Progress(
+                "end",
+                len(history),
+                cfg.epochs,
+                message=reason or early or "finished",
+                outcome=outcome,
+            )
         )
         return TrainResult(
             model=model,
@@ -300,13 +426,78 @@ class Trainer:
             baselines=baselines,
             world_size=self.world_size,
             backend=dist.get_backend() if self.world_size > 1 else None,
+            arch=model.config.arch,
+            augment=self.augmentation.to_spec(),
+        )
+
+    def validation(self, model: SiameseNet, data: PreparedData) -> Validation:
+        """The validation part of ``data``'s training split (``config.val_size``, seeded
+        by ``config.seed``) and the figures memorising is judged against: kNN on the raw
+        features (normalised as ``model`` normalises, Euclidean, fit rows as references)
+        and the majority class, both on the validation rows."""
+        n_train = len(data.y_train)
+        split = validation_split(data.y_train, self.config.val_size, self.config.seed)
+        if split is None:
+            empty = np.zeros(0, dtype=np.int64)
+            # None, not NaN: the figures go into run.json, which is strict JSON
+            return Validation(np.arange(n_train), empty, None, None, "")
+        fit_rows, val_rows = split
+        normalization = model.normalization
+        predicted, _ = classify(
+            normalization.apply(data.x_train[fit_rows]),
+            data.y_train[fit_rows],
+            normalization.apply(data.x_train[val_rows]),
+            get_distance("euclidean"),
+            k=self.config.knn_k,
+            n_classes=len(data.label_names),
+        )
+        y_val = data.y_train[val_rows]
+        counts = np.bincount(y_val, minlength=len(data.label_names))
+        return Validation(
+            fit_rows,
+            val_rows,
+            raw_knn=float(np.mean(predicted == y_val)),
+            majority=float(counts.max() / len(y_val)),
+            majority_class=data.label_names[int(counts.argmax())],
+        )
+
+    def _validate(self, model: SiameseNet, data: PreparedData, validation: Validation) -> dict:
+        """The current weights on the validation rows, fit rows as references: the history
+        row's ``val_accuracy``, ``val_escape_rate``, ``val_overkill_rate`` (averaged over
+        ranks, so every rank keeps the same epoch)."""
+        fit = embed(model, data.x_train[validation.fit_rows], device=self.device)
+        val = embed(model, data.x_train[validation.val_rows], device=self.device)
+        predicted, _ = classify(
+            fit,
+            data.y_train[validation.fit_rows],
+            val,
+            self.eval_distance,
+            k=self.config.knn_k,
+            n_classes=len(data.label_names),
+        )
+        scores = classification_metrics(
+            data.y_train[validation.val_rows],
+            predicted,
+            list(data.label_names),
+            data.good_index,
+        )
+        values = [scores["accuracy"], scores["escape_rate"], scores["overkill_rate"]]
+        values = [v / self.world_size for v in self._all_reduce(values)]
+        return dict(
+            zip(("val_accuracy", "val_escape_rate", "val_overkill_rate"), values, strict=True)
         )
 
     def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        """The optimiser `train_epoch` steps: Adam at the config's learning rate. Fused:
-        one kernel for all parameters, several times faster on the CPU than a loop over
-        them, which Preview's few-second budget needs."""
-        return torch.optim.Adam(model.parameters(), lr=self.config.lr, fused=True)
+        """The optimiser `train_epoch` steps: AdamW at the config's learning rate and
+        weight decay (with no decay it is Adam). Fused: one kernel for all parameters,
+        several times faster on the CPU than a loop over them, which Preview's few-second
+        budget needs."""
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+            fused=True,
+        )
 
     def train_epoch(
         self,
@@ -335,14 +526,26 @@ class Trainer:
             )
         )
         wrapped.train()
+        # augmentation draws: seeded per (seed, epoch, rank), apart from the pairs' stream
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(pair_seed(cfg.seed, epoch, self.rank) ^ 0x5EED)
+        shape = (-1, *self._input_shape(wrapped))
+        # bf16 autocast on CUDA only: the CPU keeps float32 (slower there in bf16)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         loss_sum, seen = 0.0, 0
         outcome, reason = Outcome.FINISHED, ""
         # kept on the device: one read at the end of the epoch, not a sync per step
         largest_gradient = torch.zeros((), device=self.device)
         for step in range(steps):
             part = slice(step * batch, (step + 1) * batch)
-            e1, e2 = wrapped(x_dev[i[part]], x_dev[j[part]])
-            loss = self.loss_fn(e1, e2, target[part])
+            x1, x2 = x_dev[i[part]], x_dev[j[part]]
+            if self.augmentation.active:
+                x1 = self.augmentation(x1.reshape(shape), generator)
+                x2 = self.augmentation(x2.reshape(shape), generator)
+            with autocast:
+                e1, e2 = wrapped(x1, x2)
+            # the loss in float32: SOART3's logs and ratios need the precision
+            loss = self.loss_fn(e1.float(), e2.float(), target[part])
             stop, bad = self._flags(self.stop_event.is_set(), not torch.isfinite(loss).item())
             if bad:
                 outcome, reason = (
@@ -380,6 +583,11 @@ class Trainer:
                 "margin: use Suggest (python -m soartlab suggest) or lower the offset.",
             )
         return mean_loss, seen, outcome, reason
+
+    @staticmethod
+    def _input_shape(wrapped: torch.nn.Module) -> tuple[int, ...]:
+        net = wrapped.module if hasattr(wrapped, "module") else wrapped
+        return tuple(net.config.input_shape)
 
     def _evaluate(self, model: SiameseNet, data: PreparedData) -> tuple[np.ndarray, dict]:
         """The current weights on the held-out split, the training split as references:
@@ -452,15 +660,6 @@ class Trainer:
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
-
-
-def _epoch_scores(metrics: dict) -> dict:
-    """The held-out figures a history row keeps."""
-    return {
-        "test_accuracy": metrics["accuracy"],
-        "escape_rate": metrics["escape_rate"],
-        "overkill_rate": metrics["overkill_rate"],
-    }
 
 
 class TrainingState:

@@ -18,6 +18,8 @@ from safetensors.numpy import save as save_safetensors_bytes
 from soartlab import data as D
 from soartlab import decision as rule
 from soartlab import lotcheck
+from soartlab.architecture import propose_architecture, resolve_architecture
+from soartlab.augment import resolve_augmentation
 from soartlab.checkpoint import checkpoint_bytes, load_checkpoint
 from soartlab.errors import CheckpointError, DataError, SoartLabError
 from soartlab.evaluation import classification_metrics, embed
@@ -119,7 +121,8 @@ def build_record(
     wall_seconds: float | None = None,
     calibration: Calibration | None = None,
 ) -> RunRecord:
-    """The record of a finished `Trainer.fit` on ``data``; with ``calibration`` (see
+    """The record of a finished `Trainer.fit` on ``data``: the config as it trained, with
+    the network and the augmentation that ``auto`` resolved to; with ``calibration`` (see
     `calibrate`) its `decision` block at ``config.target_escape``."""
     distance = evaluation_distance(config)
     decision = None
@@ -130,7 +133,7 @@ def build_record(
             calibration, data.label_names, data.good_index, config.target_escape
         )
     return RunRecord(
-        config=config,
+        config=replace(config, arch=result.arch, augment=result.augment),
         model=result.model.config,
         label_names=data.label_names,
         good_index=data.good_index,
@@ -183,6 +186,7 @@ class TrainingSetup:
     pairs: PairGammas  # training-split pairs on ``model``'s embeddings: what the loss sees
     view: LossView  # the loss's view of ``pairs`` under ``config`` (it learns)
     suggested: bool  # the transform is Suggest's for this data and network (automatic)
+    arch_reason: str = ""  # why ``auto`` chose the network (empty when it was given)
 
 
 def training_setup(
@@ -207,9 +211,19 @@ def training_setup(
     """
     data = prepare(dataset, config.test_size, config.seed, config.good_class)
     warm = None
+    arch_reason = ""
     if resume_from is not None:
         previous = resume_from if isinstance(resume_from, LoadedRun) else load_run(resume_from)
         warm = previous.model
+        if config.arch == "auto":  # a next round trains the network it continues from
+            config = replace(config, arch=warm.config.arch)
+    if config.arch == "auto":
+        proposal = propose_architecture(data)
+        config, arch_reason = replace(config, arch=proposal.arch), proposal.reason
+    else:
+        resolve_architecture(config.arch, data)  # refuses cnn for feature vectors
+    augmentation = resolve_augmentation(config.augment, config.arch, data.input_shape)
+    config = replace(config, augment=augmentation.to_spec())
     model = initial_model(config, data, warm)
     pairs = training_pairs(config, data.x_train, data.y_train, model, n_pairs)
     suggested = False
@@ -219,7 +233,7 @@ def training_setup(
         )
         config = replace(config, transform=transform)
     view = check_learnable(config, data, model, pairs=pairs)
-    return TrainingSetup(data, model, config, pairs, view, suggested)
+    return TrainingSetup(data, model, config, pairs, view, suggested, arch_reason)
 
 
 def learnability(
@@ -802,6 +816,8 @@ def _plain_result(model, references, data) -> TrainResult:
         outcome=Outcome.FINISHED,
         stop_reason="",
         baselines=None,
+        arch=model.config.arch,
+        augment="none",  # nothing was trained
     )
 
 

@@ -131,3 +131,38 @@ def test_every_page_trains_and_downloads(server, browser, tmp_path):
             visit(page, name)
     finally:
         context.close()
+
+
+def test_a_cnn_run_trains_from_the_train_page(server, browser):
+    """Choose the cnn on the Train page, train it briefly, and see its curves (the
+    validation accuracy) and its result; the .pth holds the conv net's weights."""
+    import torch
+    from playwright.sync_api import expect
+
+    url, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        page.goto(url)
+        settle(page)
+        visit(page, "train")
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Network").click()
+        page.get_by_role("option", name="cnn: convolutional, defects anywhere").click()
+        for label, value in (("Epochs", "2"), ("Pairs per epoch", "1024")):
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Tab")
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_text("Training finished in")).to_be_visible(timeout=240_000)
+        settle(page)
+        no_exception(page, "train (cnn)")
+        curves = page.locator(".js-plotly-plot").filter(has_text="val accuracy")
+        expect(curves.first).to_be_visible()
+        expect(page.get_by_text("Finished: 2 epoch(s)")).to_be_visible()
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name="Download model (.pth)").click()
+        state_dict = torch.load(io.BytesIO(Path(info.value.path()).read_bytes()), weights_only=True)
+        assert "embedding_net.blocks.0.0.weight" in state_dict
+        assert "embedding_net.linear1.weight" not in state_dict
+    finally:
+        context.close()

@@ -82,7 +82,12 @@ def test_article_state_dict_loads_without_metadata(tmp_path):
     torch.save(article_model.state_dict(), tmp_path / "siamese_gaikan_model.pth")
 
     model, meta = load_checkpoint(tmp_path / "siamese_gaikan_model.pth")
-    assert meta["model"] == {"input_shape": [1404], "hidden": [512, 256, 256], "embedding_dim": 128}
+    assert meta["model"] == {
+        "arch": "mlp",
+        "input_shape": [1404],
+        "hidden": [512, 256, 256],
+        "embedding_dim": 128,
+    }
     x = torch.rand(3, 36, 39)
     with torch.no_grad():
         assert torch.equal(model.get_embedding(x), article_model.get_embedding(x))

@@ -126,6 +126,23 @@ def test_other_bad_settings_are_refused(field, value, message):
         TrainConfig(**{field: value}).validate()
 
 
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("auto", "auto"), ("none", "none"), ("", "none"), ("shift, FLIP", "flip,shift")],
+)
+def test_augment_setting_reads_auto_none_or_a_list(text, canonical):
+    from soartlab.augment import parse_augment
+
+    assert parse_augment(text) == canonical
+    TrainConfig(augment=text or "none").validate()
+
+
+@pytest.mark.parametrize("text", ["flip,spin", "flip,flip", "auto,flip"])
+def test_bad_augment_setting_names_the_choices(text):
+    with pytest.raises(SoartLabError, match="augment must be auto, none, or a comma-separated"):
+        TrainConfig(augment=text).validate()
+
+
 def test_layer_width_bound_is_the_models():
     from soartlab.models import MAX_LAYER_WIDTH
 
@@ -140,7 +157,9 @@ def test_unknown_setting_lists_the_known_ones():
 def test_json_form_is_unchanged_and_round_trips():
     config = TrainConfig(good_class="ok", transform=GammaTransform(2.0, -1.0, 0.1))
     values = config.to_dict()
-    # The keys run.json files have always had: older runs must keep loading.
+    # The keys run.json files have always had (older runs must keep loading), then the
+    # network and model-selection settings added since (a record without them: see
+    # record._BEFORE_VALIDATION).
     assert list(values) == [
         "loss",
         "margin",
@@ -160,6 +179,12 @@ def test_json_form_is_unchanged_and_round_trips():
         "hidden",
         "embedding_dim",
         "target_escape",  # added with the decision rule; older records take the default
+        "channels",
+        "arch",
+        "augment",
+        "val_size",
+        "patience",
+        "weight_decay",
     ]
     assert values["transform"] == {"scale": 2.0, "offset": -1.0, "floor": 0.1}
     assert values["hidden"] == [512, 256, 256]
@@ -188,9 +213,14 @@ def test_train_page_inputs_use_the_declared_settings(tmp_path, monkeypatch):
         "lr",
         "seed",
         "device",
+        "arch",
+        "augment",
+        "val_size",
+        "patience",
+        "weight_decay",
     }
     for setting in on_page:
-        if setting.choices:
+        if setting.choices or setting.name == "augment":
             continue
         widget = at.number_input(key=widget_key(setting))
         assert (widget.label, widget.help) == (setting.label, setting.help)
@@ -204,6 +234,10 @@ def test_train_page_inputs_use_the_declared_settings(tmp_path, monkeypatch):
     assert loss.index == 0  # the declared default, soart3
     device = at.selectbox(key=widget_key(train_setting("device")))
     assert device.options[0] == "auto" and set(device.options) <= {"auto", "cpu", "cuda"}
+    arch = at.selectbox(key=widget_key(train_setting("arch")))
+    assert arch.value == "auto" and len(arch.options) == 3
+    augment = at.multiselect(key=widget_key(train_setting("augment")))
+    assert augment.value == ["auto"] and len(augment.options) == 5
     # Not tuned: the transform is decided at Start (tuning.default_transform).
     assert any("Transform: the article's values if the loss learns" in c.value for c in at.caption)
 

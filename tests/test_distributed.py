@@ -71,9 +71,9 @@ def test_ranks_end_with_identical_weights_and_reduced_history(two_workers):
         assert torch.equal(w0[key], w1[key]), key
     h0, h1 = _result(two_workers, 0)["history"], _result(two_workers, 1)["history"]
     assert [r["epoch"] for r in h0] == [1, 2, 3]
-    # the loss is reduced over ranks, the held-out metrics come from identical weights
+    # the loss and the validation figures are reduced over ranks
     for r0, r1 in zip(h0, h1, strict=True):
-        for key in ("loss", "test_accuracy", "escape_rate", "overkill_rate"):
+        for key in ("loss", "val_accuracy", "val_escape_rate", "val_overkill_rate"):
             assert r0[key] == r1[key], key
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from soartlab.data import Normalization
 from soartlab.errors import CheckpointError, DataError, SoartLabError
-from soartlab.models import EmbeddingNet, ModelConfig, SiameseNet, build_model
+from soartlab.models import ConvEmbeddingNet, EmbeddingNet, ModelConfig, SiameseNet, build_model
 
 
 def test_default_config_is_the_article():
@@ -19,8 +20,58 @@ def test_default_config_is_the_article():
 def test_config_round_trips_through_plain_dict():
     config = ModelConfig(input_shape=(20,), hidden=(64, 32, 16), embedding_dim=8)
     data = config.to_dict()
-    assert data == {"input_shape": [20], "hidden": [64, 32, 16], "embedding_dim": 8}
+    assert data == {"arch": "mlp", "input_shape": [20], "hidden": [64, 32, 16], "embedding_dim": 8}
     assert ModelConfig.from_dict(data) == config
+
+
+def test_a_config_written_before_architectures_is_the_mlp():
+    old = {"input_shape": [20], "hidden": [64, 32, 16], "embedding_dim": 8}
+    assert ModelConfig.from_dict(old).arch == "mlp"
+    assert isinstance(build_model(ModelConfig.from_dict(old)).embedding_net, EmbeddingNet)
+
+
+def test_cnn_config_round_trips_and_builds_the_conv_net():
+    config = ModelConfig(input_shape=(36, 39), arch="cnn", channels=(8, 16), embedding_dim=12)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["channels"] == [8, 16]
+    net = build_model(config).embedding_net
+    assert isinstance(net, ConvEmbeddingNet)
+    assert config.num_parameters() == sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (36, 39), (256, 256), (3, 20, 17)])
+def test_cnn_embeds_any_image_size(shape):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_shape=shape, arch="cnn")).eval()
+    images = torch.rand(3, *shape)
+    out = model.get_embedding(images)
+    assert out.shape == (3, 128) and torch.isfinite(out).all()
+    # flattened rows are the same samples
+    torch.testing.assert_close(model.get_embedding(images.reshape(3, -1)), out)
+    # each sample's embedding does not depend on the others in the batch (GroupNorm)
+    torch.testing.assert_close(model.get_embedding(images[:1]), out[:1], rtol=1e-4, atol=1e-5)
+
+
+def test_cnn_normalises_its_inputs_inside_the_net():
+    torch.manual_seed(0)
+    config = ModelConfig(input_shape=(12, 12), arch="cnn", channels=(4, 8))
+    model = build_model(config, Normalization(mean=100.0, std=10.0)).eval()
+    raw = 100 + 10 * torch.rand(2, 12, 12)
+    plain = build_model(config).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.get_embedding(raw), plain.get_embedding((raw - 100) / 10))
+    assert not any("input_" in name for name in model.state_dict())
+
+
+@pytest.mark.parametrize(("shape", "match"), [((1404,), "needs images"), ((6, 40), "at least 8×8")])
+def test_cnn_refuses_feature_vectors_and_tiny_images(shape, match):
+    with pytest.raises(CheckpointError, match=match):
+        ModelConfig(input_shape=shape, arch="cnn")
+
+
+def test_unknown_architecture_is_refused_with_the_choices():
+    with pytest.raises(CheckpointError, match="mlp, cnn"):
+        ModelConfig.from_dict({"arch": "resnet"})
 
 
 @pytest.mark.parametrize(

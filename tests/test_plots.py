@@ -300,6 +300,23 @@ def test_training_curves_loss_left_rates_right():
     assert list(by_name["overkill rate"].y) == [None, 0.05]
 
 
+def test_training_curves_show_the_validation_rates():
+    history = [
+        {"epoch": 1, "loss": 0.3, "val_accuracy": 0.5, "val_escape_rate": 0.3},
+        {
+            "epoch": 2,
+            "loss": 0.2,
+            "val_accuracy": 0.7,
+            "val_escape_rate": 0.2,
+            "val_overkill_rate": 0.1,
+        },
+    ]
+    by_name = {trace.name: trace for trace in plots.training_curves(history).data}
+    assert set(by_name) == {"loss", "val accuracy", "val escape rate", "val overkill rate"}
+    assert list(by_name["val accuracy"].y) == [0.5, 0.7]
+    assert by_name["val overkill rate"].yaxis == "y2"
+
+
 def test_training_curves_empty():
     fig = plots.training_curves([])
     assert len(fig.data) == 0

@@ -37,11 +37,12 @@ def test_training_reports_history_metrics_and_metadata(demo):
         assert set(row) >= {
             "epoch",
             "loss",
-            "test_accuracy",
-            "escape_rate",
-            "overkill_rate",
+            "val_accuracy",
+            "val_escape_rate",
+            "val_overkill_rate",
             "seconds",
         }
+        assert "test_accuracy" not in row  # the held-out split is scored once, at the end
         assert np.isfinite(row["loss"])
     m = result.metrics
     assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["escape_rate"] <= 1.0

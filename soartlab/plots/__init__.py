@@ -5,12 +5,14 @@ Nothing here imports Streamlit, so every figure can be unit-tested as a plain ob
 - ``histograms``: matched/unmatched pair-distance histograms, alone or before/after tuning
 - ``embeddings``: PCA scatter of embeddings, confusion heatmap of their predictions
 - ``samples``: samples per class, grids of sample images
-- ``training``: loss and held-out rates per epoch
+- ``training``: loss and validation rates per epoch
+- ``augment``: samples beside their augmented draws
 - ``heatmaps``: where a part differs from its closest good reference, as PNG bytes
 - ``decision``: the escape–overkill curve with the operating point
 - ``style``: class colours and the "nothing to show" figure they share
 """
 
+from soartlab.plots.augment import augmentation_grid
 from soartlab.plots.decision import escape_overkill_curve
 from soartlab.plots.embeddings import confusion_heatmap, pca_scatter
 from soartlab.plots.heatmaps import colour_values, explanation_png
@@ -45,6 +47,7 @@ __all__ = [
     "RATE_SERIES",
     "VERTICAL_LINES",
     "UNMATCHED_COLOR",
+    "augmentation_grid",
     "before_after_histograms",
     "class_counts_bar",
     "colour_values",

@@ -1,4 +1,5 @@
-"""Training curves: the loss and the held-out rates per epoch."""
+"""Training curves: the loss and the validation rates per epoch (held-out rates in
+records written before the validation part existed)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from plotly.subplots import make_subplots
 from soartlab.plots.style import message_figure
 
 RATE_SERIES = (
+    # per-epoch held-out figures, in records written before the validation part
     ("test_accuracy", "test accuracy", "#2ca02c", "solid"),
     ("val_accuracy", "val accuracy", "#17becf", "solid"),
     ("escape_rate", "escape rate", "#d62728", "dot"),
     ("overkill_rate", "overkill rate", "#ff7f0e", "dot"),
+    # the validation part's, which choose the epoch kept
+    ("val_escape_rate", "val escape rate", "#d62728", "dot"),
+    ("val_overkill_rate", "val overkill rate", "#ff7f0e", "dot"),
 )
 
 
@@ -21,7 +26,8 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
     """Loss (left axis) and accuracy / escape / overkill rates (right axis, 0–1) per epoch.
 
     ``history`` is one dict per epoch with ``epoch`` and ``loss``, and optionally
-    ``test_accuracy``, ``val_accuracy``, ``escape_rate``, ``overkill_rate``; an epoch
+    ``val_accuracy``, ``val_escape_rate``, ``val_overkill_rate`` (older records:
+    ``test_accuracy``, ``escape_rate``, ``overkill_rate``); an epoch
     missing a key leaves a gap in that line.
     """
     if not history:

@@ -127,7 +127,9 @@ class TrainingJob:
                 baselines=result.baselines,
                 metrics=dict(result.metrics),
                 history=list(result.history),
-                message=result.stop_reason or "finished",
+                message=result.stop_reason
+                or result.metrics.get("validation", {}).get("early_stop")
+                or "finished",
             )
 
     def _finish(

@@ -9,6 +9,7 @@ from typing import Any
 
 from soartlab.config import Setting, train_setting
 from soartlab.ui import state
+from soartlab.ui.i18n import _
 
 
 def widget_key(setting: Setting) -> str:
@@ -28,6 +29,8 @@ def setting_input(
     options: Sequence[str] | None = None,
     format_func: Callable[[str], str] = str,
     radio: bool = False,
+    multi: Sequence[str] | None = None,
+    empty: str = "none",
 ) -> Any:
     """Draw the input for TrainConfig's setting `name` in `container` (a column, the
     sidebar, `st`) and return its value, of the setting's type.
@@ -35,9 +38,18 @@ def setting_input(
     Numbers get a number_input with the declared bounds, step and help (an open bound is
     still offered; `TrainConfig.validate` refuses the bound itself); choices a selectbox,
     or a radio when `radio`, over `options` (default: all declared choices) shown through
-    `format_func`.
+    `format_func`; a text setting that is a comma list, a multiselect over the words
+    `multi` (its value: the words picked, joined by commas, or `empty`).
     """
     setting = train_setting(name)
+    if multi is not None:
+        # a comma list setting (augment): one multiselect over its words; none picked is
+        # `empty`, and the value is the words joined by commas
+        key = state.persisted(widget_key(setting), setting.default.split(","))
+        picked = container.multiselect(
+            _(setting.label), list(multi), format_func=format_func, key=key, help=setting.help
+        )
+        return ",".join(picked) or empty
     key = state.persisted(widget_key(setting), setting.default)
     if setting.choices:
         widget = container.radio if radio else container.selectbox

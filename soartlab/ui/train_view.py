@@ -10,6 +10,7 @@ import streamlit as st
 
 from soartlab.ui import decision_view, state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 from soartlab.ui.jobs import JobSnapshot, TrainingJob
 from soartlab.ui.widgets import rates_row
 
@@ -21,6 +22,7 @@ OUTCOME_WORDS = {
     "stopped": "Stopped",
     "not_learning": "Not learning",
     "nan_loss": "NaN loss",
+    "memorising": "Memorising",
     "": "Failed",
 }
 
@@ -73,7 +75,9 @@ def _progress_text(snap: JobSnapshot) -> str:
     if snap.status != "running":
         words = OUTCOME_WORDS[snap.outcome]
         if snap.outcome == "finished":
-            return f"{words}: {len(snap.history)} epoch(s) · {snap.seconds:.0f} s"
+            kept = snap.metrics.get("kept_epoch")
+            which = f", epoch {kept} kept" if kept else ""
+            return f"{words}: {len(snap.history)} epoch(s){which} · {snap.seconds:.0f} s"
         # where it ended, in the trainer's words ("stopped by the user in epoch 2, step
         # 26/40"): the history also holds the epoch that was cut short
         where = f" ({snap.message})" if snap.message and snap.message != "finished" else ""
@@ -136,8 +140,16 @@ def results() -> None:
         return
     if snap.outcome == "finished":
         st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
+        kept = snap.metrics.get("kept_epoch")
+        if snap.message != "finished" or kept != len(snap.history):
+            note = _("Kept the model of epoch {kept} (best validation accuracy).").format(kept=kept)
+            if snap.message != "finished":  # stopped early, in the trainer's words
+                note = f"{note} {snap.message[0].upper()}{snap.message[1:]}."
+            st.info(note)
     elif snap.outcome == "stopped":
         st.warning(f"Training {snap.message}; the model at that step was saved.")
+    elif snap.outcome == "memorising":
+        st.error(f"{snap.message}")
     elif snap.outcome == "not_learning":
         st.error(
             f"Training ended early, {snap.message} The run is saved for the record; its "
@@ -212,6 +224,17 @@ def gpu_name() -> str | None:
     if not torch.cuda.is_available():
         return None
     return torch.cuda.get_device_name(0)
+
+
+def augmentation_preview(data: state.LoadedData, augment: str, arch: str):
+    """`soartlab.augment.preview_examples` for the session's data, computed once per data
+    and setting."""
+    from soartlab.augment import preview_examples
+
+    key = (data.version, augment, arch)
+    return state.cached(
+        "train_augment_preview", key, lambda: preview_examples(data.dataset, augment, arch)
+    )
 
 
 def learnability_problem(data: state.LoadedData, config: Any, resume_from: Any) -> str:
