@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from soartlab import distributed
 from soartlab.config import TrainConfig
-from soartlab.data import Normalization, sample_pairs
+from soartlab.data import sample_pairs
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
@@ -42,6 +42,7 @@ from soartlab.files import atomic_write_bytes
 from soartlab.losses import ContrastiveLoss
 from soartlab.models import ModelConfig, SiameseNet, build_model
 from soartlab.prepare import PreparedData, prepare
+from soartlab.rows import fit_normalization, is_rows, on_device
 
 
 def _loss_and_distance(config: TrainConfig) -> tuple[ContrastiveLoss, Any]:
@@ -75,6 +76,10 @@ class Outcome(enum.Enum):
     NAN_LOSS = "nan_loss"  # the loss was not finite; the last good epoch's weights restored
     NOT_LEARNING = "not_learning"  # a whole epoch without a gradient (see GRADIENT_FLOOR)
 
+
+# Rows of each split the raw-kNN baseline uses when the data is read on demand (see
+# `Trainer.baselines`).
+RAW_BASELINE_ROWS = 10_000
 
 # An epoch in which every step's total gradient norm stays at or below this moved no
 # weight: the transform put every pair on the floor or beyond the margin. Training then
@@ -193,7 +198,7 @@ def initial_model(
             )
         return copy.deepcopy(warm_start).cpu()
     torch.manual_seed(config.seed)
-    normalization = Normalization.fit(data.x_train, per_feature=not data.is_image)
+    normalization = fit_normalization(data.x_train, per_feature=not data.is_image)
     return build_model(model_config, normalization)
 
 
@@ -225,6 +230,7 @@ class Trainer:
         else:
             self.device = resolve_device(config.device)
         self.loss_fn, self.eval_distance = _loss_and_distance(config)
+        self.embedded_rows = 0  # rows this process embedded for evaluation (split by rank)
 
     def fit(
         self,
@@ -255,7 +261,7 @@ class Trainer:
             )
         # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
         wrapped = self._wrap(model)
-        x_dev = torch.as_tensor(data.x_train, device=self.device)
+        x_dev = on_device(data.x_train, self.device)
         last_good = copy.deepcopy(model.state_dict())
         outcome, reason = Outcome.FINISHED, ""
         # (train-split embeddings, held-out metrics) of the current weights, or None once
@@ -383,29 +389,60 @@ class Trainer:
 
     def _evaluate(self, model: SiameseNet, data: PreparedData) -> tuple[np.ndarray, dict]:
         """The current weights on the held-out split, the training split as references:
-        (train embeddings (N, e), classification_metrics)."""
-        references = embed(model, data.x_train, device=self.device)
-        queries = embed(model, data.x_test, device=self.device)
+        (train embeddings (N, e), classification_metrics). Under torchrun each rank
+        embeds and classifies its share of the rows, and every rank gets the whole."""
+        references = self._embed(model, data.x_train)
+        queries = self._embed(model, data.x_test)
         return references, self._held_out_metrics(references, queries, data)
 
+    def _share(self, n: int) -> slice:
+        """This rank's contiguous share of ``n`` rows (all of them in one process)."""
+        bounds = np.linspace(0, n, self.world_size + 1).round().astype(int)
+        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Every rank's ``rows`` (k_r, ...) in rank order (itself in one process)."""
+        if self.world_size == 1:
+            return rows
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        return distributed.all_gather_rows(rows, device)
+
+    def _embed(self, model: SiameseNet, X) -> np.ndarray:
+        """Embeddings (N, e) of the samples ``X`` (N, d) (an array or rows read on demand),
+        in batches, this rank's share only, gathered."""
+        share = self._share(len(X))
+        mine = embed(model, X[share], device=self.device)
+        self.embedded_rows += share.stop - share.start
+        return self._gather(mine)
+
     def _held_out_metrics(
-        self, references: np.ndarray, queries: np.ndarray, data: PreparedData, distance=None
+        self,
+        references: np.ndarray,
+        queries: np.ndarray,
+        data: PreparedData,
+        distance=None,
+        *,
+        y_train: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
     ) -> dict:
         """`classification_metrics` of the held-out rows ``queries`` ``(N_test, f)`` by kNN
         (``knn_k`` neighbours under ``distance``, default the evaluation distance) among
         ``references`` ``(N_train, f)``: the one kNN rule behind the trained metrics and
-        both baselines."""
+        both baselines. Each rank classifies its share of the queries. ``y_train``,
+        ``y_test``: the classes of subsampled rows (default: the whole split's)."""
+        y_train = data.y_train if y_train is None else y_train
+        y_test = data.y_test if y_test is None else y_test
+        share = self._share(len(queries))
         predicted, _ = classify(
             references,
-            data.y_train,
-            queries,
+            y_train,
+            queries[share],
             distance or self.eval_distance,
             k=self.config.knn_k,
             n_classes=len(data.label_names),
         )
-        return classification_metrics(
-            data.y_test, predicted, list(data.label_names), data.good_index
-        )
+        predicted = self._gather(predicted)
+        return classification_metrics(y_test, predicted, list(data.label_names), data.good_index)
 
     def baselines(self, model: SiameseNet, data: PreparedData) -> Baselines:
         """Held-out accuracy before training, same split and ``knn_k``: kNN on the raw
@@ -413,13 +450,26 @@ class Trainer:
         baseline: SOART3 gamma between raw pixel vectors scored 0.22 on the demo set, below
         calling every part good, which would flatter any trained run), and kNN on
         ``model``'s embeddings under the evaluation distance (the network before training;
-        for a warm start, the earlier round's model this round starts from)."""
+        for a warm start, the earlier round's model this round starts from).
+
+        For a large source (rows read on demand) the raw baseline takes a stratified
+        sample of at most `RAW_BASELINE_ROWS` rows of each part: the raw rows are d wide,
+        and brute-force kNN between all of them would cost more than the training."""
         normalization = model.normalization
+        train_rows, test_rows = np.arange(len(data.y_train)), np.arange(len(data.y_test))
+        if is_rows(data.x_train):
+            from soartlab.tuning import stratified_subsample
+
+            seed = self.config.seed
+            train_rows = stratified_subsample(data.y_train, RAW_BASELINE_ROWS, seed)
+            test_rows = stratified_subsample(data.y_test, RAW_BASELINE_ROWS, seed)
         raw = self._held_out_metrics(
-            normalization.apply(data.x_train),
-            normalization.apply(data.x_test),
+            normalization.apply(data.x_train[train_rows]),
+            normalization.apply(data.x_test[test_rows]),
             data,
             get_distance("euclidean"),
+            y_train=data.y_train[train_rows],
+            y_test=data.y_test[test_rows],
         )
         untrained = self._evaluate(model, data)[1]
         return Baselines(raw_knn=float(raw["accuracy"]), untrained=float(untrained["accuracy"]))
