@@ -69,6 +69,64 @@ def _add_setting_option(
     )
 
 
+DATA_HELP = (
+    "a CSV/TSV/Parquet/NPZ file or zip of class folders; or, read a batch at a time, a "
+    "folder of class folders of images, a quoted glob of Parquet shards ('shards/*.parquet') "
+    "or a folder saved with datasets' save_to_disk"
+)
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where a large source's Arrow cache goes, and the caps on what is read (none by
+    default: the browser's upload caps do not apply here)."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where a folder or glob given as --data is converted to (once); default: "
+        "'.soartlab-cache' beside --out (beside --run for evaluate and suggest)",
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="refuse data with more samples (default: no cap)"
+    )
+    parser.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=None,
+        help="refuse a data file larger than this (default: no cap)",
+    )
+
+
+def _read_data(args, *, near: Path, input_shape=None, require_labels: bool = True):
+    """``--data`` as a dataset (a single file, read into memory) or as `ArrowRows` (a
+    folder or glob, converted once into the cache and read on demand), under the
+    command line's limits. near: the output the cache goes beside by default."""
+    from soartlab.data import load_dataset
+    from soartlab.io import command_line_limits
+    from soartlab.sources import default_cache_dir, is_source, open_source
+
+    for flag, value in (("--max-rows", args.max_rows), ("--max-file-mb", args.max_file_mb)):
+        if value is not None and value <= 0:
+            raise SoartLabError(f"{flag} must be positive; got {value}.")
+    limits = command_line_limits(
+        max_rows=args.max_rows,
+        max_file_bytes=None if args.max_file_mb is None else int(args.max_file_mb * 2**20),
+    )
+    if is_source(args.data):
+        quiet = getattr(args, "quiet", False)
+        return open_source(
+            args.data,
+            cache_dir=args.cache_dir or default_cache_dir(near),
+            input_shape=input_shape,
+            require_labels=require_labels,
+            limits=limits,
+            progress=None if quiet else lambda line: print(line, file=sys.stderr),
+        )
+    return load_dataset(
+        args.data, input_shape=input_shape, limits=limits, require_labels=require_labels
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m soartlab",
@@ -82,10 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", help="train a Siamese model and write a run folder")
-    train.add_argument(
-        "--data", required=True, type=Path, help="CSV/TSV/Parquet/NPZ/zip of class folders"
-    )
+    train.add_argument("--data", required=True, type=Path, help=DATA_HELP)
     train.add_argument("--out", required=True, type=Path, help="run folder to write")
+    _add_source_options(train)
     for setting in CLI_SETTINGS:
         auto = None
         if setting.name in AUTO_TRANSFORM:
@@ -114,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print, as JSON, a gamma transform under which the SOART3 loss learns, "
         "computed on the distances the loss will see",
     )
-    suggest.add_argument("--data", required=True, type=Path, help="the training data file")
+    suggest.add_argument("--data", required=True, type=Path, help=DATA_HELP)
+    _add_source_options(suggest)
     suggest.add_argument(
         "--run",
         type=Path,
@@ -132,12 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="print a run's metrics on a labelled data file as JSON"
     )
     evaluate.add_argument("--run", required=True, type=Path)
-    evaluate.add_argument("--data", required=True, type=Path)
+    evaluate.add_argument("--data", required=True, type=Path, help=DATA_HELP)
+    _add_source_options(evaluate)
 
     predict = sub.add_parser("predict", help="predict a new lot and write a CSV")
     predict.add_argument("--run", required=True, type=Path)
-    predict.add_argument("--data", required=True, type=Path)
-    predict.add_argument("--out", required=True, type=Path, help="output .csv")
+    predict.add_argument("--data", required=True, type=Path, help=DATA_HELP)
+    predict.add_argument(
+        "--out", required=True, type=Path, help="output .csv (.parquet for a folder or glob)"
+    )
+    _add_source_options(predict)
     return parser
 
 
@@ -192,7 +254,6 @@ def _suggest_config(args, base: TrainConfig) -> TrainConfig:
 
 
 def _cmd_suggest(args) -> int:
-    from soartlab.data import load_dataset
     from soartlab.separation import separation_report
     from soartlab.workflow import load_run, training_setup
 
@@ -202,7 +263,7 @@ def _cmd_suggest(args) -> int:
     base = TrainConfig() if run is None else run.record.config
     config = _suggest_config(args, replace(base, device="cpu"))
     shape = args.input_shape or (run.input_shape if run is not None else None)
-    dataset = load_dataset(args.data, input_shape=shape)
+    dataset = _read_data(args, near=args.run or args.data, input_shape=shape)
     setup = training_setup(
         dataset, config, auto_transform=True, resume_from=run, n_pairs=args.pairs
     )
@@ -238,7 +299,6 @@ def _cmd_train(args) -> int:
 def _train(args, context) -> int:
     """Train and, on rank 0 (or alone), write the run folder. context: the process group
     when started by torchrun, else None. Exit status 0 only for a run trained to the end."""
-    from soartlab.data import load_dataset
     from soartlab.runs import Run
     from soartlab.training import Outcome, Trainer, TrainingState
     from soartlab.workflow import build_record, save_run, training_setup
@@ -254,7 +314,7 @@ def _train(args, context) -> int:
         run.check_writable()
     except CheckpointError as exc:
         raise SoartLabError(f"--out: {exc}") from None
-    dataset = load_dataset(args.data, input_shape=args.input_shape)
+    dataset = _read_data(args, near=args.out, input_shape=args.input_shape)
     # Refuses (exit 2) a transform under which nothing would be learnt.
     setup = training_setup(dataset, config, auto_transform=args.scale is None)
     config, data = setup.config, setup.data
@@ -308,11 +368,16 @@ def _train(args, context) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from soartlab.data import load_dataset
+    from soartlab.lots import evaluate_rows
+    from soartlab.rows import ArrowRows
     from soartlab.workflow import evaluate_run, load_run
 
     run = load_run(args.run)
-    metrics = evaluate_run(run, load_dataset(args.data, input_shape=run.input_shape))
+    lot = _read_data(args, near=args.run, input_shape=run.input_shape)
+    if isinstance(lot, ArrowRows):
+        metrics = evaluate_rows(run, lot, progress=lambda line: print(line, file=sys.stderr))
+    else:
+        metrics = evaluate_run(run, lot)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -343,15 +408,29 @@ def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from soartlab.data import load_dataset
     from soartlab.files import atomic_write_bytes
+    from soartlab.lots import predict_to_file
+    from soartlab.rows import ArrowRows
+    from soartlab.sources import is_source
     from soartlab.workflow import load_run, predict
 
-    if args.out.suffix.lower() != ".csv":
-        raise SoartLabError(f"--out must end in .csv; got {args.out.name!r}.")
-    _check_output_file("--out", args.out, args.data)
+    large = is_source(args.data)
+    allowed = (".csv", ".parquet") if large else (".csv",)
+    if args.out.suffix.lower() not in allowed:
+        raise SoartLabError(f"--out must end in {' or '.join(allowed)}; got {args.out.name!r}.")
+    _check_output_file("--out", args.out, *(() if large else (args.data,)))
     run = load_run(args.run)
-    lot = load_dataset(args.data, input_shape=run.input_shape, require_labels=False)
+    lot = _read_data(args, near=args.out, input_shape=run.input_shape, require_labels=False)
+    if isinstance(lot, ArrowRows):  # streamed in and out, a chunk at a time
+        counts = predict_to_file(
+            run, lot, args.out, progress=lambda line: print(line, file=sys.stderr)
+        )
+        print(
+            f"wrote {len(lot)} predictions to {args.out} ({counts.get('fail', 0)} fail, "
+            f"{counts.get('review', 0)} review)",
+            file=sys.stderr,
+        )
+        return 0
     table = predict(run, lot)
     atomic_write_bytes(args.out, table.to_csv(index=False).encode("utf-8"))
     counts = table["decision"].value_counts()
