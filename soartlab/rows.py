@@ -26,7 +26,14 @@ from soartlab.errors import DataError
 
 DATA_FILE = "data.arrow"
 META_FILE = "source.json"
-STREAM_BATCH = 4096  # rows per read in a streaming pass
+STREAM_BATCH = 4096  # rows per read in a streaming pass, at most
+STREAM_BATCH_BYTES = 32 * 2**20  # and at most this much float32 per read
+
+
+def batch_rows(width: int) -> int:
+    """Rows per streaming read of ``width``-wide float32 samples: `STREAM_BATCH`, fewer
+    for wide samples, so a read stays within `STREAM_BATCH_BYTES`."""
+    return max(1, min(STREAM_BATCH, STREAM_BATCH_BYTES // (4 * max(int(width), 1))))
 
 
 class ArrowRows:
@@ -97,8 +104,8 @@ class ArrowRows:
     def subset(self, indices: np.ndarray) -> RowView:
         return RowView(self, np.asarray(indices, dtype=np.int64))
 
-    def batches(self, batch_size: int = STREAM_BATCH):
-        """(start, float32 (k, d)) over every row in order."""
+    def batches(self, batch_size: int | None = None):
+        """(start, float32 (k, d)) over every row in order (`batch_rows` rows at a time)."""
         yield from _batches(self, batch_size)
 
 
@@ -122,7 +129,7 @@ class RowView:
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.take(_positions(key, len(self)))
 
-    def batches(self, batch_size: int = STREAM_BATCH):
+    def batches(self, batch_size: int | None = None):
         yield from _batches(self, batch_size)
 
 
@@ -145,7 +152,8 @@ def _positions(key: Any, n: int) -> np.ndarray:
     return key.astype(np.int64)
 
 
-def _batches(rows, batch_size: int):
+def _batches(rows, batch_size: int | None):
+    batch_size = batch_size or batch_rows(rows.shape[1])
     for start in range(0, len(rows), batch_size):
         yield start, rows[start : start + batch_size]
 

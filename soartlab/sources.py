@@ -41,7 +41,7 @@ from soartlab.errors import DataError, SoartLabError
 from soartlab.io import Limits, checked_samples, command_line_limits, reading
 from soartlab.io.images import IMAGE_SUFFIXES, decode_image
 from soartlab.io.tables import _find_label_column, _labels, table_to_raw
-from soartlab.rows import DATA_FILE, META_FILE, STREAM_BATCH, ArrowRows
+from soartlab.rows import DATA_FILE, META_FILE, ArrowRows, batch_rows
 
 CACHE_VERSION = "soartlab-source/1"
 GLOB_CHARACTERS = "*?["
@@ -95,7 +95,11 @@ def open_source(
     distributed.barrier()
     rows = ArrowRows(folder)
     if require_labels and not rows.is_labelled:
-        raise DataError(f"'{spec}' has no labels; training and evaluation need them.")
+        raise DataError(
+            f"'{spec}' has no labels; training and evaluation need them: a "
+            f"'{label_column}' column in every shard, or one folder of images per class "
+            "(its name is the class), e.g. good/0001.png."
+        )
     return rows
 
 
@@ -299,6 +303,9 @@ class _ParquetShards:
         first = next(pq.ParquetFile(files[0]).iter_batches(batch_size=2))
         raw = self._raw(pa.Table.from_batches([first]), files[0].name)
         self.input_shape = _shape(raw, options)
+        # uint8 columns need neither the float64 copy nor the finiteness check of a table
+        # of numbers: they are read straight into the stored uint8 (the reader's order)
+        self.uint8_columns = raw.columns if self.dtype == "uint8" and self.scale == 1.0 else None
 
     def _raw(self, table: pa.Table, name: str):
         return table_to_raw(
@@ -314,10 +321,17 @@ class _ParquetShards:
         for f in self.files:
             start = 0
             with reading(f):
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=STREAM_BATCH):
+                size = batch_rows(math.prod(self.input_shape))
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=size):
                     where = f"{f.name} (rows {start + 1:,}-{start + batch.num_rows:,})"
+                    start += batch.num_rows
+                    table = pa.Table.from_batches([batch])
+                    fast = self._uint8(table)
+                    if fast is not None:
+                        yield fast
+                        continue
                     with _about(where):
-                        raw = self._raw(pa.Table.from_batches([batch]), f.name)
+                        raw = self._raw(table, f.name)
                         flat = checked_samples(raw, f.name, self.limits)
                     _check_width(flat, self.input_shape, where)
                     y = (
@@ -325,8 +339,31 @@ class _ParquetShards:
                         if self.codes is None
                         else self.codes(raw.labels)
                     )
-                    start += batch.num_rows
                     yield _as_stored(flat, self.dtype, self.scale), y
+
+    def _uint8(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+        """(uint8 samples, class ids) of a batch of uint8 columns without a missing value,
+        the label column read as the reader reads it; None for any other batch (the
+        reader then checks it and says what is wrong)."""
+        columns = self.uint8_columns
+        if columns is None or table.column_names.count(self.label) != (self.label is not None):
+            return None
+        if any(
+            c not in table.column_names
+            or table.column(c).type != pa.uint8()
+            or table.column(c).null_count
+            for c in columns
+        ):
+            return None
+        x = np.empty((table.num_rows, len(columns)), dtype=np.uint8)
+        for k, c in enumerate(columns):
+            x[:, k] = table.column(c).to_numpy()
+        if self.label is None:
+            return x, np.zeros(table.num_rows, np.int64)
+        column = table.column(self.label)
+        if column.null_count:
+            return None
+        return x, self.codes(_labels(column, self.label, self.label))
 
 
 class _ImageFolder:
@@ -355,8 +392,9 @@ class _ImageFolder:
             self.ids = np.array([position[c] for c in classes], dtype=np.int64)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, len(self.files), STREAM_BATCH):
-            part = self.files[start : start + STREAM_BATCH]
+        size = batch_rows(math.prod(self.size))
+        for start in range(0, len(self.files), size):
+            part = self.files[start : start + size]
             images = np.empty((len(part), math.prod(self.size)), dtype=np.float32)
             for k, f in enumerate(part):
                 member = self.row_names[start + k]
@@ -417,7 +455,8 @@ class _SavedDataset:
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         start = 0
-        for table in self.dataset.with_format("arrow").iter(batch_size=STREAM_BATCH):
+        size = batch_rows(math.prod(self.input_shape))
+        for table in self.dataset.with_format("arrow").iter(batch_size=size):
             where = f"{self.name} (rows {start + 1:,}-{start + table.num_rows:,})"
             start += table.num_rows
             if self.array is not None:

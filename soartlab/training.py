@@ -78,8 +78,9 @@ class Outcome(enum.Enum):
 
 
 # Rows of each split the raw-kNN baseline uses when the data is read on demand (see
-# `Trainer.baselines`).
+# `Trainer.baselines`): at most this many, and at most this much float32 per split.
 RAW_BASELINE_ROWS = 10_000
+RAW_BASELINE_BYTES = 32 * 2**20
 
 # An epoch in which every step's total gradient norm stays at or below this moved no
 # weight: the transform put every pair on the floor or beyond the margin. Training then
@@ -453,7 +454,7 @@ class Trainer:
         for a warm start, the earlier round's model this round starts from).
 
         For a large source (rows read on demand) the raw baseline takes a stratified
-        sample of at most `RAW_BASELINE_ROWS` rows of each part: the raw rows are d wide,
+        sample of each part (`RAW_BASELINE_ROWS`, `RAW_BASELINE_BYTES`): the raw rows are d wide,
         and brute-force kNN between all of them would cost more than the training."""
         normalization = model.normalization
         train_rows, test_rows = np.arange(len(data.y_train)), np.arange(len(data.y_test))
@@ -461,8 +462,12 @@ class Trainer:
             from soartlab.tuning import stratified_subsample
 
             seed = self.config.seed
-            train_rows = stratified_subsample(data.y_train, RAW_BASELINE_ROWS, seed)
-            test_rows = stratified_subsample(data.y_test, RAW_BASELINE_ROWS, seed)
+            width = data.x_train.shape[1]
+            most = max(
+                2 * len(data.label_names), min(RAW_BASELINE_ROWS, RAW_BASELINE_BYTES // (4 * width))
+            )
+            train_rows = stratified_subsample(data.y_train, most, seed)
+            test_rows = stratified_subsample(data.y_test, most, seed)
         raw = self._held_out_metrics(
             normalization.apply(data.x_train[train_rows]),
             normalization.apply(data.x_test[test_rows]),
