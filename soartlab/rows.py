@@ -129,6 +129,9 @@ class RowView:
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.take(_positions(key, len(self)))
 
+    def subset(self, indices: np.ndarray) -> RowView:
+        return RowView(self.base, self.indices[np.asarray(indices, dtype=np.int64)])
+
     def batches(self, batch_size: int | None = None):
         yield from _batches(self, batch_size)
 

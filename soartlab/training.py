@@ -412,7 +412,9 @@ class Trainer:
         """Embeddings (N, e) of the samples ``X`` (N, d) (an array or rows read on demand),
         in batches, this rank's share only, gathered."""
         share = self._share(len(X))
-        mine = embed(model, X[share], device=self.device)
+        # rows read on demand stay a view: `embed` reads them a batch at a time
+        part = X.subset(np.arange(share.start, share.stop)) if is_rows(X) else X[share]
+        mine = embed(model, part, device=self.device)
         self.embedded_rows += share.stop - share.start
         return self._gather(mine)
 
