@@ -246,7 +246,7 @@ _LIMITED_CHILD = textwrap.dedent(
     except MemoryError:
         pass
     config = TrainConfig(epochs=1, pairs_per_epoch=512, batch_size=64, device="cpu",
-                         hidden=(64, 64), embedding_dim=32)
+                         hidden=(64, 64, 64), embedding_dim=32)
     data = prepare(rows, config.test_size, config.seed)
     result = Trainer(config).fit(initial_model(config, data), data)
     print("trained", result.outcome.value, result.metrics["n_samples"], len(rows))
@@ -254,23 +254,39 @@ _LIMITED_CHILD = textwrap.dedent(
 )
 
 
+def _save_uint8_images(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """A save_to_disk folder of uint8 images (N, H, W) (an Array2D column), built in Arrow."""
+    from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features
+    from datasets.table import InMemoryTable
+
+    n, h, w = images.shape
+    features = Features(
+        {"image": Array2D(shape=(h, w), dtype="uint8"), "label": ClassLabel(names=["c0", "c1"])}
+    )
+    lines = pa.ListArray.from_arrays(
+        pa.array(np.arange(n * h + 1, dtype=np.int32) * w), pa.array(images.reshape(-1))
+    )
+    nested = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * h), lines)
+    column = pa.ExtensionArray.from_storage(features.arrow_schema.field("image").type, nested)
+    table = pa.table({"image": column, "label": pa.array(labels)}, schema=features.arrow_schema)
+    Dataset(InMemoryTable(table), info=DatasetInfo(features=features)).save_to_disk(str(path))
+
+
 @pytest.mark.slow
 def test_a_source_larger_than_the_memory_limit_trains_under_it(tmp_path):
     # 6,000 images of 128×128: 393 MB as float32, 98 MB as uint8 on disk; the child may
-    # allocate 200 MB beyond what its imports left.
-    rng = np.random.default_rng(0)
+    # allocate 256 MB beyond what its imports left.
     n, size = 6000, (128, 128)
-    folder = tmp_path / "images"
-    for c in range(2):
-        (folder / f"c{c}").mkdir(parents=True)
-    for k in range(n):
-        image = rng.integers(0, 256, size, dtype=np.uint8)
-        image[: 16 * (k % 2 + 1)] = 255
-        Image.fromarray(image).save(folder / f"c{k % 2}" / f"{k:05d}.bmp")
-    rows = open_source(folder, cache_dir=tmp_path / "cache", image_size=size)
+    images = np.random.default_rng(0).integers(0, 256, (n, *size), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    images[labels == 1, :16] = 255
+    _save_uint8_images(tmp_path / "saved", images, labels)
+    del images
+    folder = tmp_path / "saved"
+    rows = open_source(folder, cache_dir=tmp_path / "cache")
     assert rows.shape == (n, 128 * 128)
     child = subprocess.run(
-        [sys.executable, "-c", _LIMITED_CHILD, str(rows.folder), str(200 * 2**20)],
+        [sys.executable, "-c", _LIMITED_CHILD, str(rows.folder), str(256 * 2**20)],
         capture_output=True,
         text=True,
         timeout=600,
