@@ -66,7 +66,9 @@ def run(images: np.ndarray, labels: np.ndarray, model=None) -> dict:
     flat = images.reshape(len(images), -1)
     transform = ARTICLE_TRANSFORM
 
-    article_seconds = timed(lambda: article_pipeline(article_model, images_t, labels, i, j), repeats=3)
+    article_seconds = timed(
+        lambda: article_pipeline(article_model, images_t, labels, i, j), repeats=3
+    )
     article_gamma, _, _ = article_pipeline(article_model, images_t, labels, i, j)
 
     def full():

@@ -56,7 +56,9 @@ def run() -> dict:
     # The target ratio, measured with the article subsample and 100k pairs timed alternately.
     y_article, x_article = pairs(ARTICLE_SUBSAMPLE, seed=1)
     y, x = pairs(MAIN_PAIRS)
-    paired = paired_ratio(lambda: article_loop(y_article, x_article), lambda: soart3(y, x), rounds=7)
+    paired = paired_ratio(
+        lambda: article_loop(y_article, x_article), lambda: soart3(y, x), rounds=7
+    )
     main["paired_speedup"] = paired["ratio"] * MAIN_PAIRS / ARTICLE_SUBSAMPLE
     main["paired_seconds"] = paired["fast_seconds"]
     return {

@@ -21,7 +21,10 @@ cols = st.columns(4)
 cols[0].metric("Data", "loaded" if status["data"] else "none")
 cols[0].caption(status["data"] or "Load a file on the Data page.")
 cols[1].metric("Tuned transform", "stored" if status["transform"] else "not tuned")
-cols[1].caption(status["transform"] or "Training uses a transform that learns on the data (the article's, else Suggest's).")
+cols[1].caption(
+    status["transform"]
+    or "Training uses a transform that learns on the data (the article's, else Suggest's)."
+)
 cols[2].metric("Trained model", "ready" if status["model"] else "none")
 cols[2].caption(status["model"] or "Train one on the Train page.")
 cols[3].metric("Training", "running" if status["training"] else "idle")

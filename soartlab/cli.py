@@ -71,6 +71,69 @@ def _add_setting_option(
     )
 
 
+DATA_HELP = (
+    "a CSV/TSV/Parquet/NPZ file or zip of class folders; or, read a batch at a time, a "
+    "folder of class folders of images, a quoted glob of Parquet shards ('shards/*.parquet') "
+    "or a folder saved with datasets' save_to_disk"
+)
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where a large source's Arrow cache goes, and the caps on what is read (none by
+    default: the browser's upload caps do not apply here)."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where a folder or glob given as --data is converted to (once); default: "
+        "'.soartlab-cache' beside --out (beside --run for evaluate and suggest)",
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="refuse data with more samples (default: no cap)"
+    )
+    parser.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=None,
+        help="refuse a data file larger than this (default: no cap)",
+    )
+
+
+def _read_data(args, *, near: Path, input_shape=None, require_labels: bool = True):
+    """``--data`` as a dataset (a single file, read into memory) or as `ArrowRows` (a
+    folder or glob, converted once into the cache and read on demand), under the
+    command line's limits. near: the output the cache goes beside by default."""
+    from soartlab.data import load_dataset
+    from soartlab.io import command_line_limits
+    from soartlab.sources import default_cache_dir, is_source, open_source
+
+    for flag, value in (("--max-rows", args.max_rows), ("--max-file-mb", args.max_file_mb)):
+        if value is not None and value <= 0:
+            raise SoartLabError(f"{flag} must be positive; got {value}.")
+    limits = command_line_limits(
+        max_rows=args.max_rows,
+        max_file_bytes=None if args.max_file_mb is None else int(args.max_file_mb * 2**20),
+    )
+    if is_source(args.data):
+        quiet = getattr(args, "quiet", False)
+        return open_source(
+            args.data,
+            cache_dir=args.cache_dir or default_cache_dir(near),
+            image_size=_image_size(input_shape),
+            input_shape=input_shape,
+            require_labels=require_labels,
+            limits=limits,
+            progress=None if quiet else lambda line: print(line, file=sys.stderr),
+        )
+    return load_dataset(
+        args.data,
+        input_shape=input_shape,
+        image_size=_image_size(input_shape),
+        limits=limits,
+        require_labels=require_labels,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m soartlab",
@@ -84,10 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", help="train a Siamese model and write a run folder")
-    train.add_argument(
-        "--data", required=True, type=Path, help="CSV/TSV/Parquet/NPZ/zip of class folders"
-    )
+    train.add_argument("--data", required=True, type=Path, help=DATA_HELP)
     train.add_argument("--out", required=True, type=Path, help="run folder to write")
+    _add_source_options(train)
     for setting in CLI_SETTINGS:
         auto = None
         if setting.name in AUTO_TRANSFORM:
@@ -116,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print, as JSON, a gamma transform under which the SOART3 loss learns, "
         "computed on the distances the loss will see",
     )
-    suggest.add_argument("--data", required=True, type=Path, help="the training data file")
+    suggest.add_argument("--data", required=True, type=Path, help=DATA_HELP)
+    _add_source_options(suggest)
     suggest.add_argument(
         "--run",
         type=Path,
@@ -134,21 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="print a run's metrics on a labelled data file as JSON"
     )
     evaluate.add_argument("--run", required=True, type=Path)
-    evaluate.add_argument("--data", required=True, type=Path)
+    evaluate.add_argument("--data", required=True, type=Path, help=DATA_HELP)
+    _add_source_options(evaluate)
 
     predict = sub.add_parser(
         "predict", help="predict a new lot and write a CSV (UTF-8 with BOM) or an .xlsx"
     )
     predict.add_argument("--run", required=True, type=Path)
+    predict.add_argument("--data", required=True, type=Path, help=DATA_HELP)
     predict.add_argument(
-        "--data",
+        "--out",
         required=True,
         type=Path,
-        help="the lot: a table (CSV/TSV/xlsx/Parquet/NPZ), or a zip of images (class "
-        "folders, one folder, or images alone)",
-    )
-    predict.add_argument(
-        "--out", required=True, type=Path, help="output .csv (UTF-8 with BOM) or .xlsx"
+        help="output .csv (UTF-8 with BOM) or .xlsx; .csv or .parquet for a folder or glob",
     )
     predict.add_argument(
         "--target-escape",
@@ -158,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scores, for this most escapes (share of defects passed; default: the run's "
         "saved operating point)",
     )
+    _add_source_options(predict)
     return parser
 
 
@@ -227,7 +289,6 @@ def _image_size(shape) -> tuple[int, int] | None:
 
 
 def _cmd_suggest(args) -> int:
-    from soartlab.data import load_dataset
     from soartlab.separation import separation_report
     from soartlab.workflow import load_run, training_setup
 
@@ -237,7 +298,7 @@ def _cmd_suggest(args) -> int:
     base = TrainConfig() if run is None else run.record.config
     config = _suggest_config(args, replace(base, device="cpu"))
     shape = args.input_shape or (run.input_shape if run is not None else None)
-    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
+    dataset = _read_data(args, near=args.run or args.data, input_shape=shape)
     setup = training_setup(
         dataset, config, auto_transform=True, resume_from=run, n_pairs=args.pairs
     )
@@ -273,7 +334,6 @@ def _cmd_train(args) -> int:
 def _train(args, context) -> int:
     """Train and, on rank 0 (or alone), write the run folder. context: the process group
     when started by torchrun, else None. Exit status 0 only for a run trained to the end."""
-    from soartlab.data import load_dataset
     from soartlab.runs import Run
     from soartlab.training import Outcome, Trainer, TrainingState
     from soartlab.workflow import build_record, calibrate, is_good_only, save_run, training_setup
@@ -289,8 +349,7 @@ def _train(args, context) -> int:
         run.check_writable()
     except CheckpointError as exc:
         raise SoartLabError(f"--out: {exc}") from None
-    shape = args.input_shape
-    dataset = load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
+    dataset = _read_data(args, near=args.out, input_shape=args.input_shape)
     if is_good_only(dataset):
         if context is not None and not context.is_main:
             return 0  # nothing to train: rank 0 writes the run
@@ -405,14 +464,16 @@ def _good_only(args, config: TrainConfig, dataset, run) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from soartlab.data import load_dataset
+    from soartlab.lots import evaluate_rows
+    from soartlab.rows import ArrowRows
     from soartlab.workflow import evaluate_run, load_run
 
     run = load_run(args.run)
-    shape = run.input_shape
-    metrics = evaluate_run(
-        run, load_dataset(args.data, input_shape=shape, image_size=_image_size(shape))
-    )
+    lot = _read_data(args, near=args.run, input_shape=run.input_shape)
+    if isinstance(lot, ArrowRows):
+        metrics = evaluate_rows(run, lot, progress=lambda line: print(line, file=sys.stderr))
+    else:
+        metrics = evaluate_run(run, lot)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -444,13 +505,32 @@ def _check_output_file(flag: str, out: Path, *inputs: Path) -> None:
 
 def _cmd_predict(args) -> int:
     from soartlab.export import TABLE_SUFFIXES, write_table
-    from soartlab.workflow import load_lot, load_run, predict_lot
+    from soartlab.lots import predict_to_file
+    from soartlab.rows import ArrowRows
+    from soartlab.sources import is_source
+    from soartlab.workflow import load_run, predict_lot
 
-    if args.out.suffix.lower() not in TABLE_SUFFIXES:
-        raise SoartLabError(f"--out must end in .csv or .xlsx; got {args.out.name!r}.")
-    _check_output_file("--out", args.out, args.data)
+    large = is_source(args.data)
+    allowed = (".csv", ".parquet") if large else TABLE_SUFFIXES
+    if args.out.suffix.lower() not in allowed:
+        raise SoartLabError(f"--out must end in {' or '.join(allowed)}; got {args.out.name!r}.")
+    _check_output_file("--out", args.out, *(() if large else (args.data,)))
     run = load_run(args.run)
-    lot = load_lot(run, args.data)
+    lot = _read_data(args, near=args.out, input_shape=run.input_shape, require_labels=False)
+    if isinstance(lot, ArrowRows):  # streamed in and out, a chunk at a time
+        counts = predict_to_file(
+            run,
+            lot,
+            args.out,
+            target_escape=args.target_escape,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+        print(
+            f"wrote {len(lot)} predictions to {args.out} ({counts.get('pass', 0)} pass, "
+            f"{counts.get('review', 0)} review, {counts.get('fail', 0)} fail)",
+            file=sys.stderr,
+        )
+        return 0
     # A lot plainly on another scale is refused here (DataError: exit 2).
     result = predict_lot(run, lot, target_escape=args.target_escape)
     table = result.table

@@ -399,8 +399,11 @@ def check_trainable(ds: Dataset) -> list[str]:
 
     DataError when fewer than 2 classes hold samples, or a class holds a single sample.
     """
-    names = label_names(ds)
-    counts = class_counts(ds)
+    return check_class_counts(class_counts(ds), label_names(ds))
+
+
+def check_class_counts(counts: np.ndarray, names: list[str]) -> list[str]:
+    """`check_trainable` of samples per class ``counts`` (n_classes,) named ``names``."""
     present = [names[i] for i in np.flatnonzero(counts)]
     if len(present) < 2:
         only = f" (only {present[0]!r} is present)" if present else ""

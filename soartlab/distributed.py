@@ -266,3 +266,25 @@ def broadcast_bytes(data: bytes | None, src: int = 0, device: torch.device | Non
     if buffer.numel():
         dist.broadcast(buffer, src)
     return buffer.cpu().numpy().tobytes()
+
+
+def all_gather_rows(rows, device: torch.device | None = None):
+    """Every rank's NumPy ``rows`` (k_r, ...) concatenated in rank order, on every rank;
+    the row counts may differ, the other dimensions and the dtype may not. ``rows`` itself
+    in a single process. device: where the collective runs (as in `broadcast_bytes`)."""
+    import numpy as np
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return rows
+    device = device or torch.device("cpu")
+    world = dist.get_world_size()
+    mine = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+    count = torch.tensor([mine.shape[0]], dtype=torch.int64, device=device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]
+    padded = mine.new_zeros((max(sizes), *mine.shape[1:]))
+    padded[: mine.shape[0]] = mine
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)]).cpu().numpy()

@@ -12,12 +12,19 @@ from soartlab.data import sample_pairs
 from soartlab.distances import Distance
 from soartlab.errors import SoartLabError
 
+EMBED_BATCH_BYTES = 16 * 2**20
+
 
 @torch.no_grad()
 def embed(
     model: torch.nn.Module, X: np.ndarray, batch_size: int = 1024, device: str = "cpu"
 ) -> np.ndarray:
-    """Embeddings of `X` (N, d) float32 → (N, e) float32, computed in batches."""
+    """Embeddings of `X` (N, d) float32 → (N, e) float32, computed in batches (of fewer
+    rows when they are wide: a batch holds at most `EMBED_BATCH_BYTES` of float32). `X`
+    may be rows read on demand (`soartlab.rows`), read a batch at a time."""
+    if len(X):
+        width = int(np.prod(X.shape[1:]))
+        batch_size = max(1, min(batch_size, EMBED_BATCH_BYTES // (4 * max(width, 1))))
     net = model.module if hasattr(model, "module") else model
     get_embedding = net.get_embedding
     was_training = net.training

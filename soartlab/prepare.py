@@ -17,6 +17,7 @@ import numpy as np
 
 from soartlab import data as D
 from soartlab.errors import DataError
+from soartlab.rows import ArrowRows, is_rows
 
 _FINGERPRINT_VERSION = b"soartlab-data/1"
 
@@ -25,7 +26,9 @@ _FINGERPRINT_VERSION = b"soartlab-data/1"
 class PreparedData:
     """A labelled dataset split for training."""
 
-    x_train: np.ndarray  # (N_train, d) float32, raw samples (images flattened row-major)
+    # (N_train, d) float32, raw samples (images flattened row-major); for a large source a
+    # `soartlab.rows.RowView` that reads them on demand (``x[rows]`` → float32 array)
+    x_train: np.ndarray
     y_train: np.ndarray  # (N_train,) int64 class ids
     x_test: np.ndarray  # (N_test, d) float32
     y_test: np.ndarray  # (N_test,) int64
@@ -46,14 +49,20 @@ class PreparedData:
         return len(self.input_shape) == 2
 
 
-def fingerprint(X: np.ndarray, y: np.ndarray, label_names: list[str] | tuple[str, ...]) -> str:
-    """SHA-256 over the samples (N, d) float32, their labels and the class names: equal
+def fingerprint(X, y: np.ndarray, label_names: list[str] | tuple[str, ...]) -> str:
+    """SHA-256 over the samples (N, d) float32 (an array, or rows read on demand:
+    `soartlab.rows`), their labels and the class names: equal
     exactly when the same rows, in the same order, with the same labels are loaded."""
     digest = hashlib.sha256(_FINGERPRINT_VERSION)
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not is_rows(X):
+        X = np.ascontiguousarray(X, dtype=np.float32)
     digest.update(json.dumps([list(X.shape), list(label_names)]).encode("utf-8"))
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
-    digest.update(X.tobytes())
+    if is_rows(X):  # rows read on demand: the same bytes, a batch at a time
+        for _, batch in X.batches():
+            digest.update(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
+    else:
+        digest.update(X.tobytes())
     return digest.hexdigest()
 
 
@@ -74,7 +83,11 @@ def prepare(
     """Check, split and convert ``dataset`` for training; `DataError` when it cannot train
     a model (fewer than 2 classes, a class with a single sample, a split with an empty
     class). ``one_class``: a data set of a single class is accepted (a good-only run,
-    which is not trained: see `workflow.good_only_run`)."""
+    which is not trained: see `workflow.good_only_run`). ``dataset`` may also be the
+    `ArrowRows` of a large source: the parts are then `RowView`s of it, read a batch at a
+    time."""
+    if isinstance(dataset, ArrowRows):
+        return _prepare_rows(dataset, test_size, seed, good_class)
     if one_class and int((D.class_counts(dataset) > 0).sum()) == 1:
         count = int(D.class_counts(dataset).max())
         if count < 4:
@@ -99,5 +112,28 @@ def prepare(
         good_index=D.good_index(names, good_class),
         input_shape=tuple(D.input_shape(dataset)),
         fingerprint=fingerprint(X, y, names),
+        warnings=tuple(warnings),
+    )
+
+
+def _prepare_rows(
+    rows: ArrowRows, test_size: float, seed: int, good_class: str | int | None
+) -> PreparedData:
+    """`prepare` of rows read on demand: the same checks and split, no sample loaded."""
+    names = list(rows.label_names)
+    counts = np.bincount(rows.labels, minlength=len(names))
+    warnings = D.check_class_counts(counts, names)
+    train, test = D.split_indices(rows.labels, test_size=test_size, seed=seed)
+    return PreparedData(
+        x_train=rows.subset(train),
+        y_train=rows.labels[train],
+        x_test=rows.subset(test),
+        y_test=rows.labels[test],
+        train_indices=train,
+        test_indices=test,
+        label_names=tuple(names),
+        good_index=D.good_index(names, good_class),
+        input_shape=tuple(rows.input_shape),
+        fingerprint=rows.fingerprint,
         warnings=tuple(warnings),
     )

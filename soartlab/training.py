@@ -36,7 +36,7 @@ from soartlab import distributed
 from soartlab.architecture import resolve_architecture
 from soartlab.augment import Augmentation, resolve_augmentation
 from soartlab.config import TrainConfig
-from soartlab.data import Normalization, sample_pairs, validation_split
+from soartlab.data import sample_pairs, validation_split
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
@@ -44,6 +44,7 @@ from soartlab.files import atomic_write_bytes
 from soartlab.losses import ContrastiveLoss
 from soartlab.models import ModelConfig, SiameseNet, build_model, channels_last
 from soartlab.prepare import PreparedData, prepare
+from soartlab.rows import fit_normalization, is_rows, on_device
 
 
 def _loss_and_distance(config: TrainConfig) -> tuple[ContrastiveLoss, Any]:
@@ -80,6 +81,11 @@ class Outcome(enum.Enum):
     # majority class (see memorising_reason); the best epoch's weights are kept to inspect
     MEMORISING = "memorising"
 
+
+# Rows of each split the raw-kNN baseline uses when the data is read on demand (see
+# `Trainer.baselines`): at most this many, and at most this much float32 per split.
+RAW_BASELINE_ROWS = 10_000
+RAW_BASELINE_BYTES = 32 * 2**20
 
 # An epoch in which every step's total gradient norm stays at or below this moved no
 # weight: the transform put every pair on the floor or beyond the margin. Training then
@@ -274,7 +280,7 @@ def initial_model(
             )
         return copy.deepcopy(warm_start).cpu()
     torch.manual_seed(config.seed)
-    normalization = Normalization.fit(data.x_train, per_feature=not data.is_image)
+    normalization = fit_normalization(data.x_train, per_feature=not data.is_image)
     return build_model(model_config, normalization)
 
 
@@ -308,6 +314,7 @@ class Trainer:
         self.loss_fn, self.eval_distance = _loss_and_distance(config)
         # set by `fit` for the network and data it trains; `train_epoch` applies it
         self.augmentation = Augmentation()
+        self.embedded_rows = 0  # rows this process embedded for evaluation (split by rank)
 
     def fit(
         self,
@@ -349,7 +356,10 @@ class Trainer:
             )
         # Wrapped after the restore: DDP also broadcasts rank 0's weights when it starts.
         wrapped = self._wrap(model)
-        x_dev = torch.as_tensor(data.x_train[validation.fit_rows], device=self.device)
+        x_fit = data.x_train
+        if validation.active:  # rows read on demand stay a view; arrays are copied once
+            x_fit = _select(data.x_train, validation.fit_rows)
+        x_dev = on_device(x_fit, self.device)
         y_fit = data.y_train[validation.fit_rows]
         last_good = copy.deepcopy(model.state_dict())
         # (validation accuracy, epoch, weights) of the best epoch so far; a resumed run
@@ -443,20 +453,23 @@ class Trainer:
             return Validation(np.arange(n_train), empty, None, None, "")
         fit_rows, val_rows = split
         normalization = model.normalization
+        # read on demand: the raw-kNN figure from a stratified sample, as in `baselines`
+        raw_fit, raw_val = self._raw_sample(data, fit_rows), self._raw_sample(data, val_rows)
         predicted, _ = classify(
-            normalization.apply(data.x_train[fit_rows]),
-            data.y_train[fit_rows],
-            normalization.apply(data.x_train[val_rows]),
+            normalization.apply(data.x_train[raw_fit]),
+            data.y_train[raw_fit],
+            normalization.apply(data.x_train[raw_val]),
             get_distance("euclidean"),
             k=self.config.knn_k,
             n_classes=len(data.label_names),
         )
+        y_raw = data.y_train[raw_val]
         y_val = data.y_train[val_rows]
         counts = np.bincount(y_val, minlength=len(data.label_names))
         return Validation(
             fit_rows,
             val_rows,
-            raw_knn=float(np.mean(predicted == y_val)),
+            raw_knn=float(np.mean(predicted == y_raw)),
             majority=float(counts.max() / len(y_val)),
             majority_class=data.label_names[int(counts.argmax())],
         )
@@ -465,8 +478,8 @@ class Trainer:
         """The current weights on the validation rows, fit rows as references: the history
         row's ``val_accuracy``, ``val_escape_rate``, ``val_overkill_rate`` (averaged over
         ranks, so every rank keeps the same epoch)."""
-        fit = embed(model, data.x_train[validation.fit_rows], device=self.device)
-        val = embed(model, data.x_train[validation.val_rows], device=self.device)
+        fit = self._embed(model, _select(data.x_train, validation.fit_rows))
+        val = self._embed(model, _select(data.x_train, validation.val_rows))
         predicted, _ = classify(
             fit,
             data.y_train[validation.fit_rows],
@@ -591,29 +604,76 @@ class Trainer:
 
     def _evaluate(self, model: SiameseNet, data: PreparedData) -> tuple[np.ndarray, dict]:
         """The current weights on the held-out split, the training split as references:
-        (train embeddings (N, e), classification_metrics)."""
-        references = embed(model, data.x_train, device=self.device)
-        queries = embed(model, data.x_test, device=self.device)
+        (train embeddings (N, e), classification_metrics). Under torchrun each rank
+        embeds and classifies its share of the rows, and every rank gets the whole."""
+        references = self._embed(model, data.x_train)
+        queries = self._embed(model, data.x_test)
         return references, self._held_out_metrics(references, queries, data)
 
+    def _raw_sample(self, data: PreparedData, rows: np.ndarray) -> np.ndarray:
+        """``rows`` of the training split for a raw-feature kNN figure: all of them for an
+        array; for rows read on demand a stratified sample (`RAW_BASELINE_ROWS`,
+        `RAW_BASELINE_BYTES`), since raw rows are d wide."""
+        if not is_rows(data.x_train):
+            return rows
+        from soartlab.tuning import stratified_subsample
+
+        width = data.x_train.shape[1]
+        most = max(
+            2 * len(data.label_names), min(RAW_BASELINE_ROWS, RAW_BASELINE_BYTES // (4 * width))
+        )
+        return rows[stratified_subsample(data.y_train[rows], most, self.config.seed)]
+
+    def _share(self, n: int) -> slice:
+        """This rank's contiguous share of ``n`` rows (all of them in one process)."""
+        bounds = np.linspace(0, n, self.world_size + 1).round().astype(int)
+        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Every rank's ``rows`` (k_r, ...) in rank order (itself in one process)."""
+        if self.world_size == 1:
+            return rows
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        return distributed.all_gather_rows(rows, device)
+
+    def _embed(self, model: SiameseNet, X) -> np.ndarray:
+        """Embeddings (N, e) of the samples ``X`` (N, d) (an array or rows read on demand),
+        in batches, this rank's share only, gathered."""
+        share = self._share(len(X))
+        # rows read on demand stay a view: `embed` reads them a batch at a time
+        part = X.subset(np.arange(share.start, share.stop)) if is_rows(X) else X[share]
+        mine = embed(model, part, device=self.device)
+        self.embedded_rows += share.stop - share.start
+        return self._gather(mine)
+
     def _held_out_metrics(
-        self, references: np.ndarray, queries: np.ndarray, data: PreparedData, distance=None
+        self,
+        references: np.ndarray,
+        queries: np.ndarray,
+        data: PreparedData,
+        distance=None,
+        *,
+        y_train: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
     ) -> dict:
         """`classification_metrics` of the held-out rows ``queries`` ``(N_test, f)`` by kNN
         (``knn_k`` neighbours under ``distance``, default the evaluation distance) among
         ``references`` ``(N_train, f)``: the one kNN rule behind the trained metrics and
-        both baselines."""
+        both baselines. Each rank classifies its share of the queries. ``y_train``,
+        ``y_test``: the classes of subsampled rows (default: the whole split's)."""
+        y_train = data.y_train if y_train is None else y_train
+        y_test = data.y_test if y_test is None else y_test
+        share = self._share(len(queries))
         predicted, _ = classify(
             references,
-            data.y_train,
-            queries,
+            y_train,
+            queries[share],
             distance or self.eval_distance,
             k=self.config.knn_k,
             n_classes=len(data.label_names),
         )
-        return classification_metrics(
-            data.y_test, predicted, list(data.label_names), data.good_index
-        )
+        predicted = self._gather(predicted)
+        return classification_metrics(y_test, predicted, list(data.label_names), data.good_index)
 
     def baselines(self, model: SiameseNet, data: PreparedData) -> Baselines:
         """Held-out accuracy before training, same split and ``knn_k``: kNN on the raw
@@ -621,13 +681,30 @@ class Trainer:
         baseline: SOART3 gamma between raw pixel vectors scored 0.22 on the demo set, below
         calling every part good, which would flatter any trained run), and kNN on
         ``model``'s embeddings under the evaluation distance (the network before training;
-        for a warm start, the earlier round's model this round starts from)."""
+        for a warm start, the earlier round's model this round starts from).
+
+        For a large source (rows read on demand) the raw baseline takes a stratified
+        sample of each part (`RAW_BASELINE_ROWS`, `RAW_BASELINE_BYTES`): the raw rows are d wide,
+        and brute-force kNN between all of them would cost more than the training."""
         normalization = model.normalization
+        train_rows, test_rows = np.arange(len(data.y_train)), np.arange(len(data.y_test))
+        if is_rows(data.x_train):
+            from soartlab.tuning import stratified_subsample
+
+            seed = self.config.seed
+            width = data.x_train.shape[1]
+            most = max(
+                2 * len(data.label_names), min(RAW_BASELINE_ROWS, RAW_BASELINE_BYTES // (4 * width))
+            )
+            train_rows = stratified_subsample(data.y_train, most, seed)
+            test_rows = stratified_subsample(data.y_test, most, seed)
         raw = self._held_out_metrics(
-            normalization.apply(data.x_train),
-            normalization.apply(data.x_test),
+            normalization.apply(data.x_train[train_rows]),
+            normalization.apply(data.x_test[test_rows]),
             data,
             get_distance("euclidean"),
+            y_train=data.y_train[train_rows],
+            y_test=data.y_test[test_rows],
         )
         untrained = self._evaluate(model, data)[1]
         return Baselines(raw_knn=float(raw["accuracy"]), untrained=float(untrained["accuracy"]))
@@ -660,6 +737,11 @@ class Trainer:
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+
+def _select(X, rows: np.ndarray):
+    """The rows ``rows`` of ``X``: a view when ``X`` is read on demand, else a copy."""
+    return X.subset(rows) if is_rows(X) else X[rows]
 
 
 class TrainingState:

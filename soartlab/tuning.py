@@ -33,6 +33,7 @@ from soartlab.evaluation import embed
 from soartlab.losses import contrastive_terms
 from soartlab.models import SiameseNet
 from soartlab.prepare import PreparedData
+from soartlab.rows import fit_normalization, is_rows
 from soartlab.separation import SeparationReport, separation_report
 from soartlab.training import Outcome, Progress, Trainer
 from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
@@ -78,11 +79,12 @@ def _pair_distances(
     """(matched (Nm,), unmatched (Nu,)) distances of ``n_pairs`` sampled pairs of rows of
     ``X`` ``(N, d)``: on ``model``'s embeddings, or on the normalised rows without one.
     Only the rows the pairs use are embedded."""
-    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    if not is_rows(X):  # rows read on demand stay on disk: only the pairs' rows are read
+        X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     i, j, target = sample_pairs(labels, n_pairs, seed=seed)
     rows, inverse = np.unique(np.concatenate([i, j]), return_inverse=True)
     if model is None:
-        norm = normalization or Normalization.fit(X, per_feature=True)
+        norm = normalization or fit_normalization(X, per_feature=True)
         points = norm.apply(X[rows])
     else:
         points = embed(model, X[rows])

@@ -823,6 +823,7 @@ def _plain_result(model, references, data) -> TrainResult:
 
 # --- evaluating and predicting lots -----------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LotPrediction:
     """`predict_lot`'s answer."""

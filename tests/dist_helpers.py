@@ -48,14 +48,21 @@ def spawn_worker(rank: int, world_size: int, init_file: str, out: str, settings:
         data = prepare(dataset, config.test_size, config.seed)
         run = Run(out_dir / "run")
         state = TrainingState(run.state_path, config, data.fingerprint)
-        result = Trainer(config).fit(initial_model(config, data), data, on_epoch_end=state.save)
+        trainer = Trainer(config)
+        result = trainer.fit(initial_model(config, data), data, on_epoch_end=state.save)
         if context.is_main:
             calibration = calibrate(config, data, result)
             record = build_record(config, data, result, calibration=calibration)
             save_run(run, record, result, calibration)
     torch.save(result.model.state_dict(), out_dir / f"weights-rank{rank}.pt")
     (out_dir / f"result-rank{rank}.json").write_text(
-        json.dumps({"history": result.history, "metrics": result.metrics})
+        json.dumps(
+            {
+                "history": result.history,
+                "metrics": result.metrics,
+                "embedded_rows": trainer.embedded_rows,
+            }
+        )
     )
 
 

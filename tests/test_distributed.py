@@ -20,7 +20,8 @@ from soartlab import distributed
 from soartlab.data import load_dataset
 from soartlab.demo import write_demo
 from soartlab.errors import SoartLabError
-from soartlab.training import TrainConfig, train
+from soartlab.prepare import prepare
+from soartlab.training import TrainConfig, Trainer, initial_model, train
 from soartlab.transform import ARTICLE_TRANSFORM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,24 @@ def test_only_rank_0_writes_one_run_folder(two_workers):
     assert run["world_size"] == 2 and run["backend"] == "gloo"
     assert [r["epoch"] for r in run["history"]] == [1, 2, 3]
     assert run["metrics"] == _result(two_workers, 0)["metrics"]
+
+
+def test_evaluation_is_split_between_ranks_with_the_metrics_of_one_process(two_workers):
+    """Each rank embeds and classifies half of the rows; the gathered metrics are those
+    one process gets from the same weights."""
+    config = TrainConfig(**SETTINGS)
+    data = prepare(load_dataset(two_workers / "demo.parquet"), config.test_size, config.seed)
+    model = initial_model(config, data)
+    model.load_state_dict(torch.load(two_workers / "weights-rank0.pt", weights_only=True))
+    single = Trainer(config)
+    _, metrics = single._evaluate(model, data)
+    ranks = [_result(two_workers, rank) for rank in (0, 1)]
+    for result in ranks:
+        assert {k: v for k, v in result["metrics"].items() if k != "n_train"} == metrics
+    # one evaluation before training (the untrained baseline) and one per epoch, shared
+    evaluations = 1 + SETTINGS["epochs"]
+    assert single.embedded_rows == DEMO["n_samples"]
+    assert [r["embedded_rows"] for r in ranks] == [evaluations * DEMO["n_samples"] // 2] * 2
 
 
 @pytest.mark.slow
@@ -221,5 +240,3 @@ def test_single_process_helpers_without_a_group():
     distributed.barrier()
     distributed.teardown()
     assert distributed.local_device("cpu", 3) == torch.device("cpu")
-
-

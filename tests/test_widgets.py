@@ -24,7 +24,10 @@ def test_rates_row_shows_the_three_rates_with_the_japanese_terms():
         "Escape": "5.0%",
         "Overkill": "12.5%",
     }
-    assert "見逃し" in shown["Escape"].proto.help and "defects judged good" in shown["Escape"].proto.help
+    assert (
+        "見逃し" in shown["Escape"].proto.help
+        and "defects judged good" in shown["Escape"].proto.help
+    )
     assert "過検出" in shown["Overkill"].proto.help
     assert "good parts judged defective" in shown["Overkill"].proto.help
 

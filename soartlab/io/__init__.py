@@ -9,7 +9,7 @@ a ``DataError``). Nothing here imports ``soartlab.data``, which builds datasets 
 ``RawData``.
 """
 
-from soartlab.io.limits import Limits, check_file_size
+from soartlab.io.limits import Limits, check_file_size, command_line_limits
 from soartlab.io.raw import RawData, checked_samples, finite_float32
 from soartlab.io.registry import (
     READERS,
@@ -30,6 +30,7 @@ __all__ = [
     "Reader",
     "check_file_size",
     "checked_samples",
+    "command_line_limits",
     "finite_float32",
     "outline",
     "reader_for",

@@ -32,3 +32,21 @@ def check_file_size(path: Path, limits: Limits) -> None:
             f"'{path.name}' is {mib(size)}; the limit is {mib(limits.max_file_bytes)}. "
             "It was not read."
         )
+
+
+# No cap: what the command line reads is what its user points it at.
+UNCAPPED = 2**62
+
+
+def command_line_limits(max_rows: int | None = None, max_file_bytes: int | None = None) -> Limits:
+    """The limits of the command line and torchrun: no cap on rows, file size, unpacked
+    size or pixels in all unless one is given (``--max-rows``, ``--max-file-mb``). The
+    checks that protect a reader from a hostile file stay: the compression ratio of a
+    zip entry, the pixels one image header may declare, the columns of a table."""
+    return Limits(
+        max_file_bytes=UNCAPPED if max_file_bytes is None else int(max_file_bytes),
+        max_rows=UNCAPPED if max_rows is None else int(max_rows),
+        max_zip_members=UNCAPPED,
+        max_uncompressed_bytes=UNCAPPED,
+        max_total_pixels=UNCAPPED,
+    )

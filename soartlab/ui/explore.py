@@ -25,7 +25,9 @@ class HeldOutView:
     files: list[str] | None = None  # (n,) image file names when the data has them
 
 
-def held_out_view(run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] = ()) -> HeldOutView:
+def held_out_view(
+    run: Any, data: state.LoadedData, split_runs: tuple[Any, ...] = ()
+) -> HeldOutView:
     """Embeddings, predictions and metrics of ``run`` on the parts of the session's data
     that it held out from training (see ``workflow.held_out_split``). ``split_runs``: the
     runs whose held-out parts count (default ``(run,)``); with two runs both are scored on
@@ -111,4 +113,3 @@ def confusion_cells(confusion: list[list[int]]) -> list[tuple[int, int]]:
 def cell_samples(view: HeldOutView, true_index: int, pred_index: int) -> np.ndarray:
     """Indices (into the held-out split) of samples in confusion cell (true, pred)."""
     return np.flatnonzero((view.y_true == true_index) & (view.y_pred == pred_index))
-
