@@ -6,11 +6,15 @@ glue they share lives in ``soartlab/ui/``; everything else is the engine.
 
 import streamlit as st
 
-from soartlab.ui import entry, state, train_view
+from soartlab.ui import auth, entry, state, train_view, workspace
 from soartlab.ui.widgets import sidebar_status
 
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
 
+# With [auth] in the secrets, nobody gets further without signing in.
+auth.require_sign_in()
+# The session's workspace (?ws= in the address): what a refresh or a new tab restores.
+workspace.attach()
 # Every page works at once: a first visit starts on the demo set.
 state.ensure_demo_loaded()
 
@@ -32,7 +36,12 @@ train_view.collect_finished()
 # stores a transform or deletes a run changes what the panel says (it lagged one rerun).
 status_panel = st.sidebar.empty()
 sidebar_status(status_panel.container())
+auth.sidebar()
+refused = workspace.refused()
+if refused:
+    st.error(refused)
 try:
     page.run()
 finally:
     sidebar_status(status_panel.container())
+    workspace.save()

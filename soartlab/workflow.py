@@ -84,6 +84,7 @@ def build_record(
     result: TrainResult,
     *,
     label: str = "",
+    owner: str = "",
     cpu_seconds: float | None = None,
     wall_seconds: float | None = None,
 ) -> RunRecord:
@@ -103,6 +104,7 @@ def build_record(
         data=DataInfo(data.fingerprint, data.n_samples, tuple(data.test_indices.tolist())),
         baselines=result.baselines,
         label=label,
+        owner=owner,
         world_size=result.world_size,
         backend=result.backend,
         cpu_seconds=cpu_seconds,
@@ -200,8 +202,10 @@ def train_run(
     stop_event: threading.Event | None = None,
     resume_from: LoadedRun | str | Path | None = None,
     auto_transform: bool = False,
+    owner: str = "",
 ) -> tuple[Run, TrainResult]:
-    """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME).
+    """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME),
+    recorded as ``owner``'s (the signed-in user; "" without sign-in).
 
     See `training_setup` for ``resume_from`` and ``auto_transform``; a setting under
     which nothing would be learnt is refused before training (`SoartLabError`).
@@ -210,7 +214,7 @@ def train_run(
     trainer = Trainer(setup.config, callback=callback, stop_event=stop_event)
     result = trainer.fit(setup.model, setup.data)
     run = (store or RunStore()).new_run()
-    save_run(run, build_record(setup.config, setup.data, result, label=label), result)
+    save_run(run, build_record(setup.config, setup.data, result, label=label, owner=owner), result)
     return run, result
 
 

@@ -119,6 +119,9 @@ def apply_pending_upload() -> bool:
         st.session_state[UPLOAD_MESSAGE] = ("error", guard.message)
         return False
     state.set_dataset(dataset, name)
+    from soartlab.ui import workspace  # keeps the file, so a refresh loads it again
+
+    workspace.keep_upload(name, data, label_column or "label", shape_text or "")
     st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded '{name}': {len(dataset):,} samples.")
     return True
 

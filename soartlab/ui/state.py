@@ -26,7 +26,10 @@ DATASET = "soart_dataset"  # LoadedData | None
 TRANSFORM = "soart_transform"  # TunedTransform | None: what "Use for training" stored
 CURRENT_RUN = "soart_current_run"  # str (run directory) | None
 LOADED_RUN = "soart_loaded_run"  # (run_dir, LoadedRun): the opened run, loaded once
-TRAIN_JOB = "soart_train_job"  # TrainingJob | None
+TRAIN_JOB = "soart_train_job"  # TrainingJob | None: also in jobs.JOBS under the workspace
+FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
+WORKSPACE = "soart_workspace"  # soartlab.workspaces.Workspace of this session (ui.workspace)
+DATA_SOURCE = "soart_data_source"  # dict: where the data came from (ui.workspace); None: demo
 RESUME_FROM = "soart_resume_from"  # str (run directory) | None: "Next round"
 TUNE_SOURCE = "tune_source"  # widget key; "Next round" sets it to the model
 # Test hook and file_uploader alike go through this: (file name, bytes, label column).
@@ -89,6 +92,7 @@ def set_dataset(dataset: Any, name: str, good_class: str | None = None) -> Loade
     version = previous.version + 1 if previous else 1
     data = LoadedData(dataset=dataset, name=name, good_class=good_class, version=version)
     st.session_state[DATASET] = data
+    st.session_state.pop(DATA_SOURCE, None)  # an upload says so after (ui.workspace)
     clear_caches()
     return data
 
