@@ -64,8 +64,15 @@ class JobQueue:
     next waiting job of its pool.
     """
 
-    def __init__(self, limits: dict[str, int] | None = None, cores: int | None = None) -> None:
+    def __init__(
+        self,
+        limits: dict[str, int] | None = None,
+        cores: int | None = None,
+        load: Callable[[], float] | None = None,
+    ) -> None:
         self.cores = machine_cores() if cores is None else max(1, cores)
+        # the 1-minute load average: what other programs on the machine keep busy
+        self._load = load or (lambda: os.getloadavg()[0])
         self.limits = dict(limits) if limits is not None else default_limits(self.cores)
         self._lock = threading.Lock()
         self._waiting: dict[str, list[Ticket]] = {}
@@ -118,8 +125,14 @@ class JobQueue:
 
     def threads(self, pool: str = "cpu") -> int:
         """Intra-op threads a running job of ``pool`` should use now: its share of the
-        cores (a GPU job keeps one CPU thread per other GPU job's share the same way)."""
-        return max(1, self.cores // max(1, self.running(pool)))
+        cores, and no more than the cores other programs leave free (load average less
+        these jobs' own threads). On a machine loaded by others, OpenMP threads that wait
+        for each other ran a training 3-6x slower with 2 threads than with 1 (BENCHMARKS.md
+        section 9); the count is re-read at every step, so it follows the load."""
+        running = max(1, self.running(pool))
+        share = max(1, self.cores // running)
+        others = max(0.0, self._load() - running * share)
+        return max(1, min(share, int(self.cores - others)))
 
     def _take_ready(self, pool: str) -> list[Ticket]:
         """Move waiting tickets into free slots (lock held); the caller starts them."""

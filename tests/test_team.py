@@ -103,7 +103,7 @@ def test_a_workspace_keeps_state_and_data_and_opens_only_for_its_owner(tmp_path)
 
 
 def test_the_queue_runs_at_most_its_limit_and_tells_positions():
-    queue = JobQueue({"cpu": 2, "cuda": 0}, cores=4)
+    queue = JobQueue({"cpu": 2, "cuda": 0}, cores=4, load=lambda: 0.0)
     started: list[int] = []
     tickets = [queue.submit("cpu", lambda n=n: started.append(n)) for n in range(4)]
     assert started == [0, 1]
@@ -117,6 +117,20 @@ def test_the_queue_runs_at_most_its_limit_and_tells_positions():
     assert started == [0, 1, 2] and queue.running() == 0 and queue.threads() == 4
     with pytest.raises(ValueError, match="No slots for 'cuda'"):
         queue.submit("cuda", lambda: None)
+
+
+def test_a_job_takes_no_more_threads_than_other_programs_leave_free():
+    load = [0.0]
+    queue = JobQueue({"cpu": 4, "cuda": 0}, cores=8, load=lambda: load[0])
+    queue.submit("cpu", lambda: None)
+    assert queue.threads() == 8  # alone on a quiet machine: every core
+    load[0] = 8 + 5.0  # its own 8 threads and 5 busy cores of other programs
+    assert queue.threads() == 3
+    load[0] = 40.0  # a machine far over-committed: one thread
+    assert queue.threads() == 1
+    queue.submit("cpu", lambda: None)
+    load[0] = 8.0  # two jobs at 4 threads each, nothing else
+    assert queue.threads() == 4
 
 
 def test_the_limit_follows_the_machine(monkeypatch):

@@ -119,9 +119,8 @@ def apply_pending_upload() -> bool:
         st.session_state[UPLOAD_MESSAGE] = ("error", guard.message)
         return False
     state.set_dataset(dataset, name)
-    from soartlab.ui import workspace  # keeps the file, so a refresh loads it again
-
-    workspace.keep_upload(name, data, label_column or "label", shape_text or "")
+    # ui.workspace keeps the file after the page, so a refresh loads it again
+    state.uploaded(name, data, label_column or "label", shape_text or "")
     st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded '{name}': {len(dataset):,} samples.")
     return True
 

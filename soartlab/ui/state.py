@@ -30,6 +30,7 @@ TRAIN_JOB = "soart_train_job"  # TrainingJob | None: also in jobs.JOBS under the
 FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
 WORKSPACE = "soart_workspace"  # soartlab.workspaces.Workspace of this session (ui.workspace)
 DATA_SOURCE = "soart_data_source"  # dict: where the data came from (ui.workspace); None: demo
+UPLOAD_TO_KEEP = "soart_upload_to_keep"  # (name, bytes): for ui.workspace.save to keep
 RESUME_FROM = "soart_resume_from"  # str (run directory) | None: "Next round"
 TUNE_SOURCE = "tune_source"  # widget key; "Next round" sets it to the model
 # Test hook and file_uploader alike go through this: (file name, bytes, label column).
@@ -95,6 +96,18 @@ def set_dataset(dataset: Any, name: str, good_class: str | None = None) -> Loade
     st.session_state.pop(DATA_SOURCE, None)  # an upload says so after (ui.workspace)
     clear_caches()
     return data
+
+
+def uploaded(name: str, data: bytes, label_column: str, shape_text: str) -> None:
+    """The session's data now comes from this upload (after `set_dataset`): said in
+    `DATA_SOURCE`, and the bytes left for the workspace to keep (`ui.workspace.save`)."""
+    st.session_state[DATA_SOURCE] = {
+        "kind": "upload",
+        "name": name,
+        "label_column": label_column,
+        "shape": shape_text,
+    }
+    st.session_state[UPLOAD_TO_KEEP] = (name, data)
 
 
 def set_good_class(good_class: str) -> None:

@@ -4,7 +4,7 @@ A browser session is lost on a refresh; a workspace is not. `attach` (app.py, ev
 gives a new session the workspace named in the address — restoring the data choice, the
 tuned transform, the current run, "Next round" and the pages' kept settings — or the
 signed-in user's latest one, or a new one, and keeps its id in the address. `save` (app.py,
-after the page) writes what changed. The training job of a workspace lives in the server's
+after the page) writes what changed, and keeps an uploaded file (`state.uploaded`). The training job of a workspace lives in the server's
 job registry (`soartlab.ui.jobs.JOBS`) under the same id, so the Train page re-attaches.
 A signed-in user opens only their own workspaces (`soartlab.workspaces`).
 """
@@ -75,20 +75,6 @@ def _open_or_create() -> Any:
     return workspaces.create(who)
 
 
-def keep_upload(name: str, data: bytes, label_column: str, shape_text: str) -> None:
-    """Keep an uploaded data file in the workspace, so a refresh loads it again."""
-    workspace = current()
-    if workspace is None:
-        return
-    workspace.save_data(name, data)
-    st.session_state[state.DATA_SOURCE] = {
-        "kind": "upload",
-        "name": name,
-        "label_column": label_column,
-        "shape": shape_text,
-    }
-
-
 def _state() -> dict[str, Any]:
     """The session's state as plain JSON values."""
     out: dict[str, Any] = {key: st.session_state.get(key) for key in PLAIN_KEYS}
@@ -125,6 +111,9 @@ def save() -> None:
     workspace = current()
     if workspace is None:
         return
+    upload = st.session_state.pop(state.UPLOAD_TO_KEEP, None)
+    if upload is not None:
+        workspace.save_data(*upload)
     snapshot = _state()
     text = json.dumps(snapshot, sort_keys=True)
     if st.session_state.get(SAVED) == text:
