@@ -11,13 +11,6 @@ from soartlab.ui.widgets import sidebar_status
 
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
 
-# With [auth] in the secrets, nobody gets further without signing in.
-auth.require_sign_in()
-# The session's workspace (?ws= in the address): what a refresh or a new tab restores.
-workspace.attach()
-# Every page works at once: a first visit starts on the demo set.
-state.ensure_demo_loaded()
-
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page(state.DATA_PAGE, title="Data", icon=":material/folder_open:", url_path="data"),
@@ -29,7 +22,16 @@ pages = [
     st.Page(state.PREDICT_PAGE, title="Predict", icon=":material/label:", url_path="predict"),
     st.Page(state.RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
 ]
-page = st.navigation(pages)
+# With [auth] in the secrets, nobody gets further than a sign-in screen without signing
+# in (the navigation is hidden there, not left to the pages folder's file names).
+signed_out = auth.signed_out()
+page = st.navigation(pages, position="hidden" if signed_out else "sidebar")
+if signed_out:
+    auth.sign_in_screen()
+# The session's workspace (?ws= in the address): what a refresh or a new tab restores.
+workspace.attach()
+# Every page works at once: a first visit starts on the demo set.
+state.ensure_demo_loaded()
 entry.entered()
 train_view.collect_finished()
 # Drawn before the page and again after it, in the same place: a page that loads data,

@@ -1,7 +1,7 @@
 """Sign-in with the team's identity provider (Streamlit's OpenID Connect support).
 
 When ``.streamlit/secrets.toml`` has an ``[auth]`` section, every page needs a signed-in
-user: `require_sign_in` (app.py, first thing) shows a sign-in screen instead. The user is
+user: app.py shows `sign_in_screen` instead of the page while `signed_out`. The user is
 an `soartlab.access.Actor` (`current`): their e-mail (else the provider's subject), and
 whether they are on the admin list (``[soartlab] admins`` in the secrets, or
 ``$SOARTLAB_ADMINS``). Without ``[auth]`` the app runs in local single-user mode:
@@ -47,10 +47,13 @@ def current() -> Actor | None:
     return actor(str(user), _admins())
 
 
-def require_sign_in() -> None:
-    """With sign-in configured and nobody signed in: a sign-in screen, then stop."""
-    if not configured() or st.user.is_logged_in:
-        return
+def signed_out() -> bool:
+    """Sign-in is configured and nobody is signed in in this session."""
+    return configured() and not st.user.is_logged_in
+
+
+def sign_in_screen() -> None:
+    """The sign-in screen instead of any page, then stop."""
     st.title(_("SOART Lab"))
     st.markdown(_("This server is shared by a team: sign in to see and train models."))
     st.button(_("Sign in"), type="primary", on_click=st.login, key="auth_sign_in")
