@@ -215,3 +215,32 @@ def test_a_new_session_on_the_same_workspace_gets_its_state_and_its_job(
     other.run()
     assert state.TRANSFORM not in other.session_state
     assert other.query_params["ws"] != first.query_params["ws"]  # a new visit: a new workspace
+
+
+def test_an_uploaded_file_is_kept_in_the_workspace_for_a_refresh(tmp_path, monkeypatch):
+    """The Data page's upload is saved in the workspace; a new session on the same ?ws=
+    loads that file again (not the demo set)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from soartlab.demo import write_demo
+    from soartlab.ui import state
+
+    monkeypatch.setenv("SOARTLAB_HOME", str(tmp_path / "runs"))
+    lot = tmp_path / "lot7.csv"
+    write_demo(lot, n_samples=80, seed=3)
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    first = AppTest.from_file(app, default_timeout=60)
+    first.session_state[state.PENDING_UPLOAD] = ("lot7.csv", lot.read_bytes(), "label", "")
+    first.switch_page("pages/data.py").run()  # its first run: through app.py, then saved
+    assert not first.exception, first.exception
+    assert first.session_state[state.DATASET].name == "lot7.csv"
+    ws_id = first.query_params["ws"]
+    ws_id = ws_id[0] if isinstance(ws_id, list) else ws_id
+
+    second = AppTest.from_file(app, default_timeout=60)
+    second.query_params["ws"] = ws_id
+    second.run()
+    data = second.session_state[state.DATASET]
+    assert (data.name, len(data.dataset)) == ("lot7.csv", 80)
