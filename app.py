@@ -6,13 +6,10 @@ glue they share lives in ``soartlab/ui/``; everything else is the engine.
 
 import streamlit as st
 
-from soartlab.ui import entry, state, train_view
+from soartlab.ui import auth, entry, state, train_view, workspace
 from soartlab.ui.widgets import sidebar_status
 
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
-
-# Every page works at once: a first visit starts on the demo set.
-state.ensure_demo_loaded()
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
@@ -25,14 +22,28 @@ pages = [
     st.Page(state.PREDICT_PAGE, title="Predict", icon=":material/label:", url_path="predict"),
     st.Page(state.RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
 ]
-page = st.navigation(pages)
+# With [auth] in the secrets, nobody gets further than a sign-in screen without signing
+# in (the navigation is hidden there, not left to the pages folder's file names).
+signed_out = auth.signed_out()
+page = st.navigation(pages, position="hidden" if signed_out else "sidebar")
+if signed_out:
+    auth.sign_in_screen()
+# The session's workspace (?ws= in the address): what a refresh or a new tab restores.
+workspace.attach()
+# Every page works at once: a first visit starts on the demo set.
+state.ensure_demo_loaded()
 entry.entered()
 train_view.collect_finished()
 # Drawn before the page and again after it, in the same place: a page that loads data,
 # stores a transform or deletes a run changes what the panel says (it lagged one rerun).
 status_panel = st.sidebar.empty()
 sidebar_status(status_panel.container())
+auth.sidebar()
+refused = workspace.refused()
+if refused:
+    st.error(refused)
 try:
     page.run()
 finally:
     sidebar_status(status_panel.container())
+    workspace.save()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from soartlab.plots import sample_grid
-from soartlab.ui import data_io, decision_view, entry, explain_view, predict, state
+from soartlab.ui import auth, data_io, decision_view, entry, explain_view, predict, state
 from soartlab.ui.downloads import table_downloads
 from soartlab.ui.explore import per_class_table
 from soartlab.ui.feedback import EngineErrors
@@ -31,7 +31,11 @@ if model_source == MODEL_SAVED:
             state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
         )
     else:
+        # The session's model, else my latest run (not the newest: it may be a colleague's).
         current = state.current_run_dir()
+        if current is None:
+            mine = state.run_store().latest_of(auth.current())
+            current = mine.path if mine is not None else None
         paths = [str(info.path) for info in runs]
         chosen = st.selectbox(
             "Run",

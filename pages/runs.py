@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from soartlab.ui import entry, runs_view, state, train_view
+from soartlab.access import may_change, owns
+from soartlab.ui import auth, entry, runs_view, state, train_view
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 
 entry.through_app()
 
@@ -12,7 +14,18 @@ store = state.run_store()
 st.caption(f"Saved under {store.home}. A refresh or a closed tab loses nothing.")
 guard = EngineErrors()
 
+who = auth.current()  # None: local single-user mode, every run is yours
 infos, unreadable = store.scan()
+if who is not None:
+    MINE, TEAM = _("Mine"), _("The team's")
+    shown = st.segmented_control(
+        _("Runs"),
+        [MINE, TEAM],
+        key=state.persisted("runs_whose", MINE),
+        label_visibility="collapsed",
+    )
+    if shown != TEAM:
+        infos = [info for info in infos if owns(who, info.owner)]
 for problem in unreadable:
     st.warning(f"Skipped a run folder that cannot be read: {problem}")
 notice = st.session_state.pop("runs_notice", None)
@@ -23,7 +36,11 @@ if not infos:
     st.page_link(state.TRAIN_PAGE, label="Train the first model", icon=":material/model_training:")
     st.stop()
 
-st.dataframe(runs_view.runs_table(infos, state.current_run_dir()), hide_index=True, width="stretch")
+st.dataframe(
+    runs_view.runs_table(infos, state.current_run_dir(), owners=who is not None),
+    hide_index=True,
+    width="stretch",
+)
 
 by_id = {info.run_id: info for info in infos}
 ids = list(by_id)
@@ -36,6 +53,7 @@ run_id = st.selectbox(
     key="runs_selected",
 )
 chosen = by_id[run_id]
+allowed = may_change(who, chosen.owner)  # the engine checks again (by=who)
 
 actions = st.columns(3)
 with actions[0]:
@@ -54,22 +72,31 @@ with actions[1]:
     new_label = st.text_input(
         "New name (a label only)", value=chosen.label, key=f"runs_label_{run_id}", max_chars=100
     )
-    if st.button("Rename", key="runs_rename"):
+    if st.button("Rename", key="runs_rename", disabled=not allowed):
         with guard:
-            store.rename(run_id, new_label)
+            store.rename(run_id, new_label, by=who)
             st.session_state["runs_notice"] = "Renamed."
             st.rerun()
 with actions[2]:
     st.markdown("**Delete**")
-    sure = st.checkbox("Yes, delete this run and its files", key=f"runs_sure_{run_id}")
-    if st.button("Delete", key="runs_delete", disabled=not sure):
+    sure = st.checkbox(
+        "Yes, delete this run and its files", key=f"runs_sure_{run_id}", disabled=not allowed
+    )
+    if st.button("Delete", key="runs_delete", disabled=not (sure and allowed)):
         with guard:
-            store.delete(run_id)
+            store.delete(run_id, by=who)
             if current is not None and current.name == run_id:
                 state.set_current_run(None)
             st.session_state["runs_notice"] = f"Deleted {run_id}."
             st.rerun()
 
+if not allowed:
+    whose = chosen.owner or _("the team (made without sign-in)")
+    st.caption(
+        _("This run is {whose}'s: only its owner or an admin can rename or delete it.").format(
+            whose=whose
+        )
+    )
 train_view.downloads(chosen.path)
 
 st.subheader("Compare")

@@ -84,6 +84,7 @@ class RunRecord:
     # the pass/review/fail rule and its held-out figures (see `decision_block`); None: older
     decision: dict[str, Any] | None = None
     label: str = ""  # the user's name for the run (display only)
+    owner: str = ""  # who trained it when sign-in is on (`soartlab.access`); "" = nobody's
     run_id: str = ""  # the run folder's name, filled in when the run is written
     created: str = ""  # ISO 8601 local time with offset
     world_size: int = 1  # training processes (torchrun)
@@ -118,6 +119,7 @@ class RunRecord:
                 "schema_version": SCHEMA_VERSION,
                 "run_id": self.run_id,
                 "label": self.label,
+                "owner": self.owner,
                 "created": self.created,
                 "status": self.status.value,
                 "stop_reason": self.stop_reason,
@@ -216,6 +218,7 @@ class _Reader:
             baselines=self.baselines(),
             decision=self.decision(),
             label=self.text("label"),
+            owner=self.text("owner"),
             run_id=self.text("run_id"),
             created=self.text("created"),
             world_size=self.integer("world_size", 1, 1_000_000, default=1),

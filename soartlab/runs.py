@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from soartlab.access import Actor, check_may_change, owns
 from soartlab.errors import CheckpointError
 from soartlab.files import (
     MAX_CHECKPOINT_BYTES,
@@ -318,6 +319,7 @@ class RunInfo:
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics
     history: tuple[dict[str, Any], ...] = ()  # per-epoch rows
     baselines: Baselines | None = None  # held-out accuracy without training (older runs: None)
+    owner: str = ""  # who trained it when sign-in is on; "" = made without sign-in
 
     @classmethod
     def of(cls, run: Run) -> RunInfo:
@@ -332,6 +334,7 @@ class RunInfo:
             metrics=record.metrics,
             history=record.history,
             baselines=record.baselines,
+            owner=record.owner,
         )
 
 
@@ -399,15 +402,26 @@ class RunStore:
             raise CheckpointError(f"Run '{run_id}' is not inside '{self.home}'.")
         return Run(run_dir)
 
-    def rename(self, run_id: str, label: str) -> RunInfo:
-        """Change the run's label (only the label, only in its record)."""
+    def latest_of(self, who: Actor | None) -> RunInfo | None:
+        """The newest run ``who`` owns (local mode: the newest run), or None."""
+        return next((info for info in self.list() if owns(who, info.owner)), None)
+
+    def rename(self, run_id: str, label: str, *, by: Actor | None = None) -> RunInfo:
+        """Change the run's label (only the label, only in its record). ``by``: the
+        signed-in user; `access.AccessError` unless the run is theirs or they are an
+        admin (None: local mode, no check)."""
         run = self.open(run_id)
-        run.write_record(run.read_record().with_label(clean_label(label)))
+        record = run.read_record()
+        check_may_change(by, record.owner, f"run {run_id}", "rename")
+        run.write_record(record.with_label(clean_label(label)))
         return RunInfo.of(run)
 
-    def delete(self, run_id: str) -> None:
-        """Remove the run's folder and everything in it."""
-        shutil.rmtree(self.open(run_id).path)
+    def delete(self, run_id: str, *, by: Actor | None = None) -> None:
+        """Remove the run's folder and everything in it; ``by`` as for `rename`."""
+        run = self.open(run_id)
+        if by is not None:
+            check_may_change(by, run.read_record().owner, f"run {run_id}", "delete")
+        shutil.rmtree(run.path)
 
 
 def _sort_time(created: str) -> float:

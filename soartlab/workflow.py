@@ -117,6 +117,7 @@ def build_record(
     result: TrainResult,
     *,
     label: str = "",
+    owner: str = "",
     cpu_seconds: float | None = None,
     wall_seconds: float | None = None,
     calibration: Calibration | None = None,
@@ -147,6 +148,7 @@ def build_record(
         baselines=result.baselines,
         decision=decision,
         label=label,
+        owner=owner,
         world_size=result.world_size,
         backend=result.backend,
         cpu_seconds=cpu_seconds,
@@ -261,8 +263,10 @@ def train_run(
     stop_event: threading.Event | None = None,
     resume_from: LoadedRun | str | Path | None = None,
     auto_transform: bool = False,
+    owner: str = "",
 ) -> tuple[Run, TrainResult]:
-    """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME).
+    """Train on ``dataset`` and save the run under ``store`` (default: SOARTLAB_HOME),
+    recorded as ``owner``'s (the signed-in user; "" without sign-in).
 
     See `training_setup` for ``resume_from`` and ``auto_transform``; a setting under
     which nothing would be learnt is refused before training (`SoartLabError`).
@@ -272,7 +276,9 @@ def train_run(
     result = trainer.fit(setup.model, setup.data)
     calibration = calibrate(setup.config, setup.data, result)
     run = (store or RunStore()).new_run()
-    record = build_record(setup.config, setup.data, result, label=label, calibration=calibration)
+    record = build_record(
+        setup.config, setup.data, result, label=label, owner=owner, calibration=calibration
+    )
     save_run(run, record, result, calibration)
     return run, result
 

@@ -39,7 +39,7 @@ DRAWN = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -60,10 +60,13 @@ def _wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> No
 
 
 @contextlib.contextmanager
-def app_server(home: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free local port with runs under ``home``; yields its
-    URL once healthy and stops it on exit (bench/bench_tune_browser.py uses it too)."""
-    port = _free_port()
+def app_server(
+    home: Path, *, port: int | None = None, secrets: Path | None = None
+) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port (or ``port``) with runs under ``home``
+    and, when given, the secrets file ``secrets`` (sign-in); yields its URL once healthy
+    and stops it on exit (bench/bench_tune_browser.py uses it too)."""
+    port = port or free_port()
     env = {**os.environ, "SOARTLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable,
@@ -79,6 +82,7 @@ def app_server(home: Path) -> Iterator[str]:
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        *(["--secrets.files", str(secrets)] if secrets is not None else []),
     ]
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

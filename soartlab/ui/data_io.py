@@ -139,6 +139,8 @@ def apply_pending_upload() -> bool:
         st.session_state[UPLOAD_MESSAGE] = ("error", guard.message)
         return False
     state.set_dataset(dataset, name)
+    # ui.workspace keeps the file after the page, so a refresh loads it again
+    state.uploaded(name, data, label_column or "label", shape_text or "", dict(options or {}))
     st.session_state[UPLOAD_MESSAGE] = (
         "success",
         _("Loaded '{name}': {n} samples.").format(name=name, n=f"{len(dataset):,}"),

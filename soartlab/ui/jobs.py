@@ -1,11 +1,13 @@
-"""Training in a worker thread, polled by the Train page.
+"""Training in a worker thread, owned by the server, polled by the Train page.
 
 The worker makes no ``st.*`` call: it runs ``soartlab.workflow.train_run`` and writes
-progress into a :class:`TrainingJob` (a plain object guarded by a lock) that the page
-keeps in ``st.session_state`` and reads from a ``@st.fragment(run_every=...)`` poller.
-A click elsewhere in the app reruns scripts but never touches the thread; Stop sets the
-job's ``threading.Event`` and the trainer ends at its next step, keeping the last good
-model.
+progress into a :class:`TrainingJob` (a plain object guarded by a lock). Jobs belong to the
+server, not to a browser tab: `JOBS` keeps each workspace's latest job, so a refresh or a
+new tab on the same workspace (``?ws=``) finds it again and the page's
+``@st.fragment(run_every=...)`` poller re-attaches. A job waits in the machine's queue
+(`soartlab.jobqueue`) until a slot is free and trains with its share of the cores. Stop
+sets the job's ``threading.Event`` and the trainer ends at its next step, keeping the last
+good model (a job stopped while queued never starts).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from soartlab.errors import SoartLabError
+from soartlab.jobqueue import JobQueue, Ticket, shared_queue
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,9 @@ log = logging.getLogger(__name__)
 class JobSnapshot:
     """A consistent copy of a job's progress, safe to render."""
 
-    status: str  # "running" | "done" (trained to the end) | "stopped" (any other end) | "failed"
+    # "queued" (waiting for a slot) | "running" | "done" (trained to the end) |
+    # "stopped" (any other end) | "failed"
+    status: str
     outcome: str = ""  # soartlab.training.Outcome value once trained: finished, stopped, ...
     epoch: int = 0
     epochs: int = 0
@@ -43,6 +48,8 @@ class JobSnapshot:
     baselines: Any = None  # soartlab.training.Baselines of the run, once trained
     stop_requested: bool = False
     seconds: float = 0.0
+    queue_position: int = 0  # while queued: 1 = next to start
+    threads: int = 0  # intra-op threads it trains with now (its share of the cores)
 
 
 class TrainingJob:
@@ -57,6 +64,8 @@ class TrainingJob:
         label: str = "",
         resume_from: Path | None = None,
         auto_transform: bool = False,
+        owner: str = "",
+        queue: JobQueue | None = None,
     ) -> None:
         # Who this job is, for the page's "already taken in" mark: id() of a finished job
         # can be reused by a later one.
@@ -67,19 +76,50 @@ class TrainingJob:
         self._label = label
         self._resume_from = resume_from
         self._auto_transform = auto_transform
+        self.owner = owner  # the signed-in user who started it ("" without sign-in)
+        self._queue = queue or shared_queue()
+        self._ticket: Ticket | None = None
+        self._threads = 0
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
-        self._snapshot = JobSnapshot(status="running", epochs=int(getattr(config, "epochs", 0)))
+        self._snapshot = JobSnapshot(status="queued", epochs=int(getattr(config, "epochs", 0)))
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._work, name="soartlab-train", daemon=True)
         self.result: Any = None  # TrainResult once finished
 
     def start(self) -> TrainingJob:
-        self._thread.start()
+        """Queue the job; its thread starts when the machine has a slot for it."""
+        self._ticket = self._queue.submit(self.pool, self._begin)
         return self
+
+    @property
+    def pool(self) -> str:
+        """The queue's pool: "cuda" when it trains on a GPU, else "cpu"."""
+        device = str(getattr(self._config, "device", "cpu"))
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if device == "cuda" else "cpu"
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._snapshot.status = "running"
+            self._started = time.monotonic()  # the time shown is training time, not waiting
+        self._thread.start()
+
+    def _share_cores(self) -> None:
+        """Train with this job's share of the cores now (per thread under OpenMP)."""
+        import torch
+
+        threads = self._queue.threads(self.pool)
+        if threads != self._threads:
+            torch.set_num_threads(threads)
+            self._threads = threads
 
     # -- worker side (no Streamlit here) -----------------------------------------
     def _on_progress(self, progress: Any) -> None:
+        self._share_cores()  # jobs started or ended since the last step
         if progress.kind == "end":
             # The end carries no step: keep the step it stopped at on show, not "step 0/0".
             return
@@ -102,6 +142,7 @@ class TrainingJob:
         from soartlab.workflow import train_run
 
         try:
+            self._share_cores()
             run, result = train_run(
                 self._dataset,
                 self._config,
@@ -111,6 +152,7 @@ class TrainingJob:
                 stop_event=self.stop_event,
                 resume_from=self._resume_from,
                 auto_transform=self._auto_transform,
+                owner=self.owner,
             )
         except SoartLabError as exc:
             self._finish("failed", error=str(exc))
@@ -131,6 +173,9 @@ class TrainingJob:
                 or result.metrics.get("validation", {}).get("early_stop")
                 or "finished",
             )
+        finally:
+            if self._ticket is not None:
+                self._queue.done(self._ticket)
 
     def _finish(
         self,
@@ -166,17 +211,63 @@ class TrainingJob:
             snap = self._snapshot
             copy = JobSnapshot(**{**snap.__dict__, "history": list(snap.history)})
         copy.stop_requested = self.stop_event.is_set()
+        copy.threads = self._threads
         if copy.status == "running":
             copy.seconds = time.monotonic() - self._started
+        if copy.status == "queued" and self._ticket is not None:
+            copy.queue_position = self._queue.position(self._ticket)
         return copy
 
     def stop(self) -> None:
+        """End at the next step; a job still waiting for a slot is taken off the queue."""
         self.stop_event.set()
+        if self._ticket is not None and self._queue.cancel(self._ticket):
+            self._finish("stopped", outcome="stopped", message="stopped before it started")
 
     def is_running(self) -> bool:
+        """Queued or training: not ended yet."""
         with self._lock:
-            return self._snapshot.status == "running"
+            return self._snapshot.status in ("queued", "running")
 
     def summary(self) -> str:
         snap = self.snapshot()
+        if snap.status == "queued":
+            return f"queued, position {snap.queue_position}"
         return f"epoch {snap.epoch}/{snap.epochs}, {snap.fraction:.0%}"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ended (tests, the benchmark); True if it did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_running():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+class JobRegistry:
+    """The server's training jobs, the latest one per workspace id; thread-safe.
+
+    Kept for the life of the server process, so that a job outlives the browser tab
+    that started it; a workspace's next job replaces its finished one.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workspace: str) -> TrainingJob | None:
+        with self._lock:
+            return self._jobs.get(workspace)
+
+    def put(self, workspace: str, job: TrainingJob) -> TrainingJob:
+        with self._lock:
+            self._jobs[workspace] = job
+        return job
+
+    def running(self) -> list[TrainingJob]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.is_running()]
+
+
+JOBS = JobRegistry()

@@ -35,7 +35,8 @@ def local_time(created: str) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def runs_table(infos: list[Any], current: Path | None) -> Any:
+def runs_table(infos: list[Any], current: Path | None, *, owners: bool = False) -> Any:
+    """The runs as a table; ``owners``: with a column of who trained each (sign-in on)."""
     import pandas as pd
 
     rows = []
@@ -45,6 +46,7 @@ def runs_table(infos: list[Any], current: Path | None) -> Any:
             {
                 "current": "●" if current is not None and current.name == info.run_id else "",
                 "name": info.label,
+                **({"owner": info.owner or "–"} if owners else {}),
                 "run id": info.run_id,
                 "created": local_time(info.created),
                 "loss": info.loss or "",

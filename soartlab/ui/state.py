@@ -26,7 +26,11 @@ DATASET = "soart_dataset"  # LoadedData | None
 TRANSFORM = "soart_transform"  # TunedTransform | None: what "Use for training" stored
 CURRENT_RUN = "soart_current_run"  # str (run directory) | None
 LOADED_RUN = "soart_loaded_run"  # (run_dir, LoadedRun): the opened run, loaded once
-TRAIN_JOB = "soart_train_job"  # TrainingJob | None
+TRAIN_JOB = "soart_train_job"  # TrainingJob | None: also in jobs.JOBS under the workspace
+FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
+WORKSPACE = "soart_workspace"  # soartlab.workspaces.Workspace of this session (ui.workspace)
+DATA_SOURCE = "soart_data_source"  # dict: where the data came from (ui.workspace); None: demo
+UPLOAD_TO_KEEP = "soart_upload_to_keep"  # (name, bytes): for ui.workspace.save to keep
 RESUME_FROM = "soart_resume_from"  # str (run directory) | None: "Next round"
 TUNE_SOURCE = "tune_source"  # widget key; "Next round" sets it to the model
 # Test hook and file_uploader alike go through this: (file name, bytes, label column).
@@ -89,8 +93,25 @@ def set_dataset(dataset: Any, name: str, good_class: str | None = None) -> Loade
     version = previous.version + 1 if previous else 1
     data = LoadedData(dataset=dataset, name=name, good_class=good_class, version=version)
     st.session_state[DATASET] = data
+    st.session_state.pop(DATA_SOURCE, None)  # an upload says so after (ui.workspace)
     clear_caches()
     return data
+
+
+def uploaded(
+    name: str, data: bytes, label_column: str, shape_text: str, options: dict | None = None
+) -> None:
+    """The session's data now comes from this upload (after `set_dataset`): said in
+    `DATA_SOURCE` with the reading options chosen on the Data page (sheet, ID columns,
+    image size), and the bytes left for the workspace to keep (`ui.workspace.save`)."""
+    st.session_state[DATA_SOURCE] = {
+        "kind": "upload",
+        "name": name,
+        "label_column": label_column,
+        "shape": shape_text,
+        "options": {k: v for k, v in (options or {}).items() if v is not None},
+    }
+    st.session_state[UPLOAD_TO_KEEP] = (name, data)
 
 
 def set_good_class(good_class: str) -> None:

@@ -8,14 +8,14 @@ from typing import Any
 
 import streamlit as st
 
-from soartlab.ui import decision_view, state
+from soartlab.ui import auth, decision_view, state
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.i18n import _
-from soartlab.ui.jobs import JobSnapshot, TrainingJob
+from soartlab.ui.jobs import JOBS, JobSnapshot, TrainingJob
 from soartlab.ui.widgets import rates_row
 
 POLL_SECONDS = 0.5
-FINISHED_JOB = "soart_finished_job"  # job_id of the job whose end was already taken in
+FINISHED_JOB = state.FINISHED_JOB
 # How a job ended, in words (training.Outcome values; "failed": refused or crashed).
 OUTCOME_WORDS = {
     "finished": "Finished",
@@ -27,14 +27,27 @@ OUTCOME_WORDS = {
 }
 
 
+def _workspace_id() -> str | None:
+    workspace = st.session_state.get(state.WORKSPACE)
+    return workspace.id if workspace is not None else None
+
+
 def job() -> TrainingJob | None:
+    """The workspace's training job, kept by the server (`jobs.JOBS`): a refreshed page
+    or a new tab on the same ``?ws=`` finds the job its workspace started."""
+    ws_id = _workspace_id()
+    found = JOBS.get(ws_id) if ws_id else None
+    if found is not None:
+        st.session_state[state.TRAIN_JOB] = found
+        return found
     return st.session_state.get(state.TRAIN_JOB)
 
 
 def start(
     dataset: Any, config: Any, *, label: str, resume_from: Path | None, auto_transform: bool
 ) -> TrainingJob:
-    """Start training in a worker thread; the job lives in this session only.
+    """Queue training in a worker thread owned by the server, under this session's
+    workspace; the run is recorded as the signed-in user's.
     ``auto_transform``: nothing was tuned, so train with ``tuning.default_transform`` for
     this data (see ``workflow.training_setup``)."""
     running = job()
@@ -47,8 +60,12 @@ def start(
         label=label,
         resume_from=resume_from,
         auto_transform=auto_transform,
+        owner=who.user if (who := auth.current()) is not None else "",
     )
     st.session_state[state.TRAIN_JOB] = new_job
+    ws_id = _workspace_id()
+    if ws_id:
+        JOBS.put(ws_id, new_job)
     return new_job.start()
 
 
@@ -72,7 +89,7 @@ def collect_finished() -> None:
 
 
 def _progress_text(snap: JobSnapshot) -> str:
-    if snap.status != "running":
+    if snap.status not in ("queued", "running"):
         words = OUTCOME_WORDS[snap.outcome]
         if snap.outcome == "finished":
             kept = snap.metrics.get("kept_epoch")
@@ -82,12 +99,23 @@ def _progress_text(snap: JobSnapshot) -> str:
         # 26/40"): the history also holds the epoch that was cut short
         where = f" ({snap.message})" if snap.message and snap.message != "finished" else ""
         return f"{words}{where} · {snap.seconds:.0f} s"
+    if snap.status == "queued":
+        return _(
+            "Queued: position {position} — the machine trains {limit} job(s) at once; "
+            "it starts when a slot is free"
+        ).format(position=snap.queue_position, limit=_queue_limit())
     if snap.stop_requested:
         return "Stopping at the next step…"
     if snap.epoch == 0:
         return "Preparing the data and the model…"
     loss = f", loss {snap.loss:.4f}" if snap.loss == snap.loss else ""
     return f"Epoch {snap.epoch}/{snap.epochs}, step {snap.step}/{snap.steps_per_epoch}{loss} · {snap.seconds:.0f} s"
+
+
+def _queue_limit() -> int:
+    from soartlab.jobqueue import shared_queue
+
+    return shared_queue().limits.get("cpu", 1)
 
 
 def _render_progress(snap: JobSnapshot) -> None:
@@ -110,7 +138,7 @@ def monitor() -> None:
     @st.fragment(run_every=POLL_SECONDS if running else None)
     def poll() -> None:
         snap = current.snapshot()
-        if snap.status == "running":
+        if snap.status in ("queued", "running"):
             if st.button(
                 "Stop", key="train_stop", help="Ends at the next step; keeps the last good model."
             ):
@@ -132,11 +160,14 @@ def results() -> None:
     if current is None:
         return
     snap = current.snapshot()
-    if snap.status == "running":
+    if snap.status in ("queued", "running"):
         return
     _take_in(current, snap)
     if snap.status == "failed":
         st.error(snap.error)
+        return
+    if snap.run_dir is None:  # stopped while waiting in the queue
+        st.info(_("Training was stopped before it started; nothing was saved."))
         return
     if snap.outcome == "finished":
         st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
