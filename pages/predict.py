@@ -2,40 +2,52 @@
 
 import streamlit as st
 
-from soartlab.ui import data_io, entry, predict, state
-from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.widgets import rates_row, run_title
+from soartlab.ui import data_io, entry, i18n, predict, state
+from soartlab.ui.feedback import EngineErrors, engine_message
+from soartlab.ui.i18n import N_, _
+from soartlab.ui.widgets import loss_name, rates_row, run_title
 
 entry.through_app()
 
-st.title("Predict")
+st.title(_("Predict"))
 guard = EngineErrors()
 
-st.subheader("1. Model")
-MODEL_SAVED, MODEL_UPLOAD = "A saved run", "Upload a checkpoint"
+st.subheader(_("1. Model"))
+MODEL_SAVED, MODEL_UPLOAD = N_("A saved run"), N_("Upload a checkpoint")
 model_source = st.radio(
-    "Model", [MODEL_SAVED, MODEL_UPLOAD], horizontal=True, key="predict_model_source"
+    _("Model"),
+    [MODEL_SAVED, MODEL_UPLOAD],
+    format_func=i18n.formatter(),
+    horizontal=True,
+    key="predict_model_source",
 )
 run = None
 if model_source == MODEL_SAVED:
     runs, unreadable = state.run_store().scan()  # a broken run folder is shown, not fatal
     for problem in unreadable:
-        st.warning(f"Skipped a run folder that cannot be read: {problem}")
+        st.warning(
+            _("Skipped a run folder that cannot be read: {problem}").format(
+                problem=engine_message(problem)
+            )
+        )
     if not runs:
-        st.info("No saved runs yet. Train a model, or upload a checkpoint.")
+        st.info(_("No saved runs yet. Train a model, or upload a checkpoint."))
         st.page_link(
-            state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
+            state.TRAIN_PAGE, label=_("Go to the Train page"), icon=":material/model_training:"
         )
     else:
         current = state.current_run_dir()
         paths = [str(info.path) for info in runs]
         chosen = st.selectbox(
-            "Run",
+            _("Run"),
             runs,
             index=paths.index(str(current)) if current and str(current) in paths else 0,
-            format_func=lambda info: (
-                f"{info.label or info.run_id} · {info.loss or '?'} · "
-                f"accuracy {info.metrics.get('accuracy', float('nan')):.1%}"
+            format_func=i18n.formatter(
+                lambda info: _("{name} · {loss} · accuracy {accuracy:.1%}").format(
+                    name=info.label or info.run_id,
+                    loss=loss_name(info.loss),
+                    accuracy=info.metrics.get("accuracy", float("nan")),
+                )
             ),
             key="predict_run",
         )
@@ -43,7 +55,7 @@ if model_source == MODEL_SAVED:
             run = predict.load_saved_run(chosen.path)
 else:
     files = st.file_uploader(
-        "The .pth with its run.json, the bundle .zip, or a .safetensors file",
+        _("The .pth with its run.json, the bundle .zip, or a .safetensors file"),
         type=list(predict.MODEL_TYPES),
         accept_multiple_files=True,
         key="predict_model_files",
@@ -54,17 +66,26 @@ else:
 if run is None:
     st.stop()
 shape = "×".join(str(s) for s in run.input_shape)
-st.caption(f"Model {run_title(run)} · input {shape} · classes {', '.join(run.label_names)}")
+st.caption(
+    _("Model {run} · input {shape} · classes {classes}").format(
+        run=run_title(run), shape=shape, classes=", ".join(run.label_names)
+    )
+)
 
-st.subheader("2. Samples")
-SAMPLES_UPLOAD, SAMPLES_HELD_OUT = "Upload a new lot", "The held-out part of the session's data"
+st.subheader(_("2. Samples"))
+SAMPLES_UPLOAD = N_("Upload a new lot")
+SAMPLES_HELD_OUT = N_("The held-out part of the session's data")
 sample_source = st.radio(
-    "Samples", [SAMPLES_UPLOAD, SAMPLES_HELD_OUT], horizontal=True, key="predict_sample_source"
+    _("Samples"),
+    [SAMPLES_UPLOAD, SAMPLES_HELD_OUT],
+    format_func=i18n.formatter(),
+    horizontal=True,
+    key="predict_sample_source",
 )
 dataset, key = None, None
 if sample_source == SAMPLES_UPLOAD:
     file = st.file_uploader(
-        "CSV, TSV, Parquet, NPZ or zip of class folders; a label column is optional",
+        _("CSV, TSV, Parquet, NPZ or zip of class folders; a label column is optional"),
         type=list(data_io.UPLOAD_TYPES),
         key="predict_samples_file",
     )
@@ -75,7 +96,7 @@ if sample_source == SAMPLES_UPLOAD:
 else:
     data = state.loaded_data()
     if data is None:
-        st.info("No data loaded in this session.")
+        st.info(_("No data loaded in this session."))
     else:
         with guard:
             dataset = predict.held_out_samples(run, data.dataset)
@@ -83,9 +104,9 @@ else:
 if dataset is None:
     st.stop()
 
-st.subheader("3. Results")
+st.subheader(_("3. Results"))
 table = metrics = None
-with guard, st.spinner("Predicting…"):
+with guard, st.spinner(_("Predicting…")):
     table, metrics = predict.predictions(run, dataset, (*predict.run_key(run), key))
 if table is None:
     st.stop()
@@ -93,22 +114,29 @@ if metrics is not None:
     rates_row(metrics)
 counts = table["decision"].value_counts()
 st.markdown(
-    f"**{counts.get('pass', 0):,} pass, {counts.get('fail', 0):,} fail, "
-    f"{counts.get('review', 0):,} review** of {len(table):,} samples"
+    _("**{passed:,} pass, {failed:,} fail, {review:,} review** of {n:,} samples").format(
+        passed=counts.get("pass", 0),
+        failed=counts.get("fail", 0),
+        review=counts.get("review", 0),
+        n=len(table),
+    )
 )
 if counts.get("review", 0):
     n = counts["review"]
     st.warning(
-        f"{n:,} {'sample' if n == 1 else 'samples'} cannot be scored honestly (see the "
-        "'reason' column: values beyond what the model can compute with); never passed. "
-        "Check by hand."
+        _(
+            "{n:,} sample(s) cannot be scored honestly (see the 'reason' column: values "
+            "beyond what the model can compute with); never passed. Check by hand."
+        ).format(n=n)
     )
 st.download_button(
-    "Download predictions (.csv)",
+    _("Download predictions (.csv)"),
     data=table.to_csv(index=False).encode("utf-8"),
     file_name="soartlab-predictions.csv",
     mime="text/csv",
     on_click="ignore",
     type="primary",
 )
-st.dataframe(table, hide_index=True, width="stretch", height=420)
+st.dataframe(
+    predict.shown_table(table), hide_index=True, width="stretch", height=420
+)

@@ -19,6 +19,7 @@ import streamlit as st
 from soartlab.errors import DataError
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _, current_language
 
 UPLOAD_TYPES = ("csv", "tsv", "parquet", "npz", "zip")
 LAST_UPLOAD = "soart_last_upload"  # signature of the upload already applied
@@ -31,9 +32,9 @@ def upload_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise DataError(
-            f"File '{name}' has an unsupported type; expected one of "
-            + ", ".join(f".{t}" for t in UPLOAD_TYPES)
-            + "."
+            _("File '{name}' has an unsupported type; expected one of {types}.").format(
+                name=name, types=", ".join(f".{t}" for t in UPLOAD_TYPES)
+            )
         )
     return suffix
 
@@ -94,7 +95,9 @@ def parse_shape(text: str) -> tuple[int, int] | None:
         return None
     parts = text.split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise DataError(f"Image shape '{text}': expected two positive integers like 36x39.")
+        raise DataError(
+            _("Image shape '{text}': expected two positive integers like 36x39.").format(text=text)
+        )
     return int(parts[0]), int(parts[1])
 
 
@@ -109,7 +112,7 @@ def apply_pending_upload() -> bool:
     if pending is None:
         return False
     name, data, label_column, shape_text = (tuple(pending) + ("label", ""))[:4]
-    guard = EngineErrors(f"Could not load '{name}': ", show=False)
+    guard = EngineErrors(_("Could not load '{name}': ").format(name=name), show=False)
     dataset = None
     with guard:
         dataset = load_from_bytes(
@@ -119,7 +122,9 @@ def apply_pending_upload() -> bool:
         st.session_state[UPLOAD_MESSAGE] = ("error", guard.message)
         return False
     state.set_dataset(dataset, name)
-    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded '{name}': {len(dataset):,} samples.")
+    st.session_state[UPLOAD_MESSAGE] = (
+        "success", _("Loaded '{name}': {n:,} samples.").format(name=name, n=len(dataset))
+    )
     return True
 
 
@@ -161,14 +166,14 @@ def summarize(data: state.LoadedData, per_class: int = EXAMPLES_PER_CLASS) -> Da
         norm = Normalization.fit(X, per_feature=not is_image)
         mean, std = np.atleast_1d(norm.mean), np.atleast_1d(norm.std)
         if is_image:
-            words = (
-                f"one global mean {float(mean[0]):.3g} and std {float(std[0]):.3g} over all pixels"
+            words = _("one global mean {mean:.3g} and std {std:.3g} over all pixels").format(
+                mean=float(mean[0]), std=float(std[0])
             )
         else:
-            words = (
-                f"per feature ({len(mean)} means and stds; mean of means {float(mean.mean()):.3g})"
+            words = _("per feature ({n} means and stds; mean of means {mean:.3g})").format(
+                n=len(mean), mean=float(mean.mean())
             )
-        words += ", refitted on the training split when training starts"
+        words += _(", refitted on the training split when training starts")
         examples: dict[str, np.ndarray] = {}
         if is_image:
             for index, name in enumerate(names):
@@ -176,7 +181,7 @@ def summarize(data: state.LoadedData, per_class: int = EXAMPLES_PER_CLASS) -> Da
                 examples[name] = X[rows].reshape((len(rows),) + shape)
         return DataSummary(names, counts, shape, is_image, words, examples)
 
-    return state.cached("data_summary", (data.version,), compute)
+    return state.cached("data_summary", (data.version, current_language()), compute)
 
 
 def example_grid(summary: DataSummary) -> tuple[np.ndarray, list[str]]:

@@ -177,4 +177,8 @@ class TrainingJob:
 
     def summary(self) -> str:
         snap = self.snapshot()
-        return f"epoch {snap.epoch}/{snap.epochs}, {snap.fraction:.0%}"
+        from soartlab.ui.i18n import _
+
+        return _("epoch {epoch}/{epochs}, {fraction:.0%}").format(
+            epoch=snap.epoch, epochs=snap.epochs, fraction=snap.fraction
+        )
