@@ -10,7 +10,7 @@ from soartlab.ui import entry, i18n, state, train_view
 from soartlab.ui.i18n import _
 from soartlab.ui.widgets import sidebar_status
 
-i18n.choose_language()
+i18n.choose_language()  # ?lang= or the session's choice, before any text is drawn
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
 
 # Every page works at once: a first visit starts on the demo set.
@@ -30,9 +30,9 @@ pages = [
 page = st.navigation(pages)
 entry.entered()
 train_view.collect_finished()
+i18n.language_switch(st.sidebar)
 # Drawn before the page and again after it, in the same place: a page that loads data,
 # stores a transform or deletes a run changes what the panel says (it lagged one rerun).
-i18n.language_switch(st.sidebar)
 status_panel = st.sidebar.empty()
 sidebar_status(status_panel.container())
 try:

@@ -207,3 +207,18 @@ def test_without_a_choice_the_interface_is_english(tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     assert [s.value for s in at.subheader][:2] == ["This session", "Next step"]
+
+
+def test_a_bad_upload_is_refused_in_japanese(ja_app):
+    from soartlab.ui import state
+
+    ja_app.session_state[state.PENDING_UPLOAD] = (
+        "lot7.csv",
+        b"label,f1,f2\ngood,1,2\nbad,3\n",
+        "label",
+        "",
+    )
+    ja_app.switch_page("pages/data.py").run()
+    assert not ja_app.exception, ja_app.exception
+    message = ja_app.error[0].value
+    assert message.startswith("'lot7.csv' を読み込めませんでした: ") and "行目" in message, message
