@@ -1,7 +1,8 @@
 """The interface in Japanese, in a real browser: at ``?lang=ja`` (the browser itself asking
 for English) walk Data → Train (a very short run) → Explore → Predict and find no English
 words left in what the page shows, other than the data's own names and a few acronyms;
-then the sidebar switch turns the interface English.
+then the sidebar switch turns the interface English (and the URL keeps it); a browser
+that asks for Japanese gets it without ``?lang=``.
 
 With ``SOARTLAB_I18N_SHOTS=<folder>`` it also saves a full-page screenshot of each page.
 """
@@ -158,5 +159,16 @@ def test_japanese_walk_and_the_language_switch(server, browser):
         settle(page)
         assert "Predict" in page.locator('[data-testid="stSidebarNav"]').inner_text()
         no_exception(page, "after the switch")
+    finally:
+        context.close()
+
+    # With no choice in the URL or the session, the browser's language decides.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ja-JP")
+    try:
+        page = context.new_page()
+        page.goto(url)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        nav.get_by_text(ja("Home"), exact=True).wait_for(timeout=60_000)
+        assert "lang=" not in page.url, page.url
     finally:
         context.close()
