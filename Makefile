@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test lint bench browser clean
+.PHONY: run test lint bench browser messages clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-# Debian's Chromium drives the end-to-end browser test.
+# Debian's Chromium drives the end-to-end browser test; Noto CJK draws its Japanese
+# (without a CJK font Chromium shows boxes).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
+	@fc-list :lang=ja 2>/dev/null | grep -q . || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }
 
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py
@@ -29,6 +31,11 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q -m "slow and not browser"
 	@echo "== browser test (headless Chromium)"
 	$(PY) -m pytest -q -m browser
+
+# Extract every interface message (app.py, pages/, soartlab/) into the template and bring
+# soartlab/locale/ja/LC_MESSAGES/soartlab.po up to it; then translate its empty entries.
+messages: $(STAMP)
+	$(PY) -m soartlab.ui.catalogue
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

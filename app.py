@@ -6,21 +6,25 @@ glue they share lives in ``soartlab/ui/``; everything else is the engine.
 
 import streamlit as st
 
-from soartlab.ui import auth, entry, state, train_view, workspace
+from soartlab.ui import auth, entry, i18n, state, train_view, workspace
+from soartlab.ui.i18n import _
 from soartlab.ui.widgets import sidebar_status
 
+i18n.choose_language()  # ?lang= or the session's choice, before any text is drawn
 st.set_page_config(page_title="SOART Lab", page_icon=":material/biotech:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page(state.DATA_PAGE, title="Data", icon=":material/folder_open:", url_path="data"),
-    st.Page(state.TUNE_PAGE, title="Tune", icon=":material/tune:", url_path="tune"),
-    st.Page(state.TRAIN_PAGE, title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(
-        state.EXPLORE_PAGE, title="Explore", icon=":material/scatter_plot:", url_path="explore"
+        "pages/home.py", title=_("Home"), icon=":material/home:", url_path="home", default=True
     ),
-    st.Page(state.PREDICT_PAGE, title="Predict", icon=":material/label:", url_path="predict"),
-    st.Page(state.RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page(state.DATA_PAGE, title=_("Data"), icon=":material/folder_open:", url_path="data"),
+    st.Page(state.TUNE_PAGE, title=_("Tune"), icon=":material/tune:", url_path="tune"),
+    st.Page(state.TRAIN_PAGE, title=_("Train"), icon=":material/model_training:", url_path="train"),
+    st.Page(
+        state.EXPLORE_PAGE, title=_("Explore"), icon=":material/scatter_plot:", url_path="explore"
+    ),
+    st.Page(state.PREDICT_PAGE, title=_("Predict"), icon=":material/label:", url_path="predict"),
+    st.Page(state.RUNS_PAGE, title=_("Runs"), icon=":material/history:", url_path="runs"),
 ]
 # With [auth] in the secrets, nobody gets further than a sign-in screen without signing
 # in (the navigation is hidden there, not left to the pages folder's file names).
@@ -34,6 +38,7 @@ workspace.attach()
 state.ensure_demo_loaded()
 entry.entered()
 train_view.collect_finished()
+i18n.language_switch(st.sidebar)
 # Drawn before the page and again after it, in the same place: a page that loads data,
 # stores a transform or deletes a run changes what the panel says (it lagged one rerun).
 status_panel = st.sidebar.empty()

@@ -11,14 +11,14 @@ entry.through_app()
 
 MAX_UPLOAD_MB = st.get_option("server.maxUploadSize")
 
-st.title("Data")
+st.title(_("Data"))
 
 # "Use the demo set" also empties the uploader (a new key): a file left in it was loaded
 # again on the same run, so the demo set never stayed.
 uploader_round = st.session_state.setdefault("data_upload_round", 0)
 
 with st.container(border=True):
-    st.markdown("**Load data**")
+    st.markdown("**" + _("Load data") + "**")
     left, right = st.columns([3, 1])
     with left:
         uploaded = st.file_uploader(
@@ -27,14 +27,14 @@ with st.container(border=True):
             ).format(mb=MAX_UPLOAD_MB),
             type=list(data_io.UPLOAD_TYPES),
             key=f"data_upload_{uploader_round}",
-            help=(
+            help=_(
                 "Tables: a label column and numeric feature columns (px_<row>_<col> for "
                 "images) or a 'features' column of lists. Zip: one folder per class."
             ),
         )
     with right:
-        if st.button("Use the demo set", width="stretch"):
-            state.set_dataset(state.demo_dataset(), "demo set")
+        if st.button(_("Use the demo set"), width="stretch"):
+            state.set_dataset(state.demo_dataset(), state.DEMO_NAME)
             st.session_state.pop(data_io.UPLOAD_MESSAGE, None)
             st.session_state.pop(data_io.LAST_UPLOAD, None)
             st.session_state["data_upload_round"] = uploader_round + 1
@@ -58,16 +58,16 @@ with st.container(border=True):
         options = st.columns(2)
         if columns:
             label_column = options[0].selectbox(
-                "Label column",
+                _("Label column"),
                 columns,
                 index=columns.index("label") if "label" in columns else 0,
                 key="data_label_column",
             )
             shape_text = options[1].text_input(
-                "Image shape H×W (optional)",
+                _("Image shape H×W (optional)"),
                 key="data_shape",
-                placeholder="e.g. 36x39",
-                help="Only for feature tables whose columns are not named px_<row>_<col>.",
+                placeholder=_("e.g. 36x39"),
+                help=_("Only for feature tables whose columns are not named px_<row>_<col>."),
             )
         # ID columns and the image size are the loader's own choice until the user
         # changes them (below the load): then theirs, kept per upload
@@ -91,7 +91,7 @@ with st.container(border=True):
 
     # The uploader and tests both hand bytes over through PENDING_UPLOAD.
     if state.PENDING_UPLOAD in st.session_state:
-        with st.spinner("Checking the file…"):
+        with st.spinner(_("Checking the file…")):
             data_io.apply_pending_upload()
     data_io.show_upload_message()
 
@@ -134,7 +134,7 @@ with st.container(border=True):
 
 data = state.loaded_data()
 if data is None:
-    st.info("Upload a file above, or use the demo set.")
+    st.info(_("Upload a file above, or use the demo set."))
     st.stop()
 
 guard = EngineErrors()
@@ -145,7 +145,7 @@ if guard.failed:
 
 st.subheader(
     _("{name}: {n} samples, {k} classes").format(
-        name=data.name, n=f"{len(data.dataset):,}", k=len(summary.label_names)
+        name=state.data_title(data), n=f"{len(data.dataset):,}", k=len(summary.label_names)
     )
 )
 st.markdown(_("**Classes found** · {classes}").format(classes=data_io.classes_text(summary)))
@@ -164,24 +164,32 @@ good_index = (
     summary.label_names.index(data.good_class) if data.good_class in summary.label_names else 0
 )
 good = st.selectbox(
-    "The good (pass) class",
+    _("The good (pass) class"),
     summary.label_names,
     index=good_index,
-    help="Escape and overkill rates are counted against this class.",
+    help=_("Escape and overkill rates are counted against this class."),
 )
 if good != data.good_class:
     state.set_good_class(good)
     st.rerun()
 
 shape = "×".join(str(s) for s in summary.input_shape)
-kind = "grayscale images" if summary.is_image else "feature vectors"
-st.markdown(f"**Input** · {kind}, shape {shape}  \n**Normalisation** · {summary.normalization}")
+kind = _("grayscale images") if summary.is_image else _("feature vectors")
+st.markdown(
+    _("**Input** · {kind}, shape {shape}  \n**Normalisation** · {normalization}").format(
+        kind=kind, shape=shape, normalization=summary.normalization
+    )
+)
 small = [n for n, c in zip(summary.label_names, summary.counts, strict=True) if c < 5]
 if small:
-    st.warning(f"Classes with fewer than 5 samples: {', '.join(small)}. Training may be unstable.")
+    st.warning(
+        _("Classes with fewer than 5 samples: {names}. Training may be unstable.").format(
+            names=", ".join(small)
+        )
+    )
 
 st.plotly_chart(
-    class_counts_bar(summary.label_names, summary.counts, good_index=good_index),
+    class_counts_bar(summary.label_names, summary.counts, good_index=good_index, translate=_),
     key="data_counts",
     width="stretch",
 )
@@ -201,6 +209,7 @@ if summary.is_image:
             columns=each,
             captions=captions if any(captions) else None,
             max_images=len(images),
+            translate=_,
         ),
         key="data_grid",
         width="stretch",

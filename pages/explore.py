@@ -3,40 +3,44 @@
 import streamlit as st
 
 from soartlab.plots import confusion_heatmap, pca_scatter, sample_grid
-from soartlab.ui import decision_view, entry, explain_view, explore, state
+from soartlab.ui import decision_view, entry, explain_view, explore, i18n, state
 from soartlab.ui.downloads import table_downloads
 from soartlab.ui.feedback import EngineErrors
 from soartlab.ui.i18n import _
-from soartlab.ui.widgets import rates_row, require_data, require_run, run_title
+from soartlab.ui.widgets import loss_name, rates_row, require_data, require_run, run_title
 
 entry.through_app()
 
-st.title("Explore")
+st.title(_("Explore"))
 data = require_data()
-run = require_run("explore its embeddings")
+run = require_run(_("explore its embeddings"))
 
 guard = EngineErrors()
 view = None
-with guard, st.spinner("Embedding the held-out samples…"):
+with guard, st.spinner(_("Embedding the held-out samples…")):
     view = explore.held_out_view(run, data)
 if view is None:
     st.page_link(
         state.DATA_PAGE,
-        label="Load the data this model was trained on",
+        label=_("Load the data this model was trained on"),
         icon=":material/folder_open:",
     )
     st.stop()
 
-st.caption(f"Run {run_title(run)} · {len(view.y_true):,} held-out samples of {data.name}")
+st.caption(
+    _("Run {run} · {n:,} held-out samples of {data}").format(
+        run=run_title(run), n=len(view.y_true), data=state.data_title(data)
+    )
+)
 rates_row(view.metrics, baselines=run.record.baselines)
 with guard:
     decision_view.operating_point_panel(run, "explore")
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Embeddings (PCA)")
+    st.subheader(_("Embeddings (PCA)"))
     dims = st.radio(
-        "Projection", ["2D", "3D"], horizontal=True, key=state.persisted("explore_dims", "2D")
+        _("Projection"), ["2D", "3D"], horizontal=True, key=state.persisted("explore_dims", "2D")
     )
     with guard:
         points = explore.projected(view, 3 if dims == "3D" else 2)
@@ -46,17 +50,20 @@ with left:
             view.label_names,
             good_index=view.good_index,
             predictions=view.y_pred,
+            translate=_,
         )
         figure.update_layout(height=480, margin={"t": 30})
         st.plotly_chart(figure, key="explore_pca", width="stretch")
     st.caption(
-        "Colour: the true class. Circles: good parts, diamonds: defects, crosses: "
-        "misclassified parts of either. Hover for index, label and prediction."
+        _(
+            "Colour: the true class. Circles: good parts, diamonds: defects, crosses: "
+            "misclassified parts of either. Hover for index, label and prediction."
+        )
     )
 
 with right:
-    st.subheader("Confusion matrix")
-    heatmap = confusion_heatmap(view.metrics["confusion"], view.label_names)
+    st.subheader(_("Confusion matrix"))
+    heatmap = confusion_heatmap(view.metrics["confusion"], view.label_names, translate=_)
     heatmap.update_layout(height=480, margin={"t": 30})
     event = st.plotly_chart(
         heatmap,
@@ -66,10 +73,10 @@ with right:
         width="stretch",
     )
     st.caption(
-        "Counts with row % in brackets. Click a cell, or pick one below, to see its samples."
+        _("Counts with row % in brackets. Click a cell, or pick one below, to see its samples.")
     )
 
-st.subheader("Per class")
+st.subheader(_("Per class"))
 per_class = explore.per_class_table(view.metrics)
 st.dataframe(per_class, hide_index=True, width="stretch")
 table_downloads(
@@ -103,7 +110,7 @@ with guard:
             )
         )
 
-st.subheader("Samples in a cell")
+st.subheader(_("Samples in a cell"))
 names = view.label_names
 cells = explore.confusion_cells(view.metrics["confusion"])
 points_selected = event.selection.points if event and event.selection else []
@@ -114,17 +121,17 @@ if points_selected:
         cells.insert(0, cell)
     st.session_state["explore_cell"] = cell
 cell = st.selectbox(
-    "True → predicted",
+    _("True → predicted"),
     cells,
-    format_func=lambda c: (
-        f"{names[c[0]]} → {names[c[1]]} ({view.metrics['confusion'][c[0]][c[1]]})"
+    format_func=i18n.formatter(
+        lambda c: f"{names[c[0]]} → {names[c[1]]} ({view.metrics['confusion'][c[0]][c[1]]})"
     ),
     key="explore_cell",
 )
 if cell is not None:
     members = explore.cell_samples(view, *cell)
     if view.images is None:
-        st.dataframe({"held-out index": members}, hide_index=True)
+        st.dataframe({_("held-out index"): members}, hide_index=True)
     elif len(members):
         st.plotly_chart(
             sample_grid(
@@ -136,6 +143,7 @@ if cell is not None:
                     if view.files is None
                     else [view.files[i].rsplit("/", 1)[-1] for i in members]
                 ),
+                translate=_,
             ),
             key="explore_cell_grid",
             width="stretch",
@@ -159,16 +167,18 @@ if cell is not None:
                 key="explore",
             )
 
-st.subheader("Compare with another run")
+st.subheader(_("Compare with another run"))
 others = [info for info in state.run_store().list() if str(info.path) != str(run.run_dir)]
 if not others:
-    st.caption("Train a second run (e.g. the Euclidean baseline) to compare it here.")
+    st.caption(_("Train a second run (e.g. the Euclidean baseline) to compare it here."))
 else:
     other_info = st.selectbox(
-        "Run",
+        _("Run"),
         [None, *others],
-        format_func=lambda info: (
-            "—" if info is None else f"{info.label or info.run_id} ({info.loss or '?'})"
+        format_func=i18n.formatter(
+            lambda info: (
+                "—" if info is None else f"{info.label or info.run_id} ({loss_name(info.loss)})"
+            )
         ),
         key="explore_compare",
     )
@@ -181,12 +191,16 @@ else:
             for column, shown_run, shown in ((a, run, views[0]), (b, other, views[1])):
                 with column:
                     loss = shown_run.record.config.loss
-                    st.markdown(f"**{run_title(shown_run)}** · {loss}")
+                    st.markdown(f"**{run_title(shown_run)}** · {loss_name(loss)}")
                     rates_row(shown.metrics)
-                    figure = confusion_heatmap(shown.metrics["confusion"], shown.label_names)
+                    figure = confusion_heatmap(
+                        shown.metrics["confusion"], shown.label_names, translate=_
+                    )
                     figure.update_layout(height=380, margin={"t": 20})
                     st.plotly_chart(figure, key=f"compare_{column is a}", width="stretch")
             st.caption(
-                f"Both runs are scored on the same {len(views[0].y_true):,} samples: those "
-                "that both held out from training."
+                _(
+                    "Both runs are scored on the same {n:,} samples: those that both held "
+                    "out from training."
+                ).format(n=len(views[0].y_true))
             )

@@ -3,32 +3,40 @@
 import streamlit as st
 
 from soartlab.plots import sample_grid
-from soartlab.ui import auth, data_io, decision_view, entry, explain_view, predict, state
+from soartlab.ui import auth, data_io, decision_view, entry, explain_view, i18n, predict, state
 from soartlab.ui.downloads import table_downloads
 from soartlab.ui.explore import per_class_table
-from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.i18n import _
-from soartlab.ui.widgets import rates_row, run_title
+from soartlab.ui.feedback import EngineErrors, engine_message
+from soartlab.ui.i18n import N_, _
+from soartlab.ui.widgets import loss_name, rates_row, run_title
 
 entry.through_app()
 
-st.title("Predict")
+st.title(_("Predict"))
 guard = EngineErrors()
 
-st.subheader("1. Model")
-MODEL_SAVED, MODEL_UPLOAD = "A saved run", "Upload a checkpoint"
+st.subheader(_("1. Model"))
+MODEL_SAVED, MODEL_UPLOAD = N_("A saved run"), N_("Upload a checkpoint")
 model_source = st.radio(
-    "Model", [MODEL_SAVED, MODEL_UPLOAD], horizontal=True, key="predict_model_source"
+    _("Model"),
+    [MODEL_SAVED, MODEL_UPLOAD],
+    format_func=i18n.formatter(),
+    horizontal=True,
+    key="predict_model_source",
 )
 run = None
 if model_source == MODEL_SAVED:
     runs, unreadable = state.run_store().scan()  # a broken run folder is shown, not fatal
     for problem in unreadable:
-        st.warning(f"Skipped a run folder that cannot be read: {problem}")
+        st.warning(
+            _("Skipped a run folder that cannot be read: {problem}").format(
+                problem=engine_message(problem)
+            )
+        )
     if not runs:
-        st.info("No saved runs yet. Train a model, or upload a checkpoint.")
+        st.info(_("No saved runs yet. Train a model, or upload a checkpoint."))
         st.page_link(
-            state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
+            state.TRAIN_PAGE, label=_("Go to the Train page"), icon=":material/model_training:"
         )
     else:
         # The session's model, else my latest run (not the newest: it may be a colleague's).
@@ -38,12 +46,15 @@ if model_source == MODEL_SAVED:
             current = mine.path if mine is not None else None
         paths = [str(info.path) for info in runs]
         chosen = st.selectbox(
-            "Run",
+            _("Run"),
             runs,
             index=paths.index(str(current)) if current and str(current) in paths else 0,
-            format_func=lambda info: (
-                f"{info.label or info.run_id} · {info.loss or '?'} · "
-                f"accuracy {info.metrics.get('accuracy', float('nan')):.1%}"
+            format_func=i18n.formatter(
+                lambda info: _("{name} · {loss} · accuracy {accuracy:.1%}").format(
+                    name=info.label or info.run_id,
+                    loss=loss_name(info.loss),
+                    accuracy=info.metrics.get("accuracy", float("nan")),
+                )
             ),
             key="predict_run",
         )
@@ -51,7 +62,7 @@ if model_source == MODEL_SAVED:
             run = predict.load_saved_run(chosen.path)
 else:
     files = st.file_uploader(
-        "The .pth with its run.json, the bundle .zip, or a .safetensors file",
+        _("The .pth with its run.json, the bundle .zip, or a .safetensors file"),
         type=list(predict.MODEL_TYPES),
         accept_multiple_files=True,
         key="predict_model_files",
@@ -62,12 +73,21 @@ else:
 if run is None:
     st.stop()
 shape = "×".join(str(s) for s in run.input_shape)
-st.caption(f"Model {run_title(run)} · input {shape} · classes {', '.join(run.label_names)}")
+st.caption(
+    _("Model {run} · input {shape} · classes {classes}").format(
+        run=run_title(run), shape=shape, classes=", ".join(run.label_names)
+    )
+)
 
-st.subheader("2. Samples")
-SAMPLES_UPLOAD, SAMPLES_HELD_OUT = "Upload a new lot", "The held-out part of the session's data"
+st.subheader(_("2. Samples"))
+SAMPLES_UPLOAD = N_("Upload a new lot")
+SAMPLES_HELD_OUT = N_("The held-out part of the session's data")
 sample_source = st.radio(
-    "Samples", [SAMPLES_UPLOAD, SAMPLES_HELD_OUT], horizontal=True, key="predict_sample_source"
+    _("Samples"),
+    [SAMPLES_UPLOAD, SAMPLES_HELD_OUT],
+    format_func=i18n.formatter(),
+    horizontal=True,
+    key="predict_sample_source",
 )
 dataset, key = None, None
 if sample_source == SAMPLES_UPLOAD:
@@ -86,7 +106,7 @@ if sample_source == SAMPLES_UPLOAD:
 else:
     data = state.loaded_data()
     if data is None:
-        st.info("No data loaded in this session.")
+        st.info(_("No data loaded in this session."))
     else:
         with guard:
             dataset = predict.held_out_samples(run, data.dataset)
@@ -138,13 +158,15 @@ sheets = {"predictions": table}
 if metrics is not None:
     sheets["per class"] = per_class_table(metrics).data
 table_downloads(sheets, "soartlab-predictions", "predict_download", label=_("predictions"))
-st.dataframe(table, hide_index=True, width="stretch", height=420)
+st.dataframe(predict.shown_table(table), hide_index=True, width="stretch", height=420)
 flagged = predict.flagged_thumbnails(dataset, table)
 if flagged is not None:
     images, titles, captions = flagged
     st.subheader(_("Parts judged fail or review"))
     st.plotly_chart(
-        sample_grid(images, titles, captions=captions, columns=8, max_images=len(images)),
+        sample_grid(
+            images, titles, captions=captions, columns=8, max_images=len(images), translate=_
+        ),
         key="predict_flagged_grid",
         width="stretch",
     )
@@ -170,7 +192,7 @@ if n_flagged:
             [
                 _("{part}: {decision} ({predicted})").format(
                     part=item.get("file") or _("Row {i}").format(i=i),
-                    decision=item["decision"],
+                    decision=_(predict.DECISIONS.get(item["decision"], item["decision"])),
                     predicted=item.get("predicted") or item.get("reason", ""),
                 )
                 for i, item in shown.iterrows()

@@ -6,8 +6,8 @@ from soartlab.config import DEVICES
 from soartlab.data import is_image
 from soartlab.plots import augmentation_grid
 from soartlab.ui import entry, state, train_view
-from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.i18n import _
+from soartlab.ui.feedback import EngineErrors, engine_message
+from soartlab.ui.i18n import N_, _
 from soartlab.ui.settings_form import setting_input
 from soartlab.ui.widgets import require_data
 
@@ -17,12 +17,12 @@ goto = st.session_state.pop("soart_goto", None)
 if goto:
     st.switch_page(goto)
 
-st.title("Train")
+st.title(_("Train"))
 data = require_data()
 
 LOSS_LABELS = {
-    "soart3": "SOART3-contrastive (tuned transform)",
-    "euclidean": "Euclidean-contrastive (baseline)",
+    "soart3": N_("SOART3-contrastive (tuned transform)"),
+    "euclidean": N_("Euclidean-contrastive (baseline)"),
 }
 ARCH_LABELS = {
     "auto": _("auto: proposed from the data"),
@@ -48,16 +48,24 @@ notice = st.container()  # what Start would refuse, filled once the settings are
 # Enter in a field must not start training before the other fields are set.
 with st.form("train_settings", border=True, enter_to_submit=False):
     cols = st.columns(3)
-    settings = {"loss": setting_input("loss", cols[0], radio=True, format_func=LOSS_LABELS.get)}
+    settings = {
+        "loss": setting_input(
+            "loss", cols[0], radio=True, format_func=lambda loss: _(LOSS_LABELS[loss])
+        )
+    }
     if tuned is None:
         cols[0].caption(
-            "Transform: the article's values if the loss learns from them on this data "
-            "and network, else Suggest's; decided at Start. Tune to choose another."
+            _(
+                "Transform: the article's values if the loss learns from them on this data "
+                "and network, else Suggest's; decided at Start. Tune to choose another."
+            )
         )
     else:
         t = tuned.transform
         cols[0].caption(
-            f"Transform: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g}."
+            _("Transform: scale {scale:.3g}, offset {offset:.3g}, floor {floor:.3g}.").format(
+                scale=t.scale, offset=t.offset, floor=t.floor
+            )
         )
     settings["margin"] = setting_input("margin", cols[0])
     for name in ("epochs", "pairs_per_epoch", "batch_size"):
@@ -67,7 +75,11 @@ with st.form("train_settings", border=True, enter_to_submit=False):
     gpu = train_view.gpu_name()
     devices = DEVICES if gpu else [d for d in DEVICES if d != "cuda"]
     settings["device"] = setting_input("device", cols[2], options=devices)
-    cols[2].caption(f"GPU: {gpu}" if gpu else "No CUDA GPU found: training runs on the CPU.")
+    cols[2].caption(
+        _("GPU: {name}").format(name=gpu)
+        if gpu
+        else _("No CUDA GPU found: training runs on the CPU.")
+    )
     net_cols = st.columns(3)
     if images:
         settings["arch"] = setting_input("arch", net_cols[0], format_func=ARCH_LABELS.get)
@@ -87,11 +99,13 @@ with st.form("train_settings", border=True, enter_to_submit=False):
         )
     )
     label = st.text_input(
-        "Run name (optional)", key=state.persisted("train_label", ""), max_chars=80
+        _("Run name (optional)"), key=state.persisted("train_label", ""), max_chars=80
     )
     if resume_from:
-        st.info(f"Next round: continues from run {resume_from.rsplit('/', 1)[-1]}.")
-    start = st.form_submit_button("Start training", type="primary", disabled=running)
+        st.info(
+            _("Next round: continues from run {run}.").format(run=resume_from.rsplit("/", 1)[-1])
+        )
+    start = st.form_submit_button(_("Start training"), type="primary", disabled=running)
 
 if images:
     with st.expander(_("Preview augmentation")), guard:
@@ -107,13 +121,15 @@ if images:
                 )
             )
             st.plotly_chart(
-                augmentation_grid(originals, drawn, names), key="augment_preview", width="stretch"
+                augmentation_grid(originals, drawn, names, translate=_),
+                key="augment_preview",
+                width="stretch",
             )
         else:
             st.caption(_("No augmentation with these settings."))
 
 if resume_from and not running:
-    if st.button("Start from scratch instead", help="Forget the run to continue from."):
+    if st.button(_("Start from scratch instead"), help=_("Forget the run to continue from.")):
         st.session_state.pop(state.RESUME_FROM, None)
         st.rerun()
 
@@ -124,7 +140,11 @@ if tuned is not None and not running:
         planned = train_view.make_config(tuned=tuned, good_class=data.good_class, **settings)
         problem = train_view.learnability_problem(data, planned, resume_from)
         if problem:
-            notice.warning(f"{problem} Start would refuse this setting.")
+            notice.warning(
+                _("{problem} Start would refuse this setting.").format(
+                    problem=engine_message(problem)
+                )
+            )
 
 if start and not running:
     with guard:

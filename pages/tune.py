@@ -2,21 +2,24 @@
 
 import streamlit as st
 
-from soartlab.ui import entry, state, tune
+from soartlab.ui import entry, i18n, state, tune
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import _
 from soartlab.ui.widgets import require_data
 
 entry.through_app()
 
-st.title("Tune the distance")
+st.title(_("Tune the distance"))
 st.caption(
-    "Matched pairs (same label, blue) should end up near 0 and unmatched pairs (red) far "
-    "away. Set the transform so that the loss learns from both, preview where it leads, "
-    "then use the values for training."
+    _(
+        "Matched pairs (same label, blue) should end up near 0 and unmatched pairs (red) far "
+        "away. Set the transform so that the loss learns from both, preview where it leads, "
+        "then use the values for training."
+    )
 )
 require_data()
-with st.expander("Why the sliders do not move ROC AUC, and what they do change"):
-    st.markdown(tune.EXPLANATION)
+with st.expander(_("Why the sliders do not move ROC AUC, and what they do change")):
+    st.markdown(_(tune.EXPLANATION))
 
 has_model = state.current_run_dir() is not None
 sources = [tune.SOURCE_NETWORK, tune.SOURCE_MODEL, tune.SOURCE_RAW]
@@ -28,51 +31,69 @@ if st.session_state[state.TUNE_SOURCE] not in sources:
 
 cols = st.columns([2, 1, 2, 1, 1])
 source = cols[0].radio(
-    "Embedding source",
+    _("Embedding source"),
     sources,
+    format_func=i18n.formatter(),
     key=state.TUNE_SOURCE,
-    help="The distances the loss will see are those between the embeddings of the network "
-    "to be trained; raw features are a reference.",
+    help=_(
+        "The distances the loss will see are those between the embeddings of the network "
+        "to be trained; raw features are a reference."
+    ),
 )
 n_pairs = cols[1].number_input(
-    "Pairs",
+    _("Pairs"),
     min_value=100,
     max_value=100_000,
     step=500,
     key=state.persisted("tune_pairs", tune.DEFAULT_PAIRS),
-    help="Half matched, half unmatched, from the training split; drawn with the Train page's seed.",
+    help=_(
+        "Half matched, half unmatched, from the training split; drawn with the Train page's seed."
+    ),
 )
 distance_label = cols[2].selectbox(
-    "Distance", list(tune.DISTANCES), key=state.persisted("tune_distance", tune.LOSS_DISTANCE)
+    _("Distance"),
+    list(tune.DISTANCES),
+    format_func=i18n.formatter(),
+    key=state.persisted("tune_distance", tune.LOSS_DISTANCE),
 )
 p_v, p_m, p = 4.0, 1.0, 3.0
 if distance_label.startswith("SOART3"):
     p_v = cols[3].number_input(
-        "Order of v", min_value=0.5, max_value=64.0, step=0.5, key=state.persisted("tune_p_v", 4.0)
+        _("Order of v"),
+        min_value=0.5,
+        max_value=64.0,
+        step=0.5,
+        key=state.persisted("tune_p_v", 4.0),
     )
     p_m = cols[4].number_input(
-        "Order of m", min_value=0.5, max_value=64.0, step=0.5, key=state.persisted("tune_p_m", 1.0)
+        _("Order of m"),
+        min_value=0.5,
+        max_value=64.0,
+        step=0.5,
+        key=state.persisted("tune_p_m", 1.0),
     )
 elif distance_label == "Minkowski-p":
     p = cols[3].number_input(
         "p", min_value=0.5, max_value=64.0, step=0.5, key=state.persisted("tune_p", 3.0)
     )
 live = cols[2].toggle(
-    "Live in the browser",
+    _("Live in the browser"),
     key=state.persisted(tune.LIVE_KEY, True),
-    help="Histograms redrawn in the browser while you drag. Off: drawn by the server "
-    "(with hover details) when a slider is released.",
+    help=_(
+        "Histograms redrawn in the browser while you drag. Off: drawn by the server "
+        "(with hover details) when a slider is released."
+    ),
 )
 
 guard = EngineErrors()
 sample = None
-with guard, st.spinner("Computing pair distances…"):
+with guard, st.spinner(_("Computing pair distances…")):
     sample = tune.pair_sample(
         source, int(n_pairs), distance_label, float(p_v), float(p_m), float(p)
     )
 if sample is None:
     st.stop()
-st.caption(f"Distances on {sample.source}.")
+st.caption(_("Distances on {source}.").format(source=sample.source))
 tune.start_from_suggestion(sample, source)
 
 tune.tuning_panel(sample, float(p_v), float(p_m), live=live)
@@ -81,23 +102,29 @@ if distance_label == tune.LOSS_DISTANCE:
     tune.preview_section(float(p_v), float(p_m))
 else:
     st.info(
-        "Training's SOART3 loss uses the transform on SOART3 gamma; other distances are "
-        "shown for comparison (Suggest, the loss's view and Preview need SOART3 gamma)."
+        _(
+            "Training's SOART3 loss uses the transform on SOART3 gamma; other distances are "
+            "shown for comparison (Suggest, the loss's view and Preview need SOART3 gamma)."
+        )
     )
 
 tuned = state.tuned_transform()
 if tuned is None:
     st.caption(
-        "Nothing stored yet: the Train page trains with the article's values when the loss "
-        "learns from them on the network to be trained, else with Suggest's (where these "
-        "sliders start)."
+        _(
+            "Nothing stored yet: the Train page trains with the article's values when the "
+            "loss learns from them on the network to be trained, else with Suggest's (where "
+            "these sliders start)."
+        )
     )
 else:
     t = tuned.transform
     st.caption(
-        f"Stored for training: scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g} "
-        f"(orders v={tuned.p_v:g}, m={tuned.p_m:g})."
+        _(
+            "Stored for training: scale {scale:.3g}, offset {offset:.3g}, floor {floor:.3g} "
+            "(orders v={p_v:g}, m={p_m:g})."
+        ).format(scale=t.scale, offset=t.offset, floor=t.floor, p_v=tuned.p_v, p_m=tuned.p_m)
     )
     st.page_link(
-        state.TRAIN_PAGE, label="Train with these values", icon=":material/model_training:"
+        state.TRAIN_PAGE, label=_("Train with these values"), icon=":material/model_training:"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from soartlab.plots.style import GOOD_COLOR
+from soartlab.plots.style import GOOD_COLOR, Translate, english
 
 CURVE_COLOR = "#1f77b4"
 POINT_COLOR = "#d62728"
@@ -20,11 +20,19 @@ def escape_overkill_curve(
     title: str = "",
     x_title: str = "escape rate (defects passed)",
     y_title: str = "overkill rate (good parts failed)",
+    translate: Translate = english,
 ) -> go.Figure:
     """Escape (x) against overkill (y), both (T,) in [0, 1], of one threshold swept over
     the scores (`decision.escape_overkill_curve`); ``point`` (escape, overkill) marks the
     operating point, whose review band (parts neither passed nor failed) puts it below the
-    curve. Rates are shown in percent."""
+    curve. Rates are shown in percent. ``translate``: see ``plots.style`` (applied to the
+    words drawn, the labels given included)."""
+    hover = (
+        translate("escape")
+        + " %{x:.2f} %<br>"
+        + translate("overkill")
+        + " %{y:.2f} %<extra></extra>"
+    )
     escape = 100 * np.asarray(escape, dtype=float)
     overkill = 100 * np.asarray(overkill, dtype=float)
     fig = go.Figure(
@@ -32,9 +40,9 @@ def escape_overkill_curve(
             x=escape,
             y=overkill,
             mode="lines",
-            name="one threshold",
+            name=translate("one threshold"),
             line={"color": CURVE_COLOR, "shape": "hv"},
-            hovertemplate="escape %{x:.2f} %<br>overkill %{y:.2f} %<extra></extra>",
+            hovertemplate=hover,
         )
     )
     if point is not None:
@@ -43,9 +51,9 @@ def escape_overkill_curve(
                 x=[100 * point[0]],
                 y=[100 * point[1]],
                 mode="markers",
-                name=point_label,
+                name=translate(point_label),
                 marker={"color": POINT_COLOR, "size": 12, "symbol": "x"},
-                hovertemplate="escape %{x:.2f} %<br>overkill %{y:.2f} %<extra></extra>",
+                hovertemplate=hover,
             )
         )
     fig.add_trace(
@@ -53,15 +61,15 @@ def escape_overkill_curve(
             x=[0],
             y=[0],
             mode="markers",
-            name="perfect",
+            name=translate("perfect"),
             marker={"color": GOOD_COLOR, "size": 8, "symbol": "circle-open"},
             hoverinfo="skip",
         )
     )
     fig.update_layout(
-        title=title,
-        xaxis={"title": x_title, "ticksuffix": " %", "rangemode": "tozero"},
-        yaxis={"title": y_title, "ticksuffix": " %", "rangemode": "tozero"},
+        title=translate(title) if title else "",
+        xaxis={"title": translate(x_title), "ticksuffix": " %", "rangemode": "tozero"},
+        yaxis={"title": translate(y_title), "ticksuffix": " %", "rangemode": "tozero"},
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 40 if title else 10},
     )

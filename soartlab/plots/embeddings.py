@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from soartlab.errors import SoartLabError
-from soartlab.plots.style import class_color, class_name, message_figure
+from soartlab.plots.style import Translate, class_color, class_name, english, message_figure
 
 
 def _same_length(name: str, values: np.ndarray | Sequence[int], n: int) -> np.ndarray:
@@ -27,6 +27,7 @@ def _class_trace(
     good_index: int,
     predictions: np.ndarray | None,
     indices: np.ndarray,
+    translate: Translate = english,
 ) -> go.Scattergl | go.Scatter3d:
     """One class's points ``(n, 2)`` or ``(n, 3)``, misclassified ones (where
     ``predictions`` ``(n,)`` differ from ``class_index``) drawn as crosses."""
@@ -40,6 +41,7 @@ def _class_trace(
         predicted = [class_name(label_names, int(p)) for p in predictions]
         symbols = [base_symbol if p == class_index else "x" for p in predictions]
     is_3d = points.shape[1] == 3
+    words = (translate("index"), translate("label"), translate("prediction"))
     common = {
         "mode": "markers",
         "name": name,
@@ -51,8 +53,8 @@ def _class_trace(
         },
         "customdata": np.column_stack([indices.astype(str), np.asarray(predicted, dtype=str)]),
         "hovertemplate": (
-            f"index %{{customdata[0]}}<br>label {name}"
-            "<br>prediction %{customdata[1]}<extra></extra>"
+            f"{words[0]} %{{customdata[0]}}<br>{words[1]} {name}"
+            f"<br>{words[2]} %{{customdata[1]}}<extra></extra>"
         ),
     }
     if is_3d:
@@ -69,6 +71,7 @@ def pca_scatter(
     predictions: np.ndarray | Sequence[int] | None = None,
     indices: np.ndarray | Sequence[int] | None = None,
     title: str = "",
+    translate: Translate = english,
 ) -> go.Figure:
     """Scatter of projected embeddings ``(N, 2)`` (Scattergl) or ``(N, 3)`` (Scatter3d).
 
@@ -83,7 +86,7 @@ def pca_scatter(
     n = points.shape[0]
     labels = _same_length("labels", labels, n).astype(np.int64)
     if n == 0:
-        return message_figure("no points", title)
+        return message_figure(translate("no points"), title)
     if predictions is not None:
         predictions = _same_length("predictions", predictions, n).astype(np.int64)
     indices = np.arange(n) if indices is None else _same_length("indices", indices, n)
@@ -99,13 +102,14 @@ def pca_scatter(
                 good_index,
                 None if predictions is None else predictions[mask],
                 indices[mask],
+                translate,
             )
         )
     if points.shape[1] == 3:
         fig.update_layout(scene={"xaxis_title": "PC1", "yaxis_title": "PC2", "zaxis_title": "PC3"})
     else:
         fig.update_layout(xaxis_title="PC1", yaxis_title="PC2")
-    fig.update_layout(title=title, legend_title_text="true class")
+    fig.update_layout(title=title, legend_title_text=translate("true class"))
     return fig
 
 
@@ -114,6 +118,7 @@ def confusion_heatmap(
     label_names: Sequence[str],
     *,
     title: str = "",
+    translate: Translate = english,
 ) -> go.Figure:
     """Confusion matrix ``(K, K)`` (rows true, columns predicted) as a heatmap.
 
@@ -123,7 +128,7 @@ def confusion_heatmap(
     """
     matrix = np.asarray(confusion, dtype=np.int64)
     if matrix.size == 0:
-        return message_figure("no predictions", title)
+        return message_figure(translate("no predictions"), title)
     k = len(label_names)
     if matrix.shape != (k, k):
         raise SoartLabError(
@@ -136,6 +141,8 @@ def confusion_heatmap(
     text = [[f"{matrix[i, j]}<br>({fractions[i, j]:.1%})" for j in range(k)] for i in range(k)]
     true_index, pred_index = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     names = [str(name) for name in label_names]
+    true_word, predicted_word = translate("true"), translate("predicted")
+    hover = f"{true_word} %{{y}}<br>{predicted_word} %{{x}}<br>%{{text}}<extra></extra>"
     fig = go.Figure(
         go.Heatmap(
             z=fractions,
@@ -147,8 +154,8 @@ def confusion_heatmap(
             colorscale="Blues",
             zmin=0.0,
             zmax=1.0,
-            colorbar={"title": {"text": "row fraction"}, "tickformat": ".0%"},
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+            colorbar={"title": {"text": translate("row fraction")}, "tickformat": ".0%"},
+            hovertemplate=hover,
         )
     )
     # Plotly reports no selection for a click on a heatmap, so in a browser a click did
@@ -161,16 +168,16 @@ def confusion_heatmap(
             marker={"symbol": "square", "size": 30, "opacity": 0.0},
             customdata=[[i, j] for i in range(k) for j in range(k)],
             text=[text[i][j] for i in range(k) for j in range(k)],
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+            hovertemplate=hover,
             showlegend=False,
             name="cells",
         )
     )
     fig.update_layout(
         title=title,
-        xaxis={"title": "predicted", "type": "category", "side": "bottom"},
+        xaxis={"title": translate("predicted"), "type": "category", "side": "bottom"},
         # Categories top-to-bottom in label order, as a confusion matrix is read.
-        yaxis={"title": "true", "type": "category", "autorange": "reversed"},
+        yaxis={"title": translate("true"), "type": "category", "autorange": "reversed"},
         clickmode="event+select",
     )
     return fig

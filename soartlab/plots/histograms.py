@@ -16,7 +16,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from soartlab.errors import SoartLabError
-from soartlab.plots.style import message_figure
+from soartlab.plots.style import Translate, english, message_figure
 
 MATCHED_COLOR = "#1f77b4"
 UNMATCHED_COLOR = "#d62728"
@@ -64,6 +64,7 @@ def _histogram_traces(
     *,
     showlegend: bool = True,
     axes: tuple[str, str] | None = None,
+    translate: Translate = english,
 ) -> list[dict]:
     """Two overlaid bar traces as plain dicts, each bar the fraction of its own side's pairs.
 
@@ -76,9 +77,10 @@ def _histogram_traces(
     # Edges from shared_edges are uniform: one number instead of an array of widths.
     width = float(widths[0]) if np.allclose(widths, widths[0]) else widths
     traces = []
+    of_pairs = translate("of pairs")
     for name, values, color in (
-        ("Matched", matched, MATCHED_COLOR),
-        ("Unmatched", unmatched, UNMATCHED_COLOR),
+        (translate("Matched"), matched, MATCHED_COLOR),
+        (translate("Unmatched"), unmatched, UNMATCHED_COLOR),
     ):
         counts = histogram_bins(values, edges)
         total = counts.sum()
@@ -95,7 +97,7 @@ def _histogram_traces(
             "opacity": BAR_OPACITY,
             "customdata": counts,
             "hovertemplate": (
-                f"{name}<br>%{{x:.4g}}<br>%{{y:.1%}} of pairs (%{{customdata}})<extra></extra>"
+                f"{name}<br>%{{x:.4g}}<br>%{{y:.1%}} {of_pairs} (%{{customdata}})<extra></extra>"
             ),
         }
         if axes is not None:
@@ -104,15 +106,27 @@ def _histogram_traces(
     return traces
 
 
+NO_PAIRS = "no pairs"
+
+
 def _empty_sides(matched: np.ndarray, unmatched: np.ndarray) -> str | None:
-    """A note naming the side(s) without pairs, or None when both have some."""
+    """A note naming the side(s) without pairs (English), or None when both have some."""
     if not matched.size and not unmatched.size:
-        return "no pairs"
+        return NO_PAIRS
     if not matched.size:
         return "no matched pairs"
     if not unmatched.size:
         return "no unmatched pairs"
     return None
+
+
+def _note_text(note: str, translate: Translate) -> str:
+    words = {
+        NO_PAIRS: translate("no pairs"),
+        "no matched pairs": translate("no matched pairs"),
+        "no unmatched pairs": translate("no unmatched pairs"),
+    }
+    return words[note]
 
 
 # --- histograms ------------------------------------------------------------------------
@@ -139,14 +153,18 @@ VERTICAL_LINES = {
 
 
 @functools.lru_cache(maxsize=32)
-def _histogram_layout_json(panels: int, title: str, x_title: str, template_name: str) -> str:
+def _histogram_layout_json(
+    panels: int, title: str, x_title: str, template_name: str, words: tuple[str, ...]
+) -> str:
     """The validated layout of a one-panel or before/after (``panels == 2``) histogram.
 
     Its last shapes and annotations are one line per `VERTICAL_LINES` entry at x = 0 on
     the last panel, in that order, for ``_histogram_layout`` to move or drop.
     ``template_name`` is Plotly's default template when called; it is part of the key so
-    that changing the default is seen.
+    that changing the default is seen. ``words``: "fraction of pairs", the two panel
+    titles, then the line names (`VERTICAL_LINES` order), in the figure's language.
     """
+    y_title, panel_titles, line_names = words[0], words[1:3], words[3:]
     if panels == 1:
         fig = go.Figure()
         fig.update_layout(
@@ -154,15 +172,15 @@ def _histogram_layout_json(panels: int, title: str, x_title: str, template_name:
             barmode="overlay",
             bargap=0,
             xaxis_title=x_title,
-            yaxis_title="fraction of pairs",
+            yaxis_title=y_title,
             yaxis_tickformat=".0%",
             legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         )
         panel = {}
     else:
-        fig = make_subplots(rows=1, cols=panels, subplot_titles=BEFORE_AFTER_TITLES)
+        fig = make_subplots(rows=1, cols=panels, subplot_titles=panel_titles)
         fig.update_xaxes(title_text=x_title)
-        fig.update_yaxes(title_text="fraction of pairs", row=1, col=1)
+        fig.update_yaxes(title_text=y_title, row=1, col=1)
         fig.update_yaxes(tickformat=".0%")
         fig.update_layout(
             barmode="overlay",
@@ -171,17 +189,35 @@ def _histogram_layout_json(panels: int, title: str, x_title: str, template_name:
         )
         # The skeleton has no traces yet, so the line must not skip "empty" subplots.
         panel = {"row": 1, "col": panels, "exclude_empty_subplots": False}
-    for name, style in VERTICAL_LINES.items():
+    for name, style in zip(line_names, VERTICAL_LINES.values(), strict=True):
         fig.add_vline(x=0.0, annotation_text=name, **style, **panel)
     return json.dumps(fig.layout.to_plotly_json())
 
 
 def _histogram_layout(
-    panels: int, title: str, x_title: str, notes: list[dict], lines: dict[str, float | None]
+    panels: int,
+    title: str,
+    x_title: str,
+    notes: list[dict],
+    lines: dict[str, float | None],
+    translate: Translate = english,
 ) -> dict:
     """A fresh layout dict: the cached layout plus ``notes`` (annotation dicts) and a
     labelled vertical line at each of ``lines`` (`VERTICAL_LINES` name → x; None: no line)."""
-    layout = json.loads(_histogram_layout_json(panels, title, x_title, pio.templates.default))
+    line_names = {
+        "threshold": translate("threshold"),
+        "floor": translate("floor"),
+        "margin": translate("margin"),
+    }
+    words = (
+        translate("fraction of pairs"),
+        translate("before tune"),
+        translate("after tune"),
+        *(line_names[name] for name in VERTICAL_LINES),
+    )
+    layout = json.loads(
+        _histogram_layout_json(panels, title, x_title, pio.templates.default, words)
+    )
     count = len(VERTICAL_LINES)
     templates = zip(
         VERTICAL_LINES, layout.pop("shapes")[-count:], layout["annotations"][-count:], strict=True
@@ -194,7 +230,7 @@ def _histogram_layout(
         if x is None:
             continue
         line["x0"] = line["x1"] = label["x"] = float(x)
-        label["text"] = f"{name} {float(x):.3g}"
+        label["text"] = f"{line_names[name]} {float(x):.3g}"
         shapes.append(line)
         layout["annotations"].append(label)
     if shapes:
@@ -223,24 +259,26 @@ def pair_histogram(
     title: str = "",
     threshold: float | None = None,
     x_title: str = "distance",
+    translate: Translate = english,
 ) -> go.Figure:
     """Overlaid histograms of matched ``(Nm,)`` and unmatched ``(Nu,)`` pair distances.
 
     Both are binned on shared edges; each bar is the fraction of its own side's pairs,
     so sides of unequal size compare. Non-finite values are dropped. ``threshold`` adds
-    a labelled vertical line.
+    a labelled vertical line. ``translate``: see ``plots.style`` (``x_title`` is taken as
+    given).
     """
     matched_values, unmatched_values = _finite(matched), _finite(unmatched)
     note = _empty_sides(matched_values, unmatched_values)
-    if note == "no pairs":
-        return message_figure(note, title)
+    if note == NO_PAIRS:
+        return message_figure(_note_text(note, translate), title)
     edges = shared_edges(matched_values, unmatched_values, bins=bins)
     notes = []
     if note:
-        notes.append(_note(note, x=0.5, y=0.95, xref="paper", yref="paper"))
+        notes.append(_note(_note_text(note, translate), x=0.5, y=0.95, xref="paper", yref="paper"))
     return _unvalidated_figure(
-        _histogram_traces(matched_values, unmatched_values, edges),
-        _histogram_layout(1, title, x_title, notes, {"threshold": threshold}),
+        _histogram_traces(matched_values, unmatched_values, edges, translate=translate),
+        _histogram_layout(1, title, x_title, notes, {"threshold": threshold}, translate),
     )
 
 
@@ -254,6 +292,7 @@ def before_after_histograms(
     threshold: float | None = None,
     floor: float | None = None,
     margin: float | None = None,
+    translate: Translate = english,
 ) -> go.Figure:
     """Pair histograms before and after tuning, side by side (each side its own edges).
 
@@ -270,7 +309,7 @@ def before_after_histograms(
         matched_values, unmatched_values = _finite(matched), _finite(unmatched)
         suffix = "" if col == 1 else str(col)
         note = _empty_sides(matched_values, unmatched_values)
-        if note != "no pairs":
+        if note != NO_PAIRS:
             edges = shared_edges(matched_values, unmatched_values, bins=bins)
             traces += _histogram_traces(
                 matched_values,
@@ -278,10 +317,18 @@ def before_after_histograms(
                 edges,
                 showlegend=col == 1,
                 axes=(f"x{suffix}", f"y{suffix}"),
+                translate=translate,
             )
         if note:
             notes.append(
-                _note(note, x=0.5, y=0.5, xref=f"x{suffix} domain", yref=f"y{suffix} domain")
+                _note(
+                    _note_text(note, translate),
+                    x=0.5,
+                    y=0.5,
+                    xref=f"x{suffix} domain",
+                    yref=f"y{suffix} domain",
+                )
             )
     lines = {"threshold": threshold, "floor": floor, "margin": margin}
-    return _unvalidated_figure(traces, _histogram_layout(2, "", "distance", notes, lines))
+    layout = _histogram_layout(2, "", translate("distance"), notes, lines, translate)
+    return _unvalidated_figure(traces, layout)

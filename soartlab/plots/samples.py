@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from soartlab.errors import SoartLabError
-from soartlab.plots.style import class_color, message_figure
+from soartlab.plots.style import Translate, class_color, english, message_figure
 
 MAX_GRID_IMAGES = 64
 # Thumbnails larger than this on a side are block-averaged down, which keeps the grid's
@@ -20,7 +20,11 @@ MAX_THUMBNAIL_SIDE = 64
 
 
 def class_counts_bar(
-    label_names: Sequence[str], counts: np.ndarray | Sequence[int], good_index: int = 0
+    label_names: Sequence[str],
+    counts: np.ndarray | Sequence[int],
+    good_index: int = 0,
+    *,
+    translate: Translate = english,
 ) -> go.Figure:
     """Samples per class ``(K,)`` as bars; the good class green, defects palette colours."""
     counts = np.asarray(counts, dtype=np.int64).ravel()
@@ -29,7 +33,7 @@ def class_counts_bar(
             f"counts must have one entry per class ({len(label_names)}), got {counts.size}."
         )
     if counts.size == 0:
-        return message_figure("no classes")
+        return message_figure(translate("no classes"))
     fig = go.Figure(
         go.Bar(
             x=[str(name) for name in label_names],
@@ -37,13 +41,13 @@ def class_counts_bar(
             text=counts,
             textposition="outside",
             marker={"color": [class_color(i, good_index) for i in range(counts.size)]},
-            hovertemplate="%{x}: %{y} samples<extra></extra>",
-            name="samples",
+            hovertemplate="%{x}: %{y} " + translate("samples") + "<extra></extra>",
+            name=translate("samples"),
         )
     )
     fig.update_layout(
-        xaxis={"title": "class", "type": "category"},
-        yaxis_title="samples",
+        xaxis={"title": translate("class"), "type": "category"},
+        yaxis_title=translate("samples"),
         showlegend=False,
     )
     return fig
@@ -80,6 +84,7 @@ def sample_grid(
     zmax: float = 1,
     captions: Sequence[str] | None = None,
     max_images: int = MAX_GRID_IMAGES,
+    translate: Translate = english,
 ) -> go.Figure:
     """Grid of grayscale images ``(N, H, W)``, the first ``max_images`` of them.
 
@@ -89,7 +94,7 @@ def sample_grid(
     """
     images = np.asarray(images, dtype=np.float32)
     if images.size == 0:
-        return message_figure("no samples")
+        return message_figure(translate("no samples"))
     if images.ndim != 3:
         raise SoartLabError(f"images must have shape (N, H, W), got {images.shape}.")
     if columns < 1:
@@ -156,5 +161,9 @@ def sample_grid(
         plot_bgcolor="white",
     )
     if images.shape[0] > max_images:
-        fig.update_layout(title=f"first {max_images} of {images.shape[0]} samples")
+        fig.update_layout(
+            title=translate("first {shown} of {total} samples").format(
+                shown=max_images, total=images.shape[0]
+            )
+        )
     return fig

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import plotly.graph_objects as go
+
+# Every builder takes ``translate``: the interface's ``_`` (text → the session's language),
+# applied to each word it draws. The engine has no notion of languages: by default the
+# words stay English. Literal ``translate("…")`` calls are what the catalogue extracts.
+Translate = Callable[[str], str]
+
+
+def english(text: str) -> str:
+    """The default ``translate``: the text as written."""
+    return text
+
 
 GOOD_COLOR = "#2ca02c"
 # Warm first, then others that stay clear of the good class's green.

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from soartlab.plots.style import message_figure
+from soartlab.plots.style import Translate, english, message_figure
 
 RATE_SERIES = (
     # per-epoch held-out figures, in records written before the validation part
@@ -22,23 +22,26 @@ RATE_SERIES = (
 )
 
 
-def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
+def training_curves(
+    history: Sequence[Mapping[str, float]], *, translate: Translate = english
+) -> go.Figure:
     """Loss (left axis) and accuracy / escape / overkill rates (right axis, 0–1) per epoch.
 
     ``history`` is one dict per epoch with ``epoch`` and ``loss``, and optionally
     ``val_accuracy``, ``val_escape_rate``, ``val_overkill_rate`` (older records:
     ``test_accuracy``, ``escape_rate``, ``overkill_rate``); an epoch
-    missing a key leaves a gap in that line.
+    missing a key leaves a gap in that line. ``translate``: see ``plots.style``.
     """
+    names = {name: translate(name) for _, name, _, _ in RATE_SERIES}
     if not history:
-        return message_figure("no epochs yet", "training")
+        return message_figure(translate("no epochs yet"), translate("training"))
     epochs = [row.get("epoch", number) for number, row in enumerate(history, start=1)]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(
         go.Scatter(
             x=epochs,
             y=[row.get("loss") for row in history],
-            name="loss",
+            name=translate("loss"),
             mode="lines+markers",
             line={"color": "#1f77b4", "width": 2},
         ),
@@ -54,18 +57,18 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
             go.Scatter(
                 x=epochs,
                 y=values,
-                name=name,
+                name=names[name],
                 mode="lines+markers",
                 line={"color": color, "dash": dash},
-                hovertemplate=f"{name} %{{y:.1%}}<extra></extra>",
+                hovertemplate=f"{names[name]} %{{y:.1%}}<extra></extra>",
             ),
             secondary_y=True,
         )
     # whole epochs only on x; the rate axis keeps its own ticks at round percentages
-    fig.update_xaxes(title_text="epoch", dtick=1, tick0=1)
-    fig.update_yaxes(title_text="loss", secondary_y=False, rangemode="tozero")
+    fig.update_xaxes(title_text=translate("epoch"), dtick=1, tick0=1)
+    fig.update_yaxes(title_text=translate("loss"), secondary_y=False, rangemode="tozero")
     fig.update_yaxes(
-        title_text="rate",
+        title_text=translate("rate"),
         secondary_y=True,
         range=[0, 1.02],
         tick0=0,
@@ -76,6 +79,6 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
         visible=has_rates,
     )
     fig.update_layout(
-        title="training", hovermode="x unified", legend={"orientation": "h", "y": -0.2}
+        title=translate("training"), hovermode="x unified", legend={"orientation": "h", "y": -0.2}
     )
     return fig

@@ -18,7 +18,7 @@ import streamlit as st
 from soartlab.errors import DataError
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
-from soartlab.ui.i18n import _
+from soartlab.ui.i18n import _, current_language
 
 # Every uploader of data takes these (.xls too: the loader says how to save it as .xlsx,
 # where the browser would only refuse it with a MIME-type message shown on hover).
@@ -34,9 +34,9 @@ def upload_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise DataError(
-            f"File '{name}' has an unsupported type; expected one of "
-            + ", ".join(f".{t}" for t in UPLOAD_TYPES)
-            + "."
+            _("File '{name}' has an unsupported type; expected one of {types}.").format(
+                name=name, types=", ".join(f".{t}" for t in UPLOAD_TYPES)
+            )
         )
     return suffix
 
@@ -109,7 +109,9 @@ def parse_shape(text: str) -> tuple[int, int] | None:
         return None
     parts = text.split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise DataError(f"Image shape '{text}': expected two positive integers like 36x39.")
+        raise DataError(
+            _("Image shape '{text}': expected two positive integers like 36x39.").format(text=text)
+        )
     return int(parts[0]), int(parts[1])
 
 
@@ -203,14 +205,14 @@ def summarize(data: state.LoadedData, per_class: int | None = None) -> DataSumma
         norm = Normalization.fit(X, per_feature=not is_image)
         mean, std = np.atleast_1d(norm.mean), np.atleast_1d(norm.std)
         if is_image:
-            words = (
-                f"one global mean {float(mean[0]):.3g} and std {float(std[0]):.3g} over all pixels"
+            words = _("one global mean {mean:.3g} and std {std:.3g} over all pixels").format(
+                mean=float(mean[0]), std=float(std[0])
             )
         else:
-            words = (
-                f"per feature ({len(mean)} means and stds; mean of means {float(mean.mean()):.3g})"
+            words = _("per feature ({n} means and stds; mean of means {mean:.3g})").format(
+                n=len(mean), mean=float(mean.mean())
             )
-        words += ", refitted on the training split when training starts"
+        words += _(", refitted on the training split when training starts")
         examples: dict[str, np.ndarray] = {}
         example_files: dict[str, list[str]] = {}
         files = id_table(data.dataset).get("file") if is_image else None
@@ -232,7 +234,7 @@ def summarize(data: state.LoadedData, per_class: int | None = None) -> DataSumma
             file_notes(data.dataset),
         )
 
-    return state.cached("data_summary", (data.version,), compute)
+    return state.cached("data_summary", (data.version, current_language()), compute)
 
 
 def example_grid(summary: DataSummary) -> tuple[np.ndarray, list[str], list[str], int]:

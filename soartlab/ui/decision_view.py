@@ -138,9 +138,7 @@ def _tuning(run: Any, key: str) -> None:
             escape,
             overkill,
             point=(figures.escape_rate or 0.0, figures.overkill_rate or 0.0),
-            point_label=_("operating point"),
-            x_title=_("escape rate (defects passed)"),
-            y_title=_("overkill rate (good parts failed)"),
+            translate=_,
         )
         figure.update_layout(height=340)
         st.plotly_chart(figure, key=f"{key}_curve", width="stretch")

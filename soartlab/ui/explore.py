@@ -9,6 +9,18 @@ from typing import Any
 import numpy as np
 
 from soartlab.ui import state
+from soartlab.ui.i18n import N_, _
+
+# The per-class table's columns (classification_metrics' per_class keys), as shown.
+PER_CLASS_COLUMNS = {
+    "label": N_("class"),
+    "precision": N_("precision"),
+    "recall": N_("recall"),
+    "f1": N_("F1"),
+    "support": N_("samples"),
+    "escape_rate": N_("escape"),
+    "overkill_rate": N_("overkill"),
+}
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,9 @@ def per_class_table(metrics: dict) -> Any:
 
     table = pd.DataFrame(metrics.get("per_class", []))
     rates = [c for c in ("precision", "recall", "f1", "escape_rate", "overkill_rate") if c in table]
-    return table.style.format({c: "{:.1%}" for c in rates}, na_rep="–")
+    shown = {c: _(PER_CLASS_COLUMNS[c]) for c in table.columns if c in PER_CLASS_COLUMNS}
+    table = table.rename(columns=shown)
+    return table.style.format({shown.get(c, c): "{:.1%}" for c in rates}, na_rep="–")
 
 
 def confusion_cells(confusion: list[list[int]]) -> list[tuple[int, int]]:

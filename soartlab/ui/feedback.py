@@ -1,4 +1,5 @@
-"""Turning engine errors into messages on the page."""
+"""Turning engine errors into messages on the page, in the session's language
+(``engine_message``: see ``soartlab.ui.error_messages``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from types import TracebackType
 import streamlit as st
 
 from soartlab.errors import SoartLabError
+from soartlab.ui.error_messages import engine_message
+
+__all__ = ["EngineErrors", "engine_message"]
 
 
 class EngineErrors:
@@ -40,7 +44,7 @@ class EngineErrors:
             # Anything else (including Streamlit's rerun/stop signals) propagates.
             return False
         self.failed = True
-        self.message = f"{self.prefix}{exc}"
+        self.message = f"{self.prefix}{engine_message(str(exc))}"
         if self.show:
             st.error(self.message)
         return True

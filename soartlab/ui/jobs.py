@@ -231,9 +231,13 @@ class TrainingJob:
 
     def summary(self) -> str:
         snap = self.snapshot()
+        from soartlab.ui.i18n import _
+
         if snap.status == "queued":
-            return f"queued, position {snap.queue_position}"
-        return f"epoch {snap.epoch}/{snap.epochs}, {snap.fraction:.0%}"
+            return _("queued, position {n}").format(n=snap.queue_position)
+        return _("epoch {epoch}/{epochs}, {fraction:.0%}").format(
+            epoch=snap.epoch, epochs=snap.epochs, fraction=snap.fraction
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ended (tests, the benchmark); True if it did."""

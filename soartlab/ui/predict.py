@@ -11,6 +11,7 @@ import streamlit as st
 from soartlab.errors import CheckpointError
 from soartlab.ui import data_io, state
 from soartlab.ui.explore import table_metrics
+from soartlab.ui.i18n import N_, _
 
 MODEL_TYPES = ("pth", "pt", "json", "zip", "safetensors")
 UPLOADED_MODEL = "soart_uploaded_model"  # (signature, LoadedRun)
@@ -36,7 +37,10 @@ def load_model_files(files: list[tuple[str, bytes]]) -> Any:
         suffix = Path(name).suffix.lower().lstrip(".")
         if suffix not in MODEL_TYPES:
             raise CheckpointError(
-                f"'{name}' is not a model file; expected .pth/.pt with run.json, .zip or .safetensors."
+                _(
+                    "'{name}' is not a model file; expected .pth/.pt with run.json, .zip or "
+                    ".safetensors."
+                ).format(name=name)
             )
         by_suffix[suffix] = (name, data)
     model = next(
@@ -44,14 +48,19 @@ def load_model_files(files: list[tuple[str, bytes]]) -> Any:
     )
     if model is None:
         raise CheckpointError(
-            "Upload the model too: a .pth with its run.json, the bundle .zip, or a .safetensors file."
+            _(
+                "Upload the model too: a .pth with its run.json, the bundle .zip, or a "
+                ".safetensors file."
+            )
         )
     suffix = Path(model[0]).suffix.lower()
     record = None
     if suffix in (".pth", ".pt"):
         if "json" not in by_suffix:
             raise CheckpointError(
-                f"'{model[0]}' holds only weights; upload its run.json with it (or the bundle .zip)."
+                _(
+                    "'{name}' holds only weights; upload its run.json with it (or the bundle .zip)."
+                ).format(name=model[0])
             )
         record = by_suffix["json"][1]
     with tempfile.TemporaryDirectory(prefix="soartlab-model-") as folder:
@@ -137,3 +146,53 @@ def predictions(run: Any, dataset: Any, key: tuple) -> tuple[Any, dict | None]:
         return lot, metrics
 
     return state.cached("predict_table", key, compute)
+
+
+# The prediction table's columns (workflow.predict) and decisions, as shown on the page;
+# the downloaded CSV keeps the engine's names. Other columns (IDs, file names) as they are.
+COLUMN_TITLES = {
+    "index": N_("index"),
+    "predicted": N_("predicted"),
+    "decision": N_("decision"),
+    "defect_type": N_("defect_type"),
+    "pass_fail": N_("pass_fail"),
+    "distance": N_("distance"),
+    "nearest_index": N_("nearest_index"),
+    "nearest_class": N_("nearest_class"),
+    "good_distance": N_("good_distance"),
+    "defect_distance": N_("defect_distance"),
+    "reason": N_("reason"),
+    "label": N_("label"),
+    "correct": N_("correct"),
+}
+DECISIONS = {"pass": N_("pass"), "fail": N_("fail"), "review": N_("review")}
+
+
+def _reasons() -> dict[str, str]:
+    """Why a part is sent to review or failed as unknown (the engine's words) → msgid."""
+    from soartlab import decision, lotcheck, workflow
+
+    return {
+        lotcheck.NOT_FINITE_VALUE: N_("a value is not finite"),
+        lotcheck.OUT_OF_RANGE: N_("values far outside the training range"),
+        decision.IN_REVIEW_BAND: N_("score in the review band"),
+        decision.FAR_FROM_REFERENCES: N_("farther from every reference than any calibration part"),
+        workflow.NOT_FINITE_INPUT: N_("not finite after normalisation"),
+        workflow.NOT_FINITE_EMBEDDING: N_("embedding not finite"),
+        workflow.NOT_FINITE_DISTANCE: N_("distance to the nearest reference not finite"),
+    }
+
+
+def shown_table(table: Any) -> Any:
+    """The prediction table with its headers, decisions and reasons in the session's
+    language (a copy; ``table`` is what the CSV download writes)."""
+    shown = table.copy()
+    words = {key: _(value) for key, value in DECISIONS.items()}
+    words["unknown"] = _("unknown")
+    for column in ("decision", "pass_fail", "defect_type"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: words.get(v, v))
+    if "reason" in shown:
+        reasons = {key: _(value) for key, value in _reasons().items()}
+        shown["reason"] = shown["reason"].map(lambda v: reasons.get(v, v))
+    return shown.rename(columns={c: _(t) for c, t in COLUMN_TITLES.items() if c in shown})

@@ -7,7 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from soartlab.ui.widgets import rates_row
+from soartlab.ui.i18n import _
+from soartlab.ui.widgets import loss_name, outcome_words, rates_row
 
 
 def describe(info: Any) -> str:
@@ -15,7 +16,8 @@ def describe(info: Any) -> str:
     name = info.label or info.run_id
     details = info.run_id if info.label else ""
     if info.loss:
-        details = f"{details}, {info.loss}" if details else info.loss
+        loss = loss_name(info.loss)
+        details = f"{details}, {loss}" if details else loss
     return f"{name} ({details})" if details else name
 
 
@@ -44,20 +46,21 @@ def runs_table(infos: list[Any], current: Path | None, *, owners: bool = False) 
         metrics = info.metrics or {}
         rows.append(
             {
-                "current": "●" if current is not None and current.name == info.run_id else "",
-                "name": info.label,
-                **({"owner": info.owner or "–"} if owners else {}),
-                "run id": info.run_id,
-                "created": local_time(info.created),
-                "loss": info.loss or "",
-                "status": info.status,
-                "accuracy": metrics.get("accuracy"),
-                "escape": metrics.get("escape_rate"),
-                "overkill": metrics.get("overkill_rate"),
+                _("current"): "●" if current is not None and current.name == info.run_id else "",
+                _("name"): info.label,
+                **({_("owner"): info.owner or "–"} if owners else {}),
+                _("run id"): info.run_id,
+                _("created"): local_time(info.created),
+                _("loss"): loss_name(info.loss) if info.loss else "",
+                _("status"): outcome_words(info.status) if info.status else "",
+                _("accuracy"): metrics.get("accuracy"),
+                _("escape"): metrics.get("escape_rate"),
+                _("overkill"): metrics.get("overkill_rate"),
             }
         )
     table = pd.DataFrame(rows)
-    return table.style.format({c: "{:.1%}" for c in ("accuracy", "escape", "overkill")}, na_rep="–")
+    rates = (_("accuracy"), _("escape"), _("overkill"))
+    return table.style.format({c: "{:.1%}" for c in rates}, na_rep="–")
 
 
 def compare(infos: list[Any]) -> None:
@@ -69,6 +72,6 @@ def compare(infos: list[Any]) -> None:
         with column:
             st.markdown(f"**{describe(info)}**")
             rates_row(info.metrics or {}, baselines=info.baselines)
-            figure = training_curves(list(info.history))
+            figure = training_curves(list(info.history), translate=_)
             figure.update_layout(height=300, margin={"t": 40, "b": 20}, showlegend=False)
             st.plotly_chart(figure, key=f"runs_curves_{info.run_id}", width="stretch")

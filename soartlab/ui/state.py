@@ -39,6 +39,9 @@ SHADOW_PREFIX = "_keep_"
 CACHE_PREFIX = "_cache_"
 
 
+DEMO_NAME = "demo set"  # LoadedData.name of the built-in demo set (shown translated)
+
+
 @dataclass(frozen=True)
 class LoadedData:
     """A validated dataset and where it came from."""
@@ -80,6 +83,13 @@ def remember(key: str, value: Any) -> None:
 
 def loaded_data() -> LoadedData | None:
     return st.session_state.get(DATASET)
+
+
+def data_title(data: LoadedData) -> str:
+    """The data's name as shown: the uploaded file's name, or "demo set" translated."""
+    from soartlab.ui.i18n import _
+
+    return _("demo set") if data.name == DEMO_NAME else data.name
 
 
 def set_dataset(dataset: Any, name: str, good_class: str | None = None) -> LoadedData:
@@ -126,7 +136,7 @@ def set_good_class(good_class: str) -> None:
 def ensure_demo_loaded() -> None:
     """Load the demo set on a session's first open, so every page works at once."""
     if DATASET not in st.session_state:
-        set_dataset(demo_dataset(), "demo set")
+        set_dataset(demo_dataset(), DEMO_NAME)
 
 
 @st.cache_resource(show_spinner=False)

@@ -9,22 +9,13 @@ from typing import Any
 import streamlit as st
 
 from soartlab.ui import auth, decision_view, state
-from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.feedback import EngineErrors, engine_message
 from soartlab.ui.i18n import _
 from soartlab.ui.jobs import JOBS, JobSnapshot, TrainingJob
-from soartlab.ui.widgets import rates_row
+from soartlab.ui.widgets import outcome_words, rates_row
 
 POLL_SECONDS = 0.5
 FINISHED_JOB = state.FINISHED_JOB
-# How a job ended, in words (training.Outcome values; "failed": refused or crashed).
-OUTCOME_WORDS = {
-    "finished": "Finished",
-    "stopped": "Stopped",
-    "not_learning": "Not learning",
-    "nan_loss": "NaN loss",
-    "memorising": "Memorising",
-    "": "Failed",
-}
 
 
 def _workspace_id() -> str | None:
@@ -90,14 +81,21 @@ def collect_finished() -> None:
 
 def _progress_text(snap: JobSnapshot) -> str:
     if snap.status not in ("queued", "running"):
-        words = OUTCOME_WORDS[snap.outcome]
+        words = outcome_words(snap.outcome)
         if snap.outcome == "finished":
             kept = snap.metrics.get("kept_epoch")
-            which = f", epoch {kept} kept" if kept else ""
-            return f"{words}: {len(snap.history)} epoch(s){which} · {snap.seconds:.0f} s"
+            if kept:
+                return _(
+                    "{outcome}: {epochs} epoch(s), epoch {kept} kept · {seconds:.0f} s"
+                ).format(outcome=words, epochs=len(snap.history), kept=kept, seconds=snap.seconds)
+            return _("{outcome}: {epochs} epoch(s) · {seconds:.0f} s").format(
+                outcome=words, epochs=len(snap.history), seconds=snap.seconds
+            )
         # where it ended, in the trainer's words ("stopped by the user in epoch 2, step
         # 26/40"): the history also holds the epoch that was cut short
-        where = f" ({snap.message})" if snap.message and snap.message != "finished" else ""
+        where = ""
+        if snap.message and snap.message != "finished":
+            where = f" ({engine_message(snap.message)})"
         return f"{words}{where} · {snap.seconds:.0f} s"
     if snap.status == "queued":
         return _(
@@ -105,11 +103,14 @@ def _progress_text(snap: JobSnapshot) -> str:
             "it starts when a slot is free"
         ).format(position=snap.queue_position, limit=_queue_limit())
     if snap.stop_requested:
-        return "Stopping at the next step…"
+        return _("Stopping at the next step…")
     if snap.epoch == 0:
-        return "Preparing the data and the model…"
-    loss = f", loss {snap.loss:.4f}" if snap.loss == snap.loss else ""
-    return f"Epoch {snap.epoch}/{snap.epochs}, step {snap.step}/{snap.steps_per_epoch}{loss} · {snap.seconds:.0f} s"
+        return _("Preparing the data and the model…")
+    loss = _(", loss {loss:.4f}").format(loss=snap.loss) if snap.loss == snap.loss else ""
+    where = _("Epoch {epoch}/{epochs}, step {step}/{steps}").format(
+        epoch=snap.epoch, epochs=snap.epochs, step=snap.step, steps=snap.steps_per_epoch
+    )
+    return f"{where}{loss} · {snap.seconds:.0f} s"
 
 
 def _queue_limit() -> int:
@@ -123,7 +124,7 @@ def _render_progress(snap: JobSnapshot) -> None:
 
     st.progress(min(max(snap.fraction, 0.0), 1.0), text=_progress_text(snap))
     if snap.history:
-        figure = training_curves(snap.history)
+        figure = training_curves(snap.history, translate=_)
         figure.update_layout(height=340, margin={"t": 40, "b": 40})
         st.plotly_chart(figure, key="train_curves", width="stretch")
 
@@ -140,7 +141,9 @@ def monitor() -> None:
         snap = current.snapshot()
         if snap.status in ("queued", "running"):
             if st.button(
-                "Stop", key="train_stop", help="Ends at the next step; keeps the last good model."
+                _("Stop"),
+                key="train_stop",
+                help=_("Ends at the next step; keeps the last good model."),
             ):
                 current.stop()
                 snap = current.snapshot()
@@ -164,44 +167,55 @@ def results() -> None:
         return
     _take_in(current, snap)
     if snap.status == "failed":
-        st.error(snap.error)
+        st.error(engine_message(snap.error))
         return
+    reason = engine_message(snap.message)
     if snap.run_dir is None:  # stopped while waiting in the queue
         st.info(_("Training was stopped before it started; nothing was saved."))
         return
     if snap.outcome == "finished":
-        st.success(f"Training finished in {snap.seconds:.0f} s; the run is saved.")
+        st.success(
+            _("Training finished in {seconds:.0f} s; the run is saved.").format(
+                seconds=snap.seconds
+            )
+        )
         kept = snap.metrics.get("kept_epoch")
         if snap.message != "finished" or kept != len(snap.history):
             note = _("Kept the model of epoch {kept} (best validation accuracy).").format(kept=kept)
             if snap.message != "finished":  # stopped early, in the trainer's words
-                note = f"{note} {snap.message[0].upper()}{snap.message[1:]}."
+                note = f"{note} {reason[0].upper()}{reason[1:]}."
             st.info(note)
     elif snap.outcome == "stopped":
-        st.warning(f"Training {snap.message}; the model at that step was saved.")
+        st.warning(_("Training {reason}; the model at that step was saved.").format(reason=reason))
     elif snap.outcome == "memorising":
-        st.error(f"{snap.message}")
+        st.error(reason)
     elif snap.outcome == "not_learning":
         st.error(
-            f"Training ended early, {snap.message} The run is saved for the record; its "
-            "figures are those of the network before training."
+            _(
+                "Training ended early, {reason} The run is saved for the record; its figures "
+                "are those of the network before training."
+            ).format(reason=reason)
         )
     else:
-        st.warning(f"Training ended: {snap.message}; the last good epoch's model was saved.")
+        st.warning(
+            _("Training ended: {reason}; the last good epoch's model was saved.").format(
+                reason=reason
+            )
+        )
     if snap.run_dir is None:
         return
     rates_row(snap.metrics, held_out_samples=True, baselines=snap.baselines)
-    guard = EngineErrors("Could not open the new run: ")
+    guard = EngineErrors(_("Could not open the new run: "))
     with guard:
         run = state.current_run()
         if run is not None and str(run.run_dir) == str(snap.run_dir):
             decision_view.operating_point_panel(run, "train")
     downloads(snap.run_dir)
     st.button(
-        "Next round: re-tune on the new embeddings",
+        _("Next round: re-tune on the new embeddings"),
         on_click=_next_round,
         args=(str(snap.run_dir),),
-        help="Tune the distance on this model's embeddings, then continue training from it.",
+        help=_("Tune the distance on this model's embeddings, then continue training from it."),
     )
 
 
@@ -216,24 +230,29 @@ def downloads(run_dir: Path) -> None:
     run = Run(run_dir)
     cols = st.columns(2)
     cols[0].download_button(
-        "Download model (.pth)",
+        _("Download model (.pth)"),
         data=functools.partial(_read, run.pth_path),
         file_name=f"soartlab-{Path(run_dir).name}.pth",
         mime="application/octet-stream",
         on_click="ignore",
         type="primary",
         key=f"download_pth_{Path(run_dir).name}",
-        help="A plain state_dict: load_state_dict(torch.load(path)) into the article's SiameseNet.",
+        help=_(
+            "A plain state_dict: load_state_dict(torch.load(path)) into the article's SiameseNet."
+        ),
         width="stretch",
     )
     cols[1].download_button(
-        "Download bundle (.zip)",
+        _("Download bundle (.zip)"),
         data=run.bundle,
         file_name=f"soartlab-{Path(run_dir).name}.zip",
         mime="application/zip",
         on_click="ignore",
         key=f"download_zip_{Path(run_dir).name}",
-        help="Weights (safetensors), reference embeddings and run.json: upload it on the Predict page.",
+        help=_(
+            "Weights (safetensors), reference embeddings and run.json: upload it on the "
+            "Predict page."
+        ),
         width="stretch",
     )
 

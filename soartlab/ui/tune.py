@@ -29,8 +29,10 @@ import streamlit as st
 from soartlab.errors import SoartLabError
 from soartlab.transform import ARTICLE_TRANSFORM, GammaTransform
 from soartlab.ui import state, tune_live
-from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.feedback import EngineErrors, engine_message
+from soartlab.ui.i18n import N_, _, current_language
 from soartlab.ui.preview_job import PreviewJob, PreviewSnapshot
+from soartlab.ui.widgets import outcome_words
 
 if TYPE_CHECKING:
     from soartlab.config import TrainConfig
@@ -38,19 +40,20 @@ if TYPE_CHECKING:
     from soartlab.separation import SeparationReport
     from soartlab.tuning import LossView
 
-SOURCE_NETWORK = "Network to be trained"
-SOURCE_MODEL = "Current model's embeddings"
-SOURCE_RAW = "Raw features"
+# Option values (persisted in session state): shown through _(), never compared translated.
+SOURCE_NETWORK = N_("Network to be trained")
+SOURCE_MODEL = N_("Current model's embeddings")
+SOURCE_RAW = N_("Raw features")
 
 # Shown name → engine name (soartlab.distances.get_distance).
 DISTANCES = {
-    "SOART3 gamma": "soart3",
-    "SOART3 yita": "soart3_yita",
-    "SOART3 beta": "soart3_beta",
-    "Euclidean": "euclidean",
-    "Minkowski-p": "minkowski",
-    "Chebyshev": "chebyshev",
-    "Cosine": "cosine",
+    N_("SOART3 gamma"): "soart3",
+    N_("SOART3 yita"): "soart3_yita",
+    N_("SOART3 beta"): "soart3_beta",
+    N_("Euclidean"): "euclidean",
+    N_("Minkowski-p"): "minkowski",
+    N_("Chebyshev"): "chebyshev",
+    N_("Cosine"): "cosine",
 }
 LOSS_DISTANCE = "SOART3 gamma"  # the distance the SOART3 loss applies the transform to
 DEFAULT_PAIRS = 2000
@@ -70,7 +73,7 @@ PREVIEW_POLL_SECONDS = 0.5
 # Size of the server-drawn before/after histograms (bench/bench_slider.py uses it too).
 HISTOGRAM_LAYOUT = {"height": 380, "margin": {"t": 60, "b": 40}}
 
-EXPLANATION = (
+EXPLANATION = N_(
     "**What the sliders change.** The transform d = max(scale·gamma + offset, floor) is "
     "increasing: it keeps the order of the pair distances, so scale and offset cannot "
     "change ROC AUC or how much matched and unmatched pairs overlap — only training can. "
@@ -128,7 +131,7 @@ def prepared(config: TrainConfig) -> PreparedData:
 
     data = state.loaded_data()
     if data is None:
-        raise SoartLabError("No data loaded.")
+        raise SoartLabError(_("No data loaded."))
     key = (data.version, config.test_size, config.seed, config.good_class)
     return state.cached(
         "tune_prepared",
@@ -174,8 +177,8 @@ def network_to_train(config: TrainConfig) -> tuple[Any, str]:
 
     model = state.cached("tune_network", network_key(config), build)
     if resume is not None:
-        return model, f"run {Path(resume).name}, which Next round continues"
-    return model, f"the untrained network for seed {config.seed}"
+        return model, _("run {run}, which Next round continues").format(run=Path(resume).name)
+    return model, _("the untrained network for seed {seed}").format(seed=config.seed)
 
 
 # --- pair distances ------------------------------------------------------------------------
@@ -234,9 +237,10 @@ def _source_model(source: str, config: TrainConfig) -> tuple[Any, str]:
     if source == SOURCE_MODEL:
         run = state.current_run()
         if run is None:
-            raise SoartLabError("No trained model yet: train one, or choose another source.")
-        return run.model, f"the current model (run {Path(run.run_dir or '').name or 'upload'})"
-    return None, "raw features (normalised as the network normalises them)"
+            raise SoartLabError(_("No trained model yet: train one, or choose another source."))
+        name = Path(run.run_dir or "").name or _("upload")
+        return run.model, _("the current model (run {run})").format(run=name)
+    return None, _("raw features (normalised as the network normalises them)")
 
 
 def pair_sample(
@@ -260,6 +264,7 @@ def pair_sample(
         int(n_pairs),
         engine_name,
         tuple(sorted((k, str(v)) for k, v in params.items())),
+        current_language(),  # the sample's description is in words
     )
 
     def compute() -> PairSample:
@@ -351,7 +356,7 @@ def _suggest(sample: PairSample, margin: float) -> None:
             sample.matched, sample.unmatched, margin=margin, floor=floor
         )
     except SoartLabError as exc:
-        st.session_state["tune_suggest_error"] = str(exc)
+        st.session_state["tune_suggest_error"] = engine_message(str(exc))
         return
     store_values(suggestion.to_dict())
 
@@ -360,7 +365,7 @@ def _use_for_training(p_v: float, p_m: float) -> None:
     try:
         transform = GammaTransform(**current_values())
     except SoartLabError as exc:
-        st.session_state["tune_suggest_error"] = str(exc)
+        st.session_state["tune_suggest_error"] = engine_message(str(exc))
         return
     state.set_tuned_transform(state.TunedTransform(transform, p_v=p_v, p_m=p_m))
     # The button sits in a fragment: rerun the whole app so the sidebar shows the values.
@@ -374,15 +379,16 @@ def _server_sliders(span: float, values: dict[str, float]) -> dict[str, float]:
     """``st.slider`` for each value (the path AppTest drives); returns their values."""
     ranges = slider_ranges(span, values)
     helps = {
-        "scale": "Slope applied to the raw distance.",
-        "offset": "Shift after scaling.",
-        "floor": "Smallest distance returned.",
+        "scale": _("Slope applied to the raw distance."),
+        "offset": _("Shift after scaling."),
+        "floor": _("Smallest distance returned."),
     }
+    titles = {"scale": _("Scale"), "offset": _("Offset"), "floor": _("Floor")}
     chosen = {}
     for name, key in VALUE_KEYS.items():
         low, high, step = ranges[name]
         chosen[name] = st.slider(
-            name.capitalize(),
+            titles[name],
             min_value=low,
             max_value=high,
             step=step,
@@ -404,6 +410,7 @@ def _server_figure(sample: PairSample, transform: GammaTransform, margin: float 
         threshold=float(transform(np.array([sample.raw_report.threshold]))[0]),
         floor=transform.floor,
         margin=margin,
+        translate=_,
     )
     figure.update_layout(HISTOGRAM_LAYOUT)
     st.plotly_chart(figure, key="tune_histograms", width="stretch")
@@ -413,39 +420,42 @@ def loss_view_row(view: LossView) -> None:
     """The loss's view as three figures, and a warning when nothing would be learnt."""
     cols = st.columns(3)
     cols[0].metric(
-        "Pulled in",
+        _("Pulled in"),
         f"{view.pulled:.1%}",
-        help=f"Matched pairs above the floor: the loss pulls them together "
-        f"({view.n_matched:,} matched pairs).",
+        help=_(
+            "Matched pairs above the floor: the loss pulls them together ({n:,} matched pairs)."
+        ).format(n=view.n_matched),
     )
     cols[1].metric(
-        "Pushed out",
+        _("Pushed out"),
         f"{view.pushed:.1%}",
-        help=f"Unmatched pairs between the floor and the margin: the loss pushes them apart "
-        f"({view.n_unmatched:,} unmatched pairs).",
+        help=_(
+            "Unmatched pairs between the floor and the margin: the loss pushes them apart "
+            "({n:,} unmatched pairs)."
+        ).format(n=view.n_unmatched),
     )
     cols[2].metric(
-        "Loss now",
+        _("Loss now"),
         f"{view.loss:.4f}",
-        help="Mean contrastive loss of these pairs under this setting, before training.",
+        help=_("Mean contrastive loss of these pairs under this setting, before training."),
     )
     if not view.learns:
-        st.warning(view.problem, icon=":material/warning:")
+        st.warning(engine_message(view.problem), icon=":material/warning:")
 
 
 def separation_row(report: SeparationReport) -> None:
     cols = st.columns(4)
     cols[0].metric("ROC AUC", f"{report.roc_auc:.3f}")
-    cols[1].metric("Overlap", f"{report.overlap:.1%}")
+    cols[1].metric(_("Overlap"), f"{report.overlap:.1%}")
     cols[2].metric(
-        "Escape",
+        _("Escape"),
         f"{report.escape_rate:.1%}",
-        help="Unmatched pairs called matched at the best threshold",
+        help=_("Unmatched pairs called matched at the best threshold"),
     )
     cols[3].metric(
-        "Overkill",
+        _("Overkill"),
         f"{report.overkill_rate:.1%}",
-        help="Matched pairs called unmatched at the best threshold",
+        help=_("Matched pairs called unmatched at the best threshold"),
     )
 
 
@@ -461,8 +471,18 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
             values,
             slider_ranges(sample.span, values),
             margin=margin if is_loss_distance else None,
-            titles=("before tune", "after tune"),
+            titles=(_("before tune"), _("after tune")),
             on_change=store_values,
+            texts={
+                "scale": _("Scale"),
+                "offset": _("Offset"),
+                "floor": _("Floor"),
+                "matched": _("Matched"),
+                "unmatched": _("Unmatched"),
+                "distance": _("distance"),
+                "fraction": _("fraction of pairs"),
+                "margin": _("margin"),
+            },
         )
         figure_area = st.container()
     else:
@@ -484,27 +504,29 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
             loss_view_row(loss_view(sample.matched, sample.unmatched, transform, margin))
     cols = st.columns(3)
     cols[2].button(
-        "Article's values",
+        _("Article's values"),
         on_click=_article_values,
-        help="The seed article's transform: scale 0.5, offset -0.25, floor 0.",
+        help=_("The seed article's transform: scale 0.5, offset -0.25, floor 0."),
         width="stretch",
     )
     cols[0].button(
-        "Suggest",
+        _("Suggest"),
         on_click=_suggest,
         args=(sample, margin),
         disabled=not is_loss_distance,
-        help="Scale and offset under which the loss learns from these pairs, matched and "
-        "unmatched alike — what the Train page uses when nothing is stored.",
+        help=_(
+            "Scale and offset under which the loss learns from these pairs, matched and "
+            "unmatched alike — what the Train page uses when nothing is stored."
+        ),
         width="stretch",
     )
     cols[1].button(
-        "Use for training",
+        _("Use for training"),
         type="primary",
         on_click=_use_for_training,
         args=(p_v, p_m),
         disabled=not is_loss_distance,
-        help="Store these values; the Train page's SOART3 loss uses them.",
+        help=_("Store these values; the Train page's SOART3 loss uses them."),
         width="stretch",
     )
     message = st.session_state.pop("tune_suggest_error", None)
@@ -514,16 +536,23 @@ def tuning_panel(sample: PairSample, p_v: float, p_m: float, *, live: bool) -> N
         st.rerun(scope="app")
     tuned = state.tuned_transform()
     if tuned is not None and (tuned.transform, tuned.p_v, tuned.p_m) == (transform, p_v, p_m):
-        st.success("Stored for training.")
+        st.success(_("Stored for training."))
     st.caption(
-        f"Separation of {sample.distance_label} on {sample.source} "
-        "(scale and offset do not change it):"
+        _("Separation of {distance} on {source} (scale and offset do not change it):").format(
+            distance=_(sample.distance_label), source=sample.source
+        )
     )
     separation_row(sample.raw_report)
     st.caption(
-        f"{sample.raw_report.n_matched:,} matched (blue) and "
-        f"{sample.raw_report.n_unmatched:,} unmatched (red) pairs of the training split · "
-        f"d = max(scale·raw + offset, floor) · margin {margin:g} (Train page)"
+        _(
+            "{matched:,} matched (blue) and {unmatched:,} unmatched (red) pairs of the "
+            "training split · d = max(scale·raw + offset, floor) · margin {margin:g} (Train "
+            "page)"
+        ).format(
+            matched=sample.raw_report.n_matched,
+            unmatched=sample.raw_report.n_unmatched,
+            margin=margin,
+        )
     )
     if is_loss_distance:
         follow_preview(values, p_v, p_m)
@@ -574,40 +603,44 @@ def _start_clicked(p_v: float, p_m: float) -> None:
     try:
         start_preview(current_values(), p_v, p_m)
     except SoartLabError as exc:
-        st.session_state["tune_preview_error"] = str(exc)
+        st.session_state["tune_preview_error"] = engine_message(str(exc))
 
 
 def preview_section(p_v: float, p_m: float) -> None:
     """The Preview controls and, polled while it runs, its progress and result."""
-    st.subheader("Preview: where this setting leads")
+    st.subheader(_("Preview: where this setting leads"))
     cols = st.columns([1, 1, 2])
     cols[0].number_input(
-        "Preview steps",
+        _("Preview steps"),
         min_value=10,
         max_value=5000,
         step=50,
         key=state.persisted(PREVIEW_STEPS_KEY, DEFAULT_PREVIEW_STEPS),
-        help="Training steps of a copy of the network, on a subsample of at most 2,000 "
-        "training samples, with the Train page's batch size and learning rate.",
+        help=_(
+            "Training steps of a copy of the network, on a subsample of at most 2,000 "
+            "training samples, with the Train page's batch size and learning rate."
+        ),
     )
     cols[1].button(
-        "Preview",
+        _("Preview"),
         on_click=_start_clicked,
         args=(p_v, p_m),
-        help="Train a copy of the network briefly with these values, in the background.",
+        help=_("Train a copy of the network briefly with these values, in the background."),
         width="stretch",
     )
     cols[2].toggle(
-        "Re-run when the sliders settle",
+        _("Re-run when the sliders settle"),
         key=state.persisted(PREVIEW_FOLLOW_KEY, True),
-        help="After the first Preview, each new setting cancels the running one and starts again.",
+        help=_(
+            "After the first Preview, each new setting cancels the running one and starts again."
+        ),
     )
     message = st.session_state.pop("tune_preview_error", None)
     if message:
         st.error(message)
     job = preview_job()
     if job is None:
-        st.caption("Preview trains in the background; the page stays usable meanwhile.")
+        st.caption(_("Preview trains in the background; the page stays usable meanwhile."))
         return
     running = job.is_running()
 
@@ -615,12 +648,12 @@ def preview_section(p_v: float, p_m: float) -> None:
     def poll() -> None:
         snap = job.snapshot()
         if snap.status == "running":
-            if st.button("Cancel preview", key="tune_preview_cancel"):
+            if st.button(_("Cancel preview"), key="tune_preview_cancel"):
                 job.cancel()
             st.progress(
                 min(snap.step / max(snap.steps, 1), 1.0),
-                text=f"Preview: step {snap.step}/{snap.steps}"
-                + (f", loss {snap.loss:.4f}" if snap.loss == snap.loss else "")
+                text=_("Preview: step {step}/{steps}").format(step=snap.step, steps=snap.steps)
+                + (_(", loss {loss:.4f}").format(loss=snap.loss) if snap.loss == snap.loss else "")
                 + f" · {snap.seconds:.0f} s",
             )
             return
@@ -637,41 +670,58 @@ def _render_preview(snap: PreviewSnapshot) -> None:
     from soartlab.plots import pair_histogram
 
     if snap.status == "failed":
-        st.error(snap.error)
+        st.error(engine_message(snap.error))
         return
     result = snap.result
     if result is None or result.steps == 0:
-        st.info("Preview cancelled before its first step.")
+        st.info(_("Preview cancelled before its first step."))
         return
     if snap.status == "cancelled":
-        st.info(f"Preview cancelled after {result.steps} steps; the figures are from there.")
+        st.info(
+            _("Preview cancelled after {steps} steps; the figures are from there.").format(
+                steps=result.steps
+            )
+        )
     before, after = result.before_report, result.report
     cols = st.columns(4)
     cols[0].metric(
-        "ROC AUC after preview",
+        _("ROC AUC after preview"),
         f"{after.roc_auc:.3f}",
         f"{after.roc_auc - before.roc_auc:+.3f}",
-        help="Held-out pairs (the split training never sees), on the trained copy.",
+        help=_("Held-out pairs (the split training never sees), on the trained copy."),
     )
-    cols[1].metric("ROC AUC now", f"{before.roc_auc:.3f}")
-    cols[2].metric("Loss", f"{result.last_loss:.4f}", f"{result.last_loss - result.first_loss:+.4f}",
-                   delta_color="inverse", help=f"Last step's loss; first step's was {result.first_loss:.4f}.")  # fmt: skip
-    cols[3].metric("Steps", f"{result.steps}", help=f"{result.seconds:.1f} s")
+    cols[1].metric(_("ROC AUC now"), f"{before.roc_auc:.3f}")
+    cols[2].metric(
+        _("Loss"),
+        f"{result.last_loss:.4f}",
+        f"{result.last_loss - result.first_loss:+.4f}",
+        delta_color="inverse",
+        help=_("Last step's loss; first step's was {loss:.4f}.").format(loss=result.first_loss),
+    )
+    cols[3].metric(_("Steps"), f"{result.steps}", help=f"{result.seconds:.1f} s")
     figures = st.columns(2)
     panels = (
-        (result.before, f"Network now · ROC AUC {before.roc_auc:.3f}", "tune_preview_before"),
+        (
+            result.before,
+            _("Network now · ROC AUC {auc:.3f}").format(auc=before.roc_auc),
+            "tune_preview_before",
+        ),
         (
             result.after,
-            f"After {result.steps} steps · ROC AUC {after.roc_auc:.3f}",
+            _("After {steps} steps · ROC AUC {auc:.3f}").format(
+                steps=result.steps, auc=after.roc_auc
+            ),
             "tune_preview_after",
         ),
     )
     for column, (pairs, title, key) in zip(figures, panels, strict=True):
         column.markdown(f"**{title}**")
-        figure = pair_histogram(pairs.matched, pairs.unmatched, x_title="gamma")
+        figure = pair_histogram(pairs.matched, pairs.unmatched, x_title=_("gamma"), translate=_)
         figure.update_layout(height=300, margin={"t": 30, "b": 40})
         column.plotly_chart(figure, key=key, width="stretch")
     st.caption(
-        f"Preview took {result.seconds:.1f} s; outcome {result.outcome.value}. Held-out pairs "
-        "before and after the steps, SOART3 gamma before the transform."
+        _(
+            "Preview took {seconds:.1f} s; outcome {outcome}. Held-out pairs before and after "
+            "the steps, SOART3 gamma before the transform."
+        ).format(seconds=result.seconds, outcome=outcome_words(result.outcome.value))
     )

@@ -31,6 +31,8 @@ FINE_BINS = 2000
 SETTLE_MS = 400
 VALUE_NAMES = ("scale", "offset", "floor")
 COMPONENT_KEY = "tune_live"
+# The words the component draws (tune_live.js has their English).
+TEXT_KEYS = ("scale", "offset", "floor", "matched", "unmatched", "distance", "fraction", "margin")
 
 _ASSETS = Path(__file__).parent / "components"
 _component = st.components.v2.component(
@@ -94,10 +96,13 @@ def live_sliders(
     margin: float | None,
     titles: tuple[str, str],
     on_change: Callable[[dict[str, float]], None],
+    texts: Mapping[str, str] | None = None,
 ) -> None:
     """Mount the component: ``values`` and ``ranges`` (name → (low, high, step)) for
     scale, offset and floor, the margin marker, the panel titles. ``on_change`` gets the
     values the user settled on (called from Streamlit's widget callback, before the rerun).
+    ``texts``: the component's words in the page's language (keys of `TEXT_KEYS`; missing
+    ones in English).
     ``margin`` None draws no margin marker (a distance the loss does not use)."""
 
     def report() -> None:
@@ -113,6 +118,7 @@ def live_sliders(
             "ranges": {name: [float(v) for v in ranges[name]] for name in VALUE_NAMES},
             "margin": None if margin is None else float(margin),
             "titles": list(titles),
+            "texts": dict(texts or {}),
             "colors": {"matched": MATCHED_COLOR, "unmatched": UNMATCHED_COLOR},
             "opacity": BAR_OPACITY,
             "settle_ms": SETTLE_MS,

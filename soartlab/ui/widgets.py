@@ -10,31 +10,58 @@ import streamlit as st
 
 from soartlab.ui import state
 from soartlab.ui.feedback import EngineErrors
+from soartlab.ui.i18n import N_, _
+
+# How a run ended, in words (training.Outcome values; "": refused or crashed).
+OUTCOME_WORDS = {
+    "finished": N_("Finished"),
+    "stopped": N_("Stopped"),
+    "not_learning": N_("Not learning"),
+    "nan_loss": N_("NaN loss"),
+    "memorising": N_("Memorising"),
+    "": N_("Failed"),
+}
+# A run's loss (config.LOSSES), in words.
+LOSS_NAMES = {"soart3": N_("SOART3"), "euclidean": N_("Euclidean")}
+
+
+def outcome_words(outcome: str) -> str:
+    """A ``training.Outcome`` value in the session's language."""
+    return _(OUTCOME_WORDS.get(outcome, outcome))
+
+
+def loss_name(loss: str | None) -> str:
+    """A run's loss ("soart3", "euclidean") in the session's language; "?" when unknown."""
+    return _(LOSS_NAMES[loss]) if loss in LOSS_NAMES else (loss or "?")
 
 
 def require_data() -> state.LoadedData:
     """The session's data; without any, a short hint and a link to the Data page."""
     data = state.loaded_data()
     if data is None:
-        st.info("No data loaded yet. Load your inspection data (or the demo set) first.")
-        st.page_link(state.DATA_PAGE, label="Go to the Data page", icon=":material/folder_open:")
+        st.info(_("No data loaded yet. Load your inspection data (or the demo set) first."))
+        st.page_link(state.DATA_PAGE, label=_("Go to the Data page"), icon=":material/folder_open:")
         st.stop()
     return data
 
 
 def require_run(purpose: str) -> Any:
     """The opened run (``LoadedRun``); without one, a hint and links to Train and Runs."""
-    guard = EngineErrors("Could not open the current run: ")
+    guard = EngineErrors(_("Could not open the current run: "))
     run = None
     with guard:
         run = state.current_run()
     if run is None:
         if not guard.failed:
-            st.info(f"No trained model yet. Train one (or open a saved run) to {purpose}.")
+            st.info(
+                _("No trained model yet. Train one (or open a saved run) to {purpose}.").format(
+                    purpose=purpose
+                )
+            )
         st.page_link(
-            state.TRAIN_PAGE, label="Go to the Train page", icon=":material/model_training:"
+            state.TRAIN_PAGE, label=_("Go to the Train page"), icon=":material/model_training:"
         )
-        st.page_link(state.RUNS_PAGE, label="Open a saved run", icon=":material/history:")
+        st.page_link(state.RUNS_PAGE, label=_("Open a saved run"), icon=":material/history:")
         st.stop()
     return run
 
@@ -43,7 +70,7 @@ def run_title(run: Any) -> str:
     """A short name for a loaded run: its label, else its id."""
     label = run.label
     run_dir = run.run_dir
-    run_id = run_dir.name if run_dir is not None else "uploaded model"
+    run_id = run_dir.name if run_dir is not None else _("uploaded model")
     return f"{label} ({run_id})" if label else run_id
 
 
@@ -66,44 +93,52 @@ def rates_row(
     accuracy = metrics.get("accuracy")
     added = None
     if baselines is not None and accuracy is not None:
-        added = f"{100 * (accuracy - baselines.untrained):+.1f} pts over the untrained network"
+        added = _("{points:+.1f} pts over the untrained network").format(
+            points=100 * (accuracy - baselines.untrained)
+        )
     with st.container(horizontal=True, gap="large"):
         st.metric(
-            "Accuracy",
+            _("Accuracy"),
             _percent(metrics, "accuracy"),
             delta=added,
-            help="Share of samples whose predicted class is their true class.",
+            help=_("Share of samples whose predicted class is their true class."),
             width="content",
         )
         st.metric(
-            "Escape",
+            _("Escape"),
             _percent(metrics, "escape_rate"),
-            help="見逃し (escape): defects judged good, as a share of the defective samples.",
+            help=_("見逃し (escape): defects judged good, as a share of the defective samples."),
             width="content",
         )
         st.metric(
-            "Overkill",
+            _("Overkill"),
             _percent(metrics, "overkill_rate"),
-            help="過検出 (overkill): good parts judged defective, as a share of the good samples.",
+            help=_(
+                "過検出 (overkill): good parts judged defective, as a share of the good samples."
+            ),
             width="content",
         )
         if baselines is not None:
             st.metric(
-                "Untrained network",
+                _("Untrained network"),
                 f"{baselines.untrained:.1%}",
-                help="Held-out accuracy of the network before this training (same parts, "
-                "same nearest-neighbour rule): what training is measured against.",
+                help=_(
+                    "Held-out accuracy of the network before this training (same parts, "
+                    "same nearest-neighbour rule): what training is measured against."
+                ),
                 width="content",
             )
             st.metric(
-                "kNN on raw features",
+                _("kNN on raw features"),
                 f"{baselines.raw_knn:.1%}",
-                help="Held-out accuracy of nearest neighbours (Euclidean) on the "
-                "normalised raw features, without any network (same parts, same k).",
+                help=_(
+                    "Held-out accuracy of nearest neighbours (Euclidean) on the "
+                    "normalised raw features, without any network (same parts, same k)."
+                ),
                 width="content",
             )
         if held_out_samples:
-            st.metric("Held-out samples", f"{metrics.get('n_samples', 0):,}", width="content")
+            st.metric(_("Held-out samples"), f"{metrics.get('n_samples', 0):,}", width="content")
 
 
 def session_status() -> dict[str, str | None]:
@@ -119,12 +154,14 @@ def session_status() -> dict[str, str | None]:
         "training": None,
     }
     if data is not None:
-        status["data"] = (
-            f"{data.name}: {len(data.dataset):,} samples, good class '{data.good_class}'"
+        status["data"] = _("{name}: {n:,} samples, good class '{good}'").format(
+            name=state.data_title(data), n=len(data.dataset), good=data.good_class
         )
     if tuned is not None:
         t = tuned.transform
-        status["transform"] = f"scale {t.scale:.3g}, offset {t.offset:.3g}, floor {t.floor:.3g}"
+        status["transform"] = _("scale {scale:.3g}, offset {offset:.3g}, floor {floor:.3g}").format(
+            scale=t.scale, offset=t.offset, floor=t.floor
+        )
     if run_dir is not None:
         status["model"] = run_dir.name
     if job is not None and job.is_running():
@@ -137,10 +174,10 @@ def sidebar_status(place: Any = None) -> None:
     the sidebar)."""
     status = session_status()
     with place if place is not None else st.sidebar:
-        st.caption("This session")
-        st.markdown(f"**Data** · {status['data'] or 'none'}")
-        transform = status["transform"] or "not tuned: decided at Start"
-        st.markdown(f"**Tuned transform** · {transform}")
-        st.markdown(f"**Model** · {status['model'] or 'none opened'}")
+        st.caption(_("This session"))
+        st.markdown("**" + _("Data") + "** · " + (status["data"] or _("none")))
+        transform = status["transform"] or _("not tuned: decided at Start")
+        st.markdown("**" + _("Tuned transform") + "** · " + transform)
+        st.markdown("**" + _("Model") + "** · " + (status["model"] or _("none opened")))
         if status["training"]:
-            st.markdown(f"**Training** · {status['training']}")
+            st.markdown("**" + _("Training") + "** · " + status["training"])

@@ -100,27 +100,45 @@ function ticks(low, high, count) {
   return out;
 }
 
+// The words shown (data.texts, in the page's language), else English.
+const ENGLISH = {
+  scale: "Scale",
+  offset: "Offset",
+  floor: "Floor",
+  matched: "Matched",
+  unmatched: "Unmatched",
+  distance: "distance",
+  fraction: "fraction of pairs",
+  margin: "margin",
+};
+
+function text(data, key) {
+  return (data.texts && data.texts[key]) || ENGLISH[key];
+}
+
 function buildView(root) {
   const box = element("div", { class: "tune-live" }, root);
   const controls = element("div", { class: "controls" }, box);
   const inputs = {};
   for (const name of NAMES) {
     const row = element("label", { class: "control" }, controls);
-    element("span", { class: "name" }, row).textContent = name[0].toUpperCase() + name.slice(1);
+    const label = element("span", { class: "name" }, row);
+    label.textContent = name[0].toUpperCase() + name.slice(1);
     const range = element("input", { type: "range", "data-testid": `tune-live-${name}` }, row);
     const number = element(
       "input",
       { type: "number", step: "any", "data-testid": `tune-live-${name}-value` },
       row,
     );
-    inputs[name] = { range, number };
+    inputs[name] = { range, number, label };
   }
   const legend = element("div", { class: "legend" }, box);
   const keys = ["matched", "unmatched"].map((side) => {
     const item = element("span", { class: "legend-item" }, legend);
     const swatch = element("span", { class: "swatch" }, item);
-    element("span", {}, item).textContent = side[0].toUpperCase() + side.slice(1);
-    return [side, swatch];
+    const text = element("span", {}, item);
+    text.textContent = side[0].toUpperCase() + side.slice(1);
+    return [side, swatch, text];
   });
   const svg = element(
     "svg",
@@ -166,8 +184,8 @@ function buildView(root) {
       width: panelWidth,
       title: data.titles[1],
       lines: [
-        { name: "floor", x: floor, className: "floor", anchor: "end" },
-        { name: "margin", x: data.margin, className: "margin", anchor: "start" },
+        { name: text(data, "floor"), x: floor, className: "floor", anchor: "end" },
+        { name: text(data, "margin"), x: data.margin, className: "margin", anchor: "start" },
       ],
       yTitle: false,
     });
@@ -200,10 +218,12 @@ function buildView(root) {
 
   view.update = (data) => {
     view.data = data;
-    for (const [side, swatch] of keys) {
+    for (const [side, swatch, label] of keys) {
       swatch.style.background = data.colors[side];
       swatch.style.opacity = String(data.opacity);
+      label.textContent = text(data, side);
     }
+    for (const name of NAMES) inputs[name].label.textContent = text(data, name);
     for (const name of NAMES) {
       const [low, high, step] = data.ranges[name];
       Object.assign(inputs[name].range, { min: String(low), max: String(high), step: String(step) });
@@ -259,7 +279,7 @@ function drawPanel(group, histogram, data, options) {
       format(t);
   }
   element("text", { x: x + width / 2, y: HEIGHT - 6, class: "axis" }, group, SVG).textContent =
-    "distance";
+    text(data, "distance");
   if (yTitle) {
     const label = element(
       "text",
@@ -267,7 +287,7 @@ function drawPanel(group, histogram, data, options) {
       group,
       SVG,
     );
-    label.textContent = "fraction of pairs";
+    label.textContent = text(data, "fraction");
   }
   const binWidth = (px(high) - px(low)) / BINS;
   fractions.forEach((values, side) => {
