@@ -483,6 +483,21 @@ def validation_split(
     return np.sort(fit).astype(np.int64), np.sort(val).astype(np.int64)
 
 
+def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
+    """Sorted rows, at most about ``max_samples`` of ``labels`` ``(N,)``: every class
+    keeps its share (at least 2 rows of a class that has them, so it forms pairs)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) <= max_samples:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        n = min(len(rows), max(2, round(len(rows) * max_samples / len(labels))))
+        keep.append(rng.choice(rows, size=n, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 # --- normalisation --------------------------------------------------------------------------
 
 

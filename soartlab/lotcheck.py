@@ -73,19 +73,45 @@ class InputStats:
 
     @classmethod
     def fit(cls, X, image: bool = False) -> InputStats:
-        """From the training split's raw inputs ``X`` (N, d) (finite: the loader checked);
-        ``image``: the features are pixels of one image."""
-        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
-        if len(X) == 0:
+        """From the training split's raw inputs ``X`` (N, d) (finite: the loader checked):
+        an array, or rows read on demand (anything with ``batches()`` yielding (start,
+        batch), e.g. `rows.RowView`), taken in one streaming pass. ``image``: the features
+        are pixels of one image."""
+        if hasattr(X, "batches") and not isinstance(X, np.ndarray):
+            batches = (batch for _, batch in X.batches())
+        else:
+            batches = iter([X])
+        n, minimum, maximum, mean, m2 = 0, None, None, None, None
+        medians, spreads = [], []
+        for batch in batches:
+            B = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)
+            if not len(B):
+                continue
+            median, spread = _part_profile(B)
+            medians.append(median)
+            spreads.append(spread)
+            b_mean = B.mean(axis=0)
+            b_m2 = ((B - b_mean) ** 2).sum(axis=0)
+            if n == 0:
+                minimum, maximum, mean, m2 = B.min(axis=0), B.max(axis=0), b_mean, b_m2
+            else:  # Chan et al.'s update of the mean and the sum of squared deviations
+                minimum, maximum = (
+                    np.minimum(minimum, B.min(axis=0)),
+                    np.maximum(maximum, B.max(axis=0)),
+                )
+                delta, total = b_mean - mean, n + len(B)
+                mean = mean + delta * (len(B) / total)
+                m2 = m2 + b_m2 + delta**2 * (n * len(B) / total)
+            n += len(B)
+        if n == 0:
             raise DataError("Input statistics need at least one training part.")
-        median, spread = _part_profile(X)
         return cls(
-            X.min(axis=0),
-            X.max(axis=0),
-            X.mean(axis=0),
-            X.std(axis=0),
-            float(np.nanmedian(median)),
-            float(np.nanmedian(spread)),
+            minimum,
+            maximum,
+            mean,
+            np.sqrt(m2 / n),
+            float(np.nanmedian(np.concatenate(medians))),
+            float(np.nanmedian(np.concatenate(spreads))),
             bool(image),
         )
 

@@ -36,7 +36,7 @@ from soartlab import distributed
 from soartlab.architecture import resolve_architecture
 from soartlab.augment import Augmentation, resolve_augmentation
 from soartlab.config import TrainConfig
-from soartlab.data import sample_pairs, validation_split
+from soartlab.data import sample_pairs, stratified_subsample, validation_split
 from soartlab.distances import get_distance
 from soartlab.errors import CheckpointError, SoartLabError
 from soartlab.evaluation import classification_metrics, classify, embed
@@ -454,7 +454,8 @@ class Trainer:
         fit_rows, val_rows = split
         normalization = model.normalization
         # read on demand: the raw-kNN figure from a stratified sample, as in `baselines`
-        raw_fit, raw_val = self._raw_sample(data, fit_rows), self._raw_sample(data, val_rows)
+        raw_fit = self._raw_sample(data, data.y_train, fit_rows)
+        raw_val = self._raw_sample(data, data.y_train, val_rows)
         predicted, _ = classify(
             normalization.apply(data.x_train[raw_fit]),
             data.y_train[raw_fit],
@@ -610,19 +611,18 @@ class Trainer:
         queries = self._embed(model, data.x_test)
         return references, self._held_out_metrics(references, queries, data)
 
-    def _raw_sample(self, data: PreparedData, rows: np.ndarray) -> np.ndarray:
-        """``rows`` of the training split for a raw-feature kNN figure: all of them for an
-        array; for rows read on demand a stratified sample (`RAW_BASELINE_ROWS`,
-        `RAW_BASELINE_BYTES`), since raw rows are d wide."""
+    def _raw_sample(self, data: PreparedData, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``rows`` (positions into ``labels``, a split's class ids) for a raw-feature kNN
+        figure: all of them for an array; for rows read on demand a stratified sample
+        (`RAW_BASELINE_ROWS`, `RAW_BASELINE_BYTES`), since raw rows are d wide and
+        brute-force kNN between all of them would cost more than the training."""
         if not is_rows(data.x_train):
             return rows
-        from soartlab.tuning import stratified_subsample
-
         width = data.x_train.shape[1]
         most = max(
             2 * len(data.label_names), min(RAW_BASELINE_ROWS, RAW_BASELINE_BYTES // (4 * width))
         )
-        return rows[stratified_subsample(data.y_train[rows], most, self.config.seed)]
+        return rows[stratified_subsample(labels[rows], most, self.config.seed)]
 
     def _share(self, n: int) -> slice:
         """This rank's contiguous share of ``n`` rows (all of them in one process)."""
@@ -684,20 +684,10 @@ class Trainer:
         for a warm start, the earlier round's model this round starts from).
 
         For a large source (rows read on demand) the raw baseline takes a stratified
-        sample of each part (`RAW_BASELINE_ROWS`, `RAW_BASELINE_BYTES`): the raw rows are d wide,
-        and brute-force kNN between all of them would cost more than the training."""
+        sample of each split (`_raw_sample`)."""
         normalization = model.normalization
-        train_rows, test_rows = np.arange(len(data.y_train)), np.arange(len(data.y_test))
-        if is_rows(data.x_train):
-            from soartlab.tuning import stratified_subsample
-
-            seed = self.config.seed
-            width = data.x_train.shape[1]
-            most = max(
-                2 * len(data.label_names), min(RAW_BASELINE_ROWS, RAW_BASELINE_BYTES // (4 * width))
-            )
-            train_rows = stratified_subsample(data.y_train, most, seed)
-            test_rows = stratified_subsample(data.y_test, most, seed)
+        train_rows = self._raw_sample(data, data.y_train, np.arange(len(data.y_train)))
+        test_rows = self._raw_sample(data, data.y_test, np.arange(len(data.y_test)))
         raw = self._held_out_metrics(
             normalization.apply(data.x_train[train_rows]),
             normalization.apply(data.x_test[test_rows]),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from soartlab.config import TrainConfig
-from soartlab.data import Normalization, sample_pairs
+from soartlab.data import Normalization, sample_pairs, stratified_subsample
 from soartlab.distances import SOART3Distance, get_distance
 from soartlab.errors import SoartLabError
 from soartlab.evaluation import embed
@@ -382,21 +382,6 @@ class PreviewResult:
     seconds: float
     cancelled: bool  # stop_event was set: fewer steps than asked
     outcome: Outcome  # as `Trainer.train_epoch` ended (NOT_LEARNING: no gradient at all)
-
-
-def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
-    """Sorted rows, at most about ``max_samples`` of ``labels`` ``(N,)``: every class
-    keeps its share (at least 2 rows of a class that has them, so it forms pairs)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(labels) <= max_samples:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        n = min(len(rows), max(2, round(len(rows) * max_samples / len(labels))))
-        keep.append(rng.choice(rows, size=n, replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 def preview(

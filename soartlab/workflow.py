@@ -27,6 +27,7 @@ from soartlab.files import MAX_JSON_BYTES, parse_json_object, read_regular_file
 from soartlab.models import SiameseNet
 from soartlab.prepare import PreparedData, dataset_fingerprint, prepare
 from soartlab.record import DataInfo, RunRecord
+from soartlab.rows import is_rows
 from soartlab.runs import (
     CALIBRATION_FILE,
     REFERENCES_FILE,
@@ -485,6 +486,18 @@ class Scored:
     reason: np.ndarray  # (N,) object: why a part could not be scored ("" when it was)
 
 
+def _finite_inputs(run: LoadedRun, X) -> np.ndarray:
+    """(N,) bool: the part's input stays finite under the model's normalisation; rows
+    read on demand are checked a batch at a time."""
+    batches = X.batches() if is_rows(X) else [(0, X)]
+    finite = np.zeros(len(X), dtype=bool)
+    for start, batch in batches:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            normalised = run.model.normalization.apply(np.asarray(batch))
+        finite[start : start + len(batch)] = np.isfinite(normalised).all(axis=1)
+    return finite
+
+
 def _score(
     run: LoadedRun, X: np.ndarray, emb: np.ndarray, reason: np.ndarray | None = None
 ) -> Scored:
@@ -496,9 +509,7 @@ def _score(
     (the lot check); such parts are scored all the same (their decision is review)."""
     ref_emb, ref_labels = _references(run)
     reason = np.full(len(X), "", dtype=object) if reason is None else reason.copy()
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        normalised = run.model.normalization.apply(X)
-    not_scorable = ~np.isfinite(normalised).all(axis=1)
+    not_scorable = ~_finite_inputs(run, X)
     reason[not_scorable & (reason == "")] = NOT_FINITE_INPUT
     bad_embedding = ~not_scorable & ~np.isfinite(emb).all(axis=1)
     reason[bad_embedding & (reason == "")] = NOT_FINITE_EMBEDDING
@@ -744,7 +755,10 @@ GOOD_ONLY_TRAINING = (
 
 
 def is_good_only(dataset) -> bool:
-    """True when every labelled part belongs to one class (a good-only data set)."""
+    """True when every labelled part belongs to one class (a good-only data set); also
+    for the `rows.ArrowRows` of a large source."""
+    if is_rows(dataset):
+        return len(np.unique(dataset.labels)) == 1
     return int((D.class_counts(dataset) > 0).sum()) == 1
 
 
@@ -761,6 +775,12 @@ def good_only_run(
     from soartlab.prepare import prepare
     from soartlab.training import Outcome
 
+    if is_rows(dataset):
+        raise DataError(
+            "Good parts only: a run without defect samples is made from a single file "
+            "(CSV, Parquet, a zip of images), not yet from a folder, shards or a saved "
+            "dataset; add defect samples or pass one file."
+        )
     data = prepare(dataset, config.test_size, config.seed, config.good_class, one_class=True)
     present = np.unique(data.y_train)
     if list(present) != [data.good_index]:

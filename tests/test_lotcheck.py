@@ -107,3 +107,19 @@ def test_feature_tables_are_checked_per_feature():
     lot[4, 1] = 1200.0  # within the table's overall range, far outside its own feature's
     check = check_lot(lot, stats)
     assert list(np.flatnonzero(check.reasons != "")) == [4]
+
+
+def test_statistics_from_batches_are_those_of_the_whole(images):
+    """Rows read on demand give their statistics in one pass over batches: the same as
+    from the array at once."""
+    train, _ = images
+
+    class Batched:
+        def batches(self):
+            for start in range(0, len(train), 70):  # uneven batches, a short last one
+                yield start, train[start : start + 70]
+
+    whole, streamed = InputStats.fit(train, image=True), InputStats.fit(Batched(), image=True)
+    for name in ("minimum", "maximum", "mean", "std"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(whole, name), rtol=1e-9)
+    assert (streamed.part_median, streamed.part_spread) == (whole.part_median, whole.part_spread)
