@@ -28,6 +28,7 @@ ALLOWED = {
     "bmp", "gpu", "cpu", "cuda", "knn", "roc", "auc", "nan", "pth", "json", "safetensors",
     "english",  # the language switch offers English by its own name
     "max",  # the transform's formula, d = max(…)
+    "mlp", "cnn", "xlsx", "excel", "utf", "bom", "ppm",  # network names, file formats, units
 }  # fmt: skip
 # The demo set's class names and the data set's name are data, not interface.
 DEMO_CLASSES = {"good", "burr", "crack", "dent", "edge_chip", "missing_hole", "scratch", "stain"}
@@ -134,7 +135,8 @@ def test_japanese_walk_and_the_language_switch(server, browser):
 
         visit(page, "Predict")
         page.get_by_text(ja("The held-out part of the session's data")).click()
-        page.get_by_role("button", name=ja("Download predictions (.csv)")).wait_for(timeout=60_000)
+        download = ja("Download {what} (.csv)").format(what=ja("predictions"))
+        page.get_by_role("button", name=download).wait_for(timeout=60_000)
         settle(page)
         no_exception(page, "predict")
         check_japanese(page, "predict")

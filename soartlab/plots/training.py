@@ -32,7 +32,15 @@ def training_curves(
     ``test_accuracy``, ``escape_rate``, ``overkill_rate``); an epoch
     missing a key leaves a gap in that line. ``translate``: see ``plots.style``.
     """
-    names = {name: translate(name) for _, name, _, _ in RATE_SERIES}
+    # literal calls, so the catalogue finds every word (soartlab.ui.catalogue)
+    names = {
+        "test accuracy": translate("test accuracy"),
+        "val accuracy": translate("val accuracy"),
+        "escape rate": translate("escape rate"),
+        "overkill rate": translate("overkill rate"),
+        "val escape rate": translate("val escape rate"),
+        "val overkill rate": translate("val overkill rate"),
+    }
     if not history:
         return message_figure(translate("no epochs yet"), translate("training"))
     epochs = [row.get("epoch", number) for number, row in enumerate(history, start=1)]
