@@ -12,7 +12,8 @@ from soartlab.data import sample_pairs
 from soartlab.distances import Distance
 from soartlab.errors import SoartLabError
 
-EMBED_BATCH_BYTES = 16 * 2**20
+EMBED_BATCH_BYTES = 16 * 2**20  # a batch's input
+EMBED_ACTIVATION_BYTES = 128 * 2**20  # a batch's input times the network's activation_ratio
 
 
 @torch.no_grad()
@@ -20,12 +21,19 @@ def embed(
     model: torch.nn.Module, X: np.ndarray, batch_size: int = 1024, device: str = "cpu"
 ) -> np.ndarray:
     """Embeddings of `X` (N, d) float32 → (N, e) float32, computed in batches (of fewer
-    rows when they are wide: a batch holds at most `EMBED_BATCH_BYTES` of float32). `X`
-    may be rows read on demand (`soartlab.rows`), read a batch at a time."""
+    rows when they are wide: a batch's input holds at most `EMBED_BATCH_BYTES` of float32,
+    and times the network's `activation_ratio` when it has one (the cnn's full-resolution
+    feature maps) at most `EMBED_ACTIVATION_BYTES`). `X` may be rows read on demand (`soartlab.rows`),
+    read a batch at a time."""
+    net = model.module if hasattr(model, "module") else model
     if len(X):
         width = int(np.prod(X.shape[1:]))
-        batch_size = max(1, min(batch_size, EMBED_BATCH_BYTES // (4 * max(width, 1))))
-    net = model.module if hasattr(model, "module") else model
+        ratio = max(1, int(getattr(getattr(net, "embedding_net", None), "activation_ratio", 1)))
+        row = 4 * max(width, 1)
+        batch_size = max(
+            1,
+            min(batch_size, EMBED_BATCH_BYTES // row, EMBED_ACTIVATION_BYTES // (row * ratio)),
+        )
     get_embedding = net.get_embedding
     was_training = net.training
     net.eval()

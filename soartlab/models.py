@@ -264,6 +264,14 @@ class EmbeddingNet(_NormalisedInput):
         self.relu = nn.ReLU()
         self._init_normalization(normalization)
 
+    @property
+    def activation_ratio(self) -> int:
+        """Floats the forward pass holds at once per input value, about: the first block
+        works at full resolution with ``channels[0]`` channels, and its convolution,
+        normalisation and activation outputs coexist (what `evaluation.embed` sizes its
+        batches by)."""
+        return 3 * int(self.config.channels[0]) // max(int(self.config.in_channels), 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Any tensor of raw samples whose size is a multiple of ``in_features`` → ``(N, e)``."""
         x = self._normalised_rows(x)

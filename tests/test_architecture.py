@@ -318,3 +318,22 @@ def test_without_a_validation_part_the_last_epoch_is_kept():
     assert result.metrics["kept_epoch"] == 2 and result.outcome is Outcome.FINISHED
     assert result.metrics["validation"]["rows"] == 0
     json.dumps(result.metrics, allow_nan=False)  # run.json is strict JSON
+
+
+def test_embedding_batches_of_large_images_fit_the_cnn_s_feature_maps(monkeypatch):
+    """At 128×128 the cnn's first feature maps hold 48 floats per pixel: `embed` takes
+    batches small enough for `EMBED_ACTIVATION_BYTES`, the mlp the usual ones."""
+    from soartlab import evaluation
+
+    sizes = []
+    x = np.zeros((300, 128 * 128), dtype=np.float32)
+    for arch in ("cnn", "mlp"):
+        model = build_model(ModelConfig(input_shape=(128, 128), arch=arch))
+        net = model.embedding_net
+        monkeypatch.setattr(
+            model, "get_embedding", lambda b, net=net: (sizes.append(len(b)), net(b))[1]
+        )
+        assert evaluation.embed(model, x).shape == (300, model.config.embedding_dim)
+        per_row = 4 * 128 * 128 * getattr(net, "activation_ratio", 1)
+        assert max(sizes) * per_row <= evaluation.EMBED_ACTIVATION_BYTES
+        sizes.clear()

@@ -53,18 +53,25 @@ def test_a_cnn_run_reloads_and_predicts_exactly(cnn_run, texture):
     loaded = load_run(run.path)
     assert loaded.record.model.arch == loaded.record.config.arch == "cnn"
     x = np.asarray(texture.with_format("numpy")["image"][:50], dtype=np.float32)
-    np.testing.assert_array_equal(
-        embed_dataset(loaded, texture.select(range(50))), embed(result.model, x)
+    # the same weights: equal to float32 rounding (the trained model runs channels_last)
+    np.testing.assert_allclose(
+        embed_dataset(loaded, texture.select(range(50))), embed(result.model, x), atol=1e-5
     )
     table = predict(loaded, texture.select(range(50)))
-    assert set(table["decision"]) <= {"pass", "fail"}
+    assert set(table["decision"]) <= {"pass", "review", "fail"}
+    assert (
+        table["decision"].tolist()
+        == predict(loaded, texture.select(range(50)))["decision"].tolist()
+    )
 
 
 def test_the_mlp_memorises_the_texture_and_says_what_to_try(texture):
     from soartlab.training import Trainer
     from soartlab.workflow import training_setup
 
-    config = TrainConfig(arch="auto", epochs=4, patience=0, **SETTINGS)
+    # 20 epochs: the loss falls from about 0.26 to under 0.01 while validation accuracy
+    # stays about 0.2-0.34, below calling every part good (0.40)
+    config = TrainConfig(arch="auto", epochs=20, patience=0, **SETTINGS)
     setup = training_setup(texture, config, auto_transform=True)
     assert setup.config.arch == "mlp"  # 24×24 images: auto keeps the article's network
     result = Trainer(setup.config).fit(setup.model, setup.data)

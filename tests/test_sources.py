@@ -245,8 +245,10 @@ _LIMITED_CHILD = textwrap.dedent(
         print("the data fits the limit"); sys.exit(3)
     except MemoryError:
         pass
+    # the mlp: this is about the data's memory; a cnn's feature maps at 128×128 alone
+    # would need more than the limit
     config = TrainConfig(epochs=1, pairs_per_epoch=512, batch_size=64, device="cpu",
-                         hidden=(64, 64, 64), embedding_dim=32)
+                         hidden=(64, 64, 64), embedding_dim=32, arch="mlp")
     data = prepare(rows, config.test_size, config.seed)
     result = Trainer(config).fit(initial_model(config, data), data)
     print("trained", result.outcome.value, result.metrics["n_samples"], len(rows))
