@@ -17,8 +17,9 @@ Over the unit space's parts, (Y1, Y2) has a mean and a 2×2 covariance; a part's
 distance is the Mahalanobis distance of its (Y1, Y2) from that mean. Features are taken
 as they are (raw pixels for images), as the method does.
 
-The pass/fail threshold comes from `threshold_for_escape` on a calibration half of the
-held-out parts (`calibration_halves`) and is reported on the other half.
+The pass/fail threshold is `soartlab.decision`'s (`fit_operating_point`: at most the target
+share of the calibration defects pass) on the run's calibration half of the held-out parts
+(`decision.calibration_split`), and it is reported on the other half.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
+from soartlab import decision as rule
 from soartlab.errors import DataError
 
 # Eigenvalues of the (Y1, Y2) covariance are floored at this share of the largest, so a
 # singular unit space (e.g. parts that are exact multiples of each other) still inverts.
 COVARIANCE_FLOOR = 1e-9
 MIN_UNIT_PARTS = 3  # a 2×2 covariance needs more parts than dimensions
-DEFAULT_TARGET_ESCAPE = 0.005  # defects passed, as a share of defects, on the calibration half
+DEFAULT_TARGET_ESCAPE = rule.DEFAULT_TARGET_ESCAPE  # defects passed, on the calibration half
 
 
 @dataclass(frozen=True)
@@ -112,40 +113,7 @@ def rt_scores(
     return scores
 
 
-# --- Operating point. Until soartlab.decision is merged, the RT baseline picks its own
-# threshold with the two functions below; at the merge, `calibration_halves` and
-# `threshold_for_escape` are to be replaced by decision.py's (one rule for both).
-
-
-def calibration_halves(is_defect: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out positions split in two, stratified on good/defect: ``(calibration rows,
-    report rows)``, each sorted. The threshold is chosen on the first, figures reported
-    on the second (the calibration never sees the reported parts)."""
-    is_defect = np.asarray(is_defect, dtype=bool)
-    rows = np.arange(len(is_defect))
-    if len(rows) < 4:
-        raise DataError(
-            f"Calibrating a threshold needs at least 4 held-out parts; got {len(rows)}."
-        )
-    stratify = is_defect if min(is_defect.sum(), (~is_defect).sum()) >= 2 else None
-    calibration, report = train_test_split(
-        rows, test_size=0.5, random_state=seed, stratify=stratify
-    )
-    return np.sort(calibration), np.sort(report)
-
-
-def threshold_for_escape(scores: np.ndarray, is_defect: np.ndarray, target_escape: float) -> float:
-    """The largest threshold (a part passes when its score is below it) at which at most
-    ``target_escape`` of the defects in ``scores`` would pass. `DataError` without defects."""
-    if not 0 <= target_escape < 1:
-        raise DataError(f"The target escape rate must be in [0, 1); got {target_escape}.")
-    defect_scores = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(is_defect, bool)])
-    if len(defect_scores) == 0:
-        raise DataError(
-            "Choosing a threshold for an escape rate needs defective parts; there are none."
-        )
-    allowed = int(np.floor(target_escape * len(defect_scores)))
-    return float(defect_scores[allowed])
+# --- Operating point: `soartlab.decision`'s, the one rule for the run and for RT.
 
 
 def pass_fail_figures(judged_pass: np.ndarray, is_defect: np.ndarray) -> dict:
@@ -193,15 +161,22 @@ def rt_baseline(
     seed: int = 0,
 ) -> RTBaseline:
     """The RT baseline beside a trained run: unit space from the good training rows,
-    scores for the held-out parts ``test_x`` (N, k), a threshold for ``target_escape`` on
-    the calibration half, pass/fail figures on the report half. ``run_pred`` (N,): the
+    scores for the held-out parts ``test_x`` (N, k), `decision.fit_operating_point` for
+    ``target_escape`` on the calibration half (`decision.calibration_split` with ``seed``:
+    the run's own halves for the run's seed), pass (score ≤ its ``pass_below``) or fail
+    on the report half. ``run_pred`` (N,): the
     trained run's predicted class ids of the same parts (a part not scored, -1, counts
     as failed), scored on the same report half."""
     is_defect = np.asarray(test_labels) != good_index
     scores = rt_scores(train_x, train_labels, good_index, test_x)
-    calibration, report = calibration_halves(is_defect, seed)
-    threshold = threshold_for_escape(scores[calibration], is_defect[calibration], target_escape)
-    figures = pass_fail_figures(scores[report] < threshold, is_defect[report])
+    calibration, report = rule.calibration_split(test_labels, good_index, seed)
+    # a non-finite score (inf) is never passed: the threshold comes from finite ones
+    finite = np.isfinite(scores[calibration])
+    point = rule.fit_operating_point(
+        scores[calibration][finite], is_defect[calibration][finite], target_escape=target_escape
+    )
+    threshold = point.pass_below
+    figures = pass_fail_figures(scores[report] <= threshold, is_defect[report])
     run_figures = None
     if run_pred is not None:
         run_pass = np.asarray(run_pred)[report] == good_index

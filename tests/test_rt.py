@@ -6,14 +6,12 @@ import pytest
 
 from soartlab.errors import DataError
 from soartlab.rt import (
-    calibration_halves,
     fit_unit_space,
     pass_fail_figures,
     rt_baseline,
     rt_distance,
     rt_features,
     rt_scores,
-    threshold_for_escape,
 )
 
 # Four good parts of three features, and two parts to score: a tiny hand example.
@@ -103,27 +101,28 @@ def test_a_part_that_is_not_finite_is_never_passed():
         UNIT, np.zeros(4, int), 0, np.array([[np.nan, 1.0, 1.0], [1e308, 1e308, 1.0]])
     )
     assert np.isinf(scores).all()
-    assert not (scores < threshold_for_escape(np.array([1.0, 2.0]), np.array([1, 1]), 0.0)).any()
 
 
-def test_threshold_allows_at_most_the_target_share_of_defects():
-    scores = np.arange(10.0)
-    is_defect = np.ones(10, dtype=bool)
-    assert threshold_for_escape(scores, is_defect, 0.0) == 0.0  # nothing below the lowest
-    assert threshold_for_escape(scores, is_defect, 0.2) == 2.0  # two defects pass
-    assert (scores < threshold_for_escape(scores, is_defect, 0.25)).sum() <= 2
-    with pytest.raises(DataError, match="needs defective parts"):
-        threshold_for_escape(scores, ~is_defect, 0.1)
-    with pytest.raises(DataError, match="target escape rate"):
-        threshold_for_escape(scores, is_defect, 1.5)
+def test_the_threshold_is_the_decision_rule_s_on_the_run_s_calibration_half():
+    """RT and the run share one rule: the same halves for the same seed, and the
+    threshold `decision.fit_operating_point` sets on the calibration half."""
+    from soartlab import decision
 
-
-def test_calibration_and_report_halves_are_disjoint_and_stratified():
-    is_defect = np.r_[np.zeros(40, bool), np.ones(20, bool)]
-    calibration, report = calibration_halves(is_defect, seed=3)
-    assert not set(calibration) & set(report)
-    assert len(calibration) + len(report) == 60
-    assert is_defect[calibration].sum() == is_defect[report].sum() == 10
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.0, 0.05, (60, 5)) + 1.0
+    test_labels = np.r_[np.zeros(40, int), np.ones(40, int)]
+    test_x = np.r_[rng.normal(1.0, 0.05, (40, 5)) + 1.0, rng.normal(1.0, 0.4, (40, 5)) + 1.0]
+    baseline = rt_baseline(good, np.zeros(60, int), 0, test_x, test_labels, seed=5)
+    calibration, report = decision.calibration_split(test_labels, 0, 5)
+    assert baseline.calibration_rows.tolist() == calibration.tolist()
+    assert baseline.report_rows.tolist() == report.tolist()
+    scores = rt_scores(good, np.zeros(60, int), 0, test_x)
+    point = decision.fit_operating_point(
+        scores[calibration], test_labels[calibration] == 1, target_escape=0.005
+    )
+    assert baseline.threshold == point.pass_below
+    passed = scores[report] <= baseline.threshold
+    assert baseline.figures["escapes"] == int((passed & (test_labels[report] == 1)).sum())
 
 
 def test_pass_fail_figures_count_escapes_and_overkills():

@@ -225,6 +225,8 @@ def rt_comparison(run: Any, data: state.LoadedData, view: Any) -> tuple[Any, Any
             held_out_parts(run, data),
             view.y_true,
             run_pred=view.y_pred,
+            target_escape=run.record.config.target_escape,
+            seed=run.record.config.seed,
         )
         rows = []
         for name, figures in (
