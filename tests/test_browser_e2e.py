@@ -42,7 +42,8 @@ def click_a_confusion_cell(page) -> None:
     """A click on a cell of the confusion matrix picks that cell for "Samples in a cell",
     in a real browser (a corner cell other than the one shown: good → stain, or
     stain → good)."""
-    heatmap = page.locator(".js-plotly-plot").nth(1)
+    heatmap = page.locator(".st-key-explore_confusion .js-plotly-plot")
+    heatmap.scroll_into_view_if_needed()  # a click lands only inside the viewport
     box = heatmap.locator(".nsewdrag").first.bounding_box()
     chosen = page.locator('[data-testid="stSelectbox"]').filter(has_text="True → predicted")
     value = chosen.locator("input").first

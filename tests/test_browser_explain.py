@@ -27,7 +27,9 @@ def test_a_clicked_confusion_cell_shows_heatmaps(server, browser, tiny_run):  # 
         confusion = tiny_run.record.metrics["confusion"]
         k = len(confusion)
         _, row, column = max((confusion[t][p], t, p) for t in range(k) for p in range(k) if t != p)
-        box = page.locator(".js-plotly-plot").nth(1).locator(".nsewdrag").first.bounding_box()
+        heatmap = page.locator(".st-key-explore_confusion .js-plotly-plot")
+        heatmap.scroll_into_view_if_needed()  # a click lands only inside the viewport
+        box = heatmap.locator(".nsewdrag").first.bounding_box()
         page.mouse.click(
             box["x"] + box["width"] * (column + 0.5) / k,
             box["y"] + box["height"] * (row + 0.5) / k,

@@ -16,17 +16,22 @@ def escape_overkill_curve(
     overkill,
     *,
     point: tuple[float, float] | None = None,
-    point_label: str = "operating point",
+    point_label: str | None = None,
     title: str = "",
-    x_title: str = "escape rate (defects passed)",
-    y_title: str = "overkill rate (good parts failed)",
+    x_title: str | None = None,
+    y_title: str | None = None,
     translate: Translate = english,
 ) -> go.Figure:
     """Escape (x) against overkill (y), both (T,) in [0, 1], of one threshold swept over
     the scores (`decision.escape_overkill_curve`); ``point`` (escape, overkill) marks the
     operating point, whose review band (parts neither passed nor failed) puts it below the
     curve. Rates are shown in percent. ``translate``: see ``plots.style`` (applied to the
-    words drawn, the labels given included)."""
+    words drawn; labels given are drawn as given). Defaults: "operating point", "escape
+    rate (defects passed)", "overkill rate (good parts failed)"."""
+    # literal calls, so the catalogue finds the words (soartlab.ui.catalogue)
+    point_label = point_label or translate("operating point")
+    x_title = x_title or translate("escape rate (defects passed)")
+    y_title = y_title or translate("overkill rate (good parts failed)")
     hover = (
         translate("escape")
         + " %{x:.2f} %<br>"
@@ -51,7 +56,7 @@ def escape_overkill_curve(
                 x=[100 * point[0]],
                 y=[100 * point[1]],
                 mode="markers",
-                name=translate(point_label),
+                name=point_label,
                 marker={"color": POINT_COLOR, "size": 12, "symbol": "x"},
                 hovertemplate=hover,
             )
@@ -67,9 +72,9 @@ def escape_overkill_curve(
         )
     )
     fig.update_layout(
-        title=translate(title) if title else "",
-        xaxis={"title": translate(x_title), "ticksuffix": " %", "rangemode": "tozero"},
-        yaxis={"title": translate(y_title), "ticksuffix": " %", "rangemode": "tozero"},
+        title=title,
+        xaxis={"title": x_title, "ticksuffix": " %", "rangemode": "tozero"},
+        yaxis={"title": y_title, "ticksuffix": " %", "rangemode": "tozero"},
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 40 if title else 10},
     )
