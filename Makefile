@@ -22,15 +22,18 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py
 
 # Three stages, so that a failure says which kind it is: the fast unit and page tests,
-# the model-quality checks (real trainings, marked slow), then the real browser.
+# the model-quality checks (real trainings, marked slow), then the real browser. The unit
+# and browser stages run on two workers (pytest-xdist): much of their time is one Python
+# thread or a browser waiting; the trainings use the cores themselves and run alone.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(PY) -m ruff check soartlab tests bench app.py pages
 	@echo "== unit and page tests"
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not browser"
 	@echo "== model-quality tests (slow)"
 	$(PY) -m pytest -q -m "slow and not browser"
-	@echo "== browser test (headless Chromium)"
-	$(PY) -m pytest -q -m browser
+	@echo "== browser tests (headless Chromium)"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m browser
 
 # Extract every interface message (app.py, pages/, soartlab/) into the template and bring
 # soartlab/locale/ja/LC_MESSAGES/soartlab.po up to it; then translate its empty entries.

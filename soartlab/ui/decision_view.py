@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from soartlab.ui.feedback import engine_message
 from soartlab.ui.i18n import _
 
 TARGET_MAX_PERCENT = 20.0  # the slider's range: 0 to 20 % escapes
@@ -169,16 +170,55 @@ def _tuning(run: Any, key: str) -> None:
         st.success(_("Saved: target escape {t} %.").format(t=f"{target:.1f}"))
 
 
+def _feature_words(name: str) -> str:
+    """A drifted feature's name (`lotcheck.feature_name`) in the session's language: a
+    pixel's or a numbered feature's words; a column name as written."""
+    import re
+
+    pixel = re.fullmatch(r"pixel (\(\d+, \d+\))", name)
+    if pixel:
+        return _("pixel {where}").format(where=pixel.group(1))
+    numbered = re.fullmatch(r"feature (\d+)", name)
+    if numbered:
+        return _("feature {i}").format(i=numbered.group(1))
+    return name
+
+
 def lot_check(check: Any) -> None:
     """The lot check on Predict: parts sent to review by it, and the drift report."""
+    from soartlab.lotcheck import DRIFT_SD
+
     st.markdown("**" + _("Lot check") + "**")
-    st.caption(check.summary())
+    lines = [
+        _(
+            "{n} of {total} parts sent to review by the lot check; typical part spread "
+            "{lot:.4g} (training {train:.4g})."
+        ).format(
+            n=check.n_flagged,
+            total=len(check.reasons),
+            lot=check.lot_spread,
+            train=check.train_spread,
+        )
+    ]
+    if check.drift:
+        lines.append(
+            _(
+                "Drift: {n} of {total} features moved by more than {sd:g} training SD "
+                "(the largest first, below)."
+            ).format(n=len(check.drift), total=check.n_features, sd=DRIFT_SD)
+        )
+    else:
+        lines.append(
+            _("Drift: no feature's mean moved by more than {sd:g} training SD.").format(sd=DRIFT_SD)
+        )
+    lines.extend(engine_message(note) for note in check.notes)
+    st.caption("  \n".join(lines))
     if check.drift:
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        _("feature"): d.feature,
+                        _("feature"): _feature_words(d.feature),
                         _("shift (training SD)"): round(d.shift_sd, 2),
                         _("lot mean"): round(d.lot_mean, 4),
                         _("training mean"): round(d.train_mean, 4),

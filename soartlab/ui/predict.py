@@ -113,7 +113,12 @@ def flagged_thumbnails(dataset: Any, table: Any) -> tuple[Any, list[str], list[s
         return None
     X, _y = to_arrays(dataset.select(rows.tolist()))
     files = id_table(dataset).get("file")
-    titles = [f"{table['decision'].iat[r]} · {table['predicted'].iat[r]}" for r in rows]
+    words = {key: _(value) for key, value in DECISIONS.items()}
+    titles = [
+        f"{words.get(table['decision'].iat[r], table['decision'].iat[r])} · "
+        f"{table['predicted'].iat[r]}"
+        for r in rows
+    ]
     captions = [files[r].rsplit("/", 1)[-1] if files else f"#{r}" for r in rows]
     return X.reshape((len(rows), *shape)), titles, captions
 
