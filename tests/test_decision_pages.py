@@ -67,7 +67,7 @@ def test_predict_shows_the_lot_check_and_decision_figures(app_with_own_run):
     source = at.radio(key="predict_sample_source")
     source.set_value("The held-out part of the session's data").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("lot check: 0 of 600 parts" in c.value for c in at.caption)
+    assert any("0 of 600 parts sent to review by the lot check" in c.value for c in at.caption)
     decision_figures(at)
     table = at.dataframe[0].value
     assert {"decision", "defect_type", "good_distance", "nearest_class"} <= set(table.columns)
