@@ -1,4 +1,4 @@
-"""9. Sharing the machine: 1, 2 and 4 trainings at once, and the server idle.
+"""10. Sharing the machine: 1, 2 and 4 trainings at once, and the server idle.
 
 Trainings are started as the Train page starts them — `soartlab.ui.jobs.TrainingJob` on
 the demo set, threads of one process — without a browser. "Before": no queue limit and

@@ -227,6 +227,10 @@ class EpochEnd:
     model: SiameseNet
     optimizer: torch.optim.Optimizer
     history: list[dict]
+    # the best validation epoch so far and its weights (None: no validation part), so a
+    # resumed run keeps the same epoch as one that ran through
+    best_epoch: int | None = None
+    best_state: dict | None = None
 
 
 @dataclass
@@ -237,6 +241,8 @@ class Resume:
     history: list[dict]  # one row per epoch trained so far
     model_state: dict
     optimizer_state: dict
+    best_epoch: int | None = None  # the best validation epoch so far, with its weights
+    best_state: dict | None = None
 
     def apply(self, model: SiameseNet, optimizer: torch.optim.Optimizer) -> list[dict]:
         """Load the state into ``model`` and ``optimizer``; the history so far."""
@@ -251,6 +257,16 @@ class Resume:
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"The training state does not fit this model: {exc}") from exc
         return list(self.history)
+
+
+def _last_improvement(history: list[dict]) -> int:
+    """The epoch of the last strict rise in validation accuracy in ``history`` (0: none)."""
+    best, epoch = None, 0
+    for row in history:
+        value = row.get("val_accuracy")
+        if value is not None and (best is None or value > best):
+            best, epoch = value, row["epoch"]
+    return epoch
 
 
 def pair_seed(seed: int, epoch: int, rank: int) -> int:
@@ -373,7 +389,12 @@ class Trainer:
         # counts from the last epoch that did strictly better.
         best: tuple[float, int, dict] | None = None
         improved = 0  # the epoch of the last strict improvement
-        if history and history[-1].get("val_accuracy") is not None:
+        if resume is not None and resume.best_epoch is not None and resume.best_state:
+            row = history[resume.best_epoch - 1]
+            best = (row["val_accuracy"], resume.best_epoch, resume.best_state)
+            improved = _last_improvement(history)
+        elif history and history[-1].get("val_accuracy") is not None:
+            # a state saved before it kept its best epoch: continue from the last
             best = (history[-1]["val_accuracy"], history[-1]["epoch"], last_good)
             improved = history[-1]["epoch"]
         outcome, reason, early = Outcome.FINISHED, "", ""
@@ -398,7 +419,16 @@ class Trainer:
                         improved = epoch
                     best = (row["val_accuracy"], epoch, last_good)
                 if on_epoch_end is not None and self.rank == 0:
-                    on_epoch_end(EpochEnd(epoch, model, optimizer, history))
+                    on_epoch_end(
+                        EpochEnd(
+                            epoch,
+                            model,
+                            optimizer,
+                            history,
+                            None if best is None else best[1],
+                            None if best is None else best[2],
+                        )
+                    )
             self._emit(Progress("epoch", epoch, cfg.epochs, 1, 1, mean_loss, record=row))
             if outcome is not Outcome.FINISHED:
                 break
@@ -770,6 +800,11 @@ class TrainingState:
                 "epoch": end.epoch,
                 "history": json.dumps(end.history),
                 "settings": json.dumps(self.settings),
+                # the best epoch's weights, when it is not the last (else the same tensors)
+                "best_epoch": -1 if end.best_epoch is None else int(end.best_epoch),
+                "best": {}
+                if end.best_state is None or end.best_epoch == end.epoch
+                else end.best_state,
             },
             buffer,
         )
@@ -793,11 +828,15 @@ class TrainingState:
         try:
             state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
             saved = json.loads(state["settings"])
+            epoch = int(state["epoch"])
+            best_epoch = int(state.get("best_epoch", -1))
             resume = Resume(
-                int(state["epoch"]),
+                epoch,
                 list(json.loads(state["history"])),
                 state["model"],
                 state["optimizer"],
+                None if best_epoch < 1 else best_epoch,
+                state.get("best") or (state["model"] if best_epoch == epoch else None),
             )
         except (
             RuntimeError,

@@ -76,3 +76,16 @@ def unwritable_folder(tmp_path) -> Path:
             pytest.skip("running as root without /proc: no folder is read-only")
         return Path("/proc/self")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A training job of the app sets torch's (process-wide) thread count to its share of
+    the cores; put it back after each test, so a test that compares two trainings does
+    not see them run on different thread counts (sums in another order)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
