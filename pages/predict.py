@@ -191,11 +191,13 @@ if n_flagged:
             None,
             [
                 _("{part}: {decision} ({predicted})").format(
-                    part=item.get("file") or _("Row {i}").format(i=i),
-                    decision=_(predict.DECISIONS.get(item["decision"], item["decision"])),
-                    predicted=item.get("predicted") or item.get("reason", ""),
+                    part=name or _("Row {i}").format(i=i),
+                    decision=predict.decision_words(item["decision"]),
+                    predicted=predict.outcome_words(item),
                 )
-                for i, item in shown.iterrows()
+                for name, (i, item) in zip(
+                    predict.part_names(dataset, rows), shown.iterrows(), strict=True
+                )
             ],
             [f"row-{i}" for i in rows],
             key="predict",

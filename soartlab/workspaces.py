@@ -23,6 +23,7 @@ from typing import Any
 from soartlab.access import AccessError, Actor
 from soartlab.errors import DataError, SoartLabError
 from soartlab.files import MAX_JSON_BYTES, atomic_write_bytes, atomic_write_json, read_json_object
+from soartlab.io.registry import SUPPORTED_SUFFIXES
 from soartlab.runs import RunStore
 
 SUFFIX = ".workspaces"
@@ -30,7 +31,8 @@ HOME_ENV = "SOARTLAB_WORKSPACES"
 STATE_FILE = "workspace.json"
 DATA_STEM = "data"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")  # always used with fullmatch
-DATA_SUFFIXES = ("csv", "tsv", "parquet", "npz", "zip")
+# the files the readers take (`io.SUPPORTED_SUFFIXES`: one owner), without their dots
+DATA_SUFFIXES = tuple(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
 
 
 def new_id() -> str:

@@ -164,8 +164,11 @@ def test_explanation_png_has_a_tile_each_at_the_fixed_scale(synthetic):
     )
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG"
-    assert 5 * SIDE * UPSCALE < image.width < 6 * SIDE * UPSCALE  # five tiles in a row
-    assert image.height < 2 * SIDE * UPSCALE
+    from soartlab.plots.heatmaps import MIN_TILE_WIDTH
+
+    up = max(UPSCALE, -(-MIN_TILE_WIDTH // SIDE))  # small parts are enlarged further
+    assert 5 * SIDE * up < image.width < 6 * SIDE * up  # five tiles in a row
+    assert image.height < 2 * SIDE * up
     # the third tile (pixels not known) is blank grey, the second is the reference in grey
     middle = image.height // 2
     tile = image.width // 5
@@ -199,3 +202,17 @@ def test_the_nearest_reference_of_either_kind_is_what_predict_measured(tiny_run)
     nearest = np.fmin(explanation.nearest.good_distance, explanation.nearest.defect_distance)
     np.testing.assert_allclose(nearest, table["distance"], rtol=1e-5, atol=1e-6)
     assert isinstance(run.distance, SOART3Distance)
+
+
+def test_small_parts_get_tiles_wide_enough_for_their_words():
+    """8×8 parts are enlarged so that no tile is narrower than its title and scale."""
+    import io
+
+    from PIL import Image
+
+    from soartlab.plots.heatmaps import MIN_TILE_WIDTH, explanation_png
+
+    tiny = np.zeros((8, 8))
+    png = explanation_png(tiny, tiny, tiny, 1.0, 1.0, references=[("nearest good", tiny)])
+    width = Image.open(io.BytesIO(png)).width
+    assert width >= 4 * MIN_TILE_WIDTH

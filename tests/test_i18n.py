@@ -229,3 +229,34 @@ def test_a_bad_upload_is_refused_in_japanese(ja_app):
     assert not ja_app.exception, ja_app.exception
     message = ja_app.error[0].value
     assert message.startswith("'lot7.csv' を読み込めませんでした: ") and "行目" in message, message
+
+
+def test_the_lot_check_s_refusal_reads_in_japanese():
+    """A lot on another scale is refused in the engine's English; the page shows it in
+    Japanese with the same numbers."""
+    import numpy as np
+
+    from soartlab.errors import DataError
+    from soartlab.lotcheck import InputStats, check_lot
+    from soartlab.ui.error_messages import translate_message
+
+    train = np.random.default_rng(0).uniform(0, 1, (50, 30))
+    try:
+        check_lot(train * 255, InputStats.fit(train), source="The lot")
+    except DataError as exc:
+        message = str(exc)
+    shown = translate_message(message, "ja")
+    assert shown.startswith("このロットは学習データとスケールが違います"), shown
+    assert "255" in shown and "another scale" not in shown
+
+
+def test_flagged_parts_are_named_by_file_or_part_number():
+    import numpy as np
+
+    from soartlab.data import from_arrays
+    from soartlab.ui.predict import part_names
+
+    lot = from_arrays(np.zeros((3, 4), np.float32), np.zeros(3, int), ["good"])
+    assert part_names(lot, [0, 2]) == [None, None]
+    lot = lot.add_column("品番", ["A-1", "A-2", "A-3"])
+    assert part_names(lot, [0, 2]) == ["A-1", "A-3"]

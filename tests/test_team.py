@@ -244,3 +244,35 @@ def test_an_uploaded_file_is_kept_in_the_workspace_for_a_refresh(tmp_path, monke
     second.run()
     data = second.session_state[state.DATASET]
     assert (data.name, len(data.dataset)) == ("lot7.csv", 80)
+
+
+def test_an_uploaded_workbook_and_its_reading_options_survive_a_refresh(tmp_path, monkeypatch):
+    """An .xlsx (the uploader takes it) is kept in the workspace with the sheet chosen on
+    the Data page; a refresh reads the same sheet again."""
+    from pathlib import Path
+
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    from soartlab.ui import state
+
+    monkeypatch.setenv("SOARTLAB_HOME", str(tmp_path / "runs"))
+    book = tmp_path / "lot.xlsx"
+    table = pd.DataFrame({"label": ["good", "dent"] * 10, "f1": range(20), "f2": range(20)})
+    with pd.ExcelWriter(book) as writer:
+        pd.DataFrame({"note": ["cover sheet"]}).to_excel(writer, sheet_name="cover", index=False)
+        table.to_excel(writer, sheet_name="lot", index=False)
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    first = AppTest.from_file(app, default_timeout=60)
+    pending = ("lot.xlsx", book.read_bytes(), "label", "", {"sheet": "lot"})
+    first.session_state[state.PENDING_UPLOAD] = pending
+    first.switch_page("pages/data.py").run()
+    assert not first.exception, first.exception
+    ws_id = first.query_params["ws"]
+    ws_id = ws_id[0] if isinstance(ws_id, list) else ws_id
+
+    second = AppTest.from_file(app, default_timeout=60)
+    second.query_params["ws"] = ws_id
+    second.run()
+    data = second.session_state[state.DATASET]
+    assert (data.name, len(data.dataset)) == ("lot.xlsx", 20)

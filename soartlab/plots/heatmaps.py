@@ -47,6 +47,9 @@ def _tile(rgb: np.ndarray | None, shape: tuple[int, int], upscale: int) -> Image
     return Image.fromarray(big, mode="RGB")
 
 
+MIN_TILE_WIDTH = 130  # pixels: the widest title or scale line in Pillow's default font
+
+
 def explanation_png(
     part: np.ndarray,
     residual: np.ndarray,
@@ -85,6 +88,9 @@ def explanation_png(
             f"scale 0-{gradient_scale:.3g}",
         )
     )
+    # small parts (8×8 digits) are enlarged further, so each tile is wide enough for its
+    # title and scale (else the words of neighbouring tiles overlap)
+    upscale = max(upscale, -(-MIN_TILE_WIDTH // max(shape[1], 1)))
     tile_w, tile_h = shape[1] * upscale, shape[0] * upscale
     width = len(tiles) * tile_w + (len(tiles) + 1) * _GAP
     height = _TITLE_HEIGHT + tile_h + _FOOT_HEIGHT + 2 * _GAP

@@ -135,6 +135,16 @@ TEMPLATES = (
     N_("These samples have no labels; metrics need a 'label' column."),
     N_("Training failed unexpectedly: {error}"),
     N_("Preview failed unexpectedly: {error}"),
+    # --- lot checks before scoring (soartlab.lotcheck) ---
+    N_(
+        "{source} is on another scale than the training data: its values run from {low} to "
+        "{high} (a typical part spans {spread} around {median}); the run was trained on values "
+        "from {train_low} to {train_high} (a typical part spans {train_spread} around "
+        "{train_median}), {ratio}× apart. Export the lot as the training data was (e.g. 0–1, "
+        "not 0–255), or train on data like it."
+    ),
+    N_("{source} holds no finite values to score."),
+    N_("{source} has {found} features; the run was trained on {expected}."),
 )
 
 
@@ -149,6 +159,9 @@ def _share(text: str) -> str:
 
 # Fields whose values are words rather than data.
 FIELD_WORDS: dict[str, Callable[[str], str]] = {"pulled": _share, "pushed": _share}
+# Fields whose values are interface words with a msgid of their own (the lot check's
+# `source`), shown through the catalogue.
+CATALOGUE_FIELDS = {"source": (N_("The lot"),)}
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -188,6 +201,9 @@ def translate_message(message: str, language: str) -> str:
         return message
     template, fields = found
     words = {name: FIELD_WORDS.get(name, str)(value) for name, value in fields.items()}
+    for name, known in CATALOGUE_FIELDS.items():
+        if words.get(name) in known:
+            words[name] = translated(words[name], language)
     try:
         return translated(template, language).format(**words)
     except (KeyError, IndexError, ValueError):  # a translation with other fields

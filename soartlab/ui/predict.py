@@ -102,7 +102,7 @@ def flagged_thumbnails(dataset: Any, table: Any) -> tuple[Any, list[str], list[s
     (file names, or row numbers); None for feature data or when nothing is flagged."""
     import numpy as np
 
-    from soartlab.data import id_table, input_shape, to_arrays
+    from soartlab.data import input_shape, to_arrays
 
     shape = tuple(input_shape(dataset))
     if len(shape) != 2:
@@ -112,14 +112,11 @@ def flagged_thumbnails(dataset: Any, table: Any) -> tuple[Any, list[str], list[s
     if not len(rows):
         return None
     X, _y = to_arrays(dataset.select(rows.tolist()))
-    files = id_table(dataset).get("file")
-    words = {key: _(value) for key, value in DECISIONS.items()}
+    names = part_names(dataset, rows)
     titles = [
-        f"{words.get(table['decision'].iat[r], table['decision'].iat[r])} · "
-        f"{table['predicted'].iat[r]}"
-        for r in rows
+        f"{decision_words(table['decision'].iat[r])} · {outcome_words(table.iloc[r])}" for r in rows
     ]
-    captions = [files[r].rsplit("/", 1)[-1] if files else f"#{r}" for r in rows]
+    captions = [name or f"#{r}" for name, r in zip(names, rows, strict=True)]
     return X.reshape((len(rows), *shape)), titles, captions
 
 
@@ -186,6 +183,39 @@ def _reasons() -> dict[str, str]:
         workflow.NOT_FINITE_EMBEDDING: N_("embedding not finite"),
         workflow.NOT_FINITE_DISTANCE: N_("distance to the nearest reference not finite"),
     }
+
+
+def part_names(dataset: Any, rows: Any) -> list[str | None]:
+    """What a person calls the parts at ``rows``: the image's file name, else the first ID
+    column's value (a part number); None when the lot has neither."""
+    from soartlab.data import id_table
+
+    ids = id_table(dataset)
+    if "file" in ids:
+        return [str(ids["file"][r]).rsplit("/", 1)[-1] for r in rows]
+    if ids:
+        first = next(iter(ids.values()))
+        return [str(first[r]) for r in rows]
+    return [None for _ in rows]
+
+
+def decision_words(decision: str) -> str:
+    """``pass`` / ``review`` / ``fail`` in the session's language."""
+    return _(DECISIONS[decision]) if decision in DECISIONS else decision
+
+
+def reason_words(reason: str) -> str:
+    """Why a part went to review (the engine's words) in the session's language."""
+    words = _reasons()
+    return _(words[reason]) if reason in words else reason
+
+
+def outcome_words(row: Any) -> str:
+    """A flagged part's defect type, else its nearest class, else why it went to review."""
+    defect = row.get("defect_type") or ""
+    if defect:
+        return _("unknown") if defect == "unknown" else defect
+    return row.get("predicted") or reason_words(row.get("reason") or "")
 
 
 def shown_table(table: Any) -> Any:

@@ -91,16 +91,21 @@ def rates_row(
     second line instead of being squeezed until their values are cut off.
     """
     accuracy = metrics.get("accuracy")
-    added = None
+    added, arrow, colour = None, "auto", "normal"
     if baselines is not None and accuracy is not None:
-        added = _("{points:+.1f} pts over the untrained network").format(
-            points=100 * (accuracy - baselines.untrained)
-        )
+        points = round(100 * (accuracy - baselines.untrained), 1)
+        # the number first: Streamlit draws the arrow and colour from its sign (a
+        # translation that put words first drew a green ↑ for a loss); none for 0.0
+        added = _("{points:+.1f} pts over the untrained network").format(points=points)
+        if points == 0:
+            arrow, colour = "off", "off"
     with st.container(horizontal=True, gap="large"):
         st.metric(
             _("Accuracy"),
             _percent(metrics, "accuracy"),
             delta=added,
+            delta_arrow=arrow,
+            delta_color=colour,
             help=_("Share of samples whose predicted class is their true class."),
             width="content",
         )
