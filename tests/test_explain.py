@@ -216,3 +216,29 @@ def test_small_parts_get_tiles_wide_enough_for_their_words():
     png = explanation_png(tiny, tiny, tiny, 1.0, 1.0, references=[("nearest good", tiny)])
     width = Image.open(io.BytesIO(png)).width
     assert width >= 4 * MIN_TILE_WIDTH
+
+
+def test_heatmap_words_in_japanese_or_english_when_no_font_draws_them(monkeypatch):
+    """With a system CJK font the titles are the session's words; without one they fall
+    back to English (Pillow's built-in font has no Japanese), never boxes or an error."""
+    from soartlab.plots import heatmaps
+    from soartlab.ui.i18n import translated
+
+    x = np.random.default_rng(0).random((12, 12))
+
+    def ja(text):
+        return translated(text, "ja")
+
+    def draw(translate, title):
+        return heatmaps.explanation_png(
+            x, x - 0.5, x, 0.5, 1.0, references=[(title, x)], translate=translate
+        )
+
+    # without a font, a reference title the caller wrote in Japanese is left out
+    english = draw(heatmaps.english, "")
+    monkeypatch.setattr(heatmaps, "_cjk_font_path", lambda: None)
+    assert draw(ja, ja("nearest good d={d}").format(d="0.1")) == english
+    monkeypatch.undo()
+    if heatmaps._cjk_font_path() is None:
+        pytest.skip("no CJK font on this machine (make test installs fonts-noto-cjk)")
+    assert draw(ja, ja("nearest good d={d}").format(d="0.1")) != english

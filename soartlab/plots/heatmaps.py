@@ -9,12 +9,15 @@ matches its reference stays pale.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
+
+from soartlab.plots.style import Translate, english
 
 RESIDUAL_COLORMAP = "RdBu_r"  # signed: blue darker than the reference, red brighter, white 0
 GRADIENT_COLORMAP = "Reds"  # non-negative: white 0, dark red at the scale and above
@@ -23,9 +26,30 @@ _GAP = 8
 _TITLE_HEIGHT = 18
 _FOOT_HEIGHT = 18
 _NO_IMAGE = (235, 235, 235)  # a tile with nothing to show (no reference pixels)
-PART_TITLE = "part"
-RESIDUAL_TITLE = "residual y - beta*x"
-GRADIENT_TITLE = "|d distance / d y|"
+FONT_SIZE = 12
+# Fonts that draw Japanese, looked for among the system's fonts (Debian's fonts-noto-cjk
+# first); without one, Pillow's built-in font draws ASCII only, and the titles stay English.
+CJK_FONT_NAMES = ("NotoSansCJK-Regular", "NotoSansCJKjp-Regular", "ipaexg", "ipag", "TakaoPGothic")
+
+
+@functools.cache
+def _cjk_font_path() -> str | None:
+    from matplotlib import font_manager
+
+    fonts = font_manager.findSystemFonts()
+    for name in CJK_FONT_NAMES:
+        for path in fonts:
+            if name.lower() in path.lower():
+                return path
+    return None
+
+
+def _font(text_is_ascii: bool):
+    """Pillow's built-in font for ASCII words, a system CJK font otherwise (None: none)."""
+    if text_is_ascii:
+        return ImageFont.load_default(size=FONT_SIZE)
+    path = _cjk_font_path()
+    return None if path is None else ImageFont.truetype(path, FONT_SIZE)
 
 
 def colour_values(values: np.ndarray, vmin: float, vmax: float, colormap: str) -> np.ndarray:
@@ -47,7 +71,7 @@ def _tile(rgb: np.ndarray | None, shape: tuple[int, int], upscale: int) -> Image
     return Image.fromarray(big, mode="RGB")
 
 
-MIN_TILE_WIDTH = 130  # pixels: the widest title or scale line in Pillow's default font
+MIN_TILE_WIDTH = 150  # pixels: about the widest title or scale line at FONT_SIZE
 
 
 def explanation_png(
@@ -59,33 +83,54 @@ def explanation_png(
     *,
     references: Sequence[tuple[str, np.ndarray | None]] = (),
     upscale: int = UPSCALE,
+    translate: Translate = english,
 ) -> bytes:
     """One PNG of tiles side by side: the ``part`` (H, W), each of ``references``
     ``(title, image (H, W) or None)`` (grey, on the joint range of the part and the
     references; a blank tile for None: pixels not known), the ``residual`` (H, W) on
     ±``residual_scale`` and the ``gradient`` (H, W) on [0, ``gradient_scale``]. Titles
-    above (Pillow's built-in font: keep them ASCII), the scales below."""
+    above, the scales below, in ``translate``'s words (see ``plots.style``) when a system
+    font draws them (`CJK_FONT_NAMES`), else in English."""
+    words = [
+        translate("part"),
+        translate("residual y - beta*x"),
+        translate("|d distance / d y|"),
+        translate("scale +/-{scale}"),
+        translate("scale 0-{scale}"),
+    ]
+    font = _font(all(w.isascii() for w in words) and all(t.isascii() for t, _ in references))
+    if font is None:  # no font for these words: the English ones, Pillow's own font
+        words = [
+            "part",
+            "residual y - beta*x",
+            "|d distance / d y|",
+            "scale +/-{scale}",
+            "scale 0-{scale}",
+        ]
+        references = [(t if t.isascii() else "", image) for t, image in references]
+        font = _font(True)
+    part_title, residual_title, gradient_title, residual_foot, gradient_foot = words
     part = np.asarray(part, dtype=np.float64)
     shape = part.shape
     greys = [part, *(np.asarray(image) for _, image in references if image is not None)]
     shown = np.concatenate([g.ravel() for g in greys])
     low, high = float(np.nanmin(shown)), float(np.nanmax(shown))
-    tiles = [(PART_TITLE, colour_values(part, low, high, "gray"), "")]
+    tiles = [(part_title, colour_values(part, low, high, "gray"), "")]
     for title, image in references:
         rgb = None if image is None else colour_values(image, low, high, "gray")
         tiles.append((title, rgb, ""))
     tiles.append(
         (
-            RESIDUAL_TITLE,
+            residual_title,
             colour_values(residual, -residual_scale, residual_scale, RESIDUAL_COLORMAP),
-            f"scale +/-{residual_scale:.3g}",
+            residual_foot.format(scale=f"{residual_scale:.3g}"),
         )
     )
     tiles.append(
         (
-            GRADIENT_TITLE,
+            gradient_title,
             colour_values(gradient, 0.0, gradient_scale, GRADIENT_COLORMAP),
-            f"scale 0-{gradient_scale:.3g}",
+            gradient_foot.format(scale=f"{gradient_scale:.3g}"),
         )
     )
     # small parts (8×8 digits) are enlarged further, so each tile is wide enough for its
@@ -96,7 +141,6 @@ def explanation_png(
     height = _TITLE_HEIGHT + tile_h + _FOOT_HEIGHT + 2 * _GAP
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=12)
     for position, (title, rgb, foot) in enumerate(tiles):
         left = _GAP + position * (tile_w + _GAP)
         draw.text((left, _GAP // 2), title, fill=(40, 40, 40), font=font)

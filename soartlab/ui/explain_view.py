@@ -162,13 +162,17 @@ def show_parts(
             scale.residual,
             scale.gradient,
             references=[
-                (f"nearest good d={nearest.good_distance[row]:.3g}", image(nearest.good[row])),
                 (
-                    f"nearest defect d={nearest.defect_distance[row]:.3g}",
+                    _("nearest good d={d}").format(d=f"{nearest.good_distance[row]:.3g}"),
+                    image(nearest.good[row]),
+                ),
+                (
+                    _("nearest defect d={d}").format(d=f"{nearest.defect_distance[row]:.3g}"),
                     image(nearest.defect[row]),
                 ),
-                ("closest good in pixels", image(explanation.unit[row])),
+                (_("closest good in pixels"), image(explanation.unit[row])),
             ],
+            translate=_,
         )
         st.image(png)
         if download:
