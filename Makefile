@@ -23,8 +23,8 @@ run: $(STAMP)
 
 # Three stages, so that a failure says which kind it is: the fast unit and page tests,
 # the model-quality checks (real trainings, marked slow), then the real browser. The unit
-# and browser stages run on two workers (pytest-xdist): much of their time is one Python
-# thread or a browser waiting; the trainings use the cores themselves and run alone.
+# stage runs on two workers (pytest-xdist): much of its time is one Python thread; the
+# trainings and the browser tests (a server, Chromium and a training each) run one at a time.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(PY) -m ruff check soartlab tests bench app.py pages
@@ -33,7 +33,7 @@ test: $(STAMP) browser
 	@echo "== model-quality tests (slow)"
 	$(PY) -m pytest -q -m "slow and not browser"
 	@echo "== browser tests (headless Chromium)"
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m browser
+	$(PY) -m pytest -q -m browser
 
 # Extract every interface message (app.py, pages/, soartlab/) into the template and bring
 # soartlab/locale/ja/LC_MESSAGES/soartlab.po up to it; then translate its empty entries.
