@@ -222,12 +222,18 @@ def shown_table(table: Any) -> Any:
     """The prediction table with its headers, decisions and reasons in the session's
     language (a copy; ``table`` is what the CSV download writes)."""
     shown = table.copy()
-    words = {key: _(value) for key, value in DECISIONS.items()}
-    words["unknown"] = _("unknown")
-    for column in ("decision", "pass_fail", "defect_type"):
+    # each distinct value translated once, then mapped (lots have thousands of rows)
+    for column in ("decision", "pass_fail"):
         if column in shown:
-            shown[column] = shown[column].map(lambda v: words.get(v, v))
+            shown[column] = shown[column].map(
+                {v: decision_words(v) for v in shown[column].unique()}
+            )
+    if "defect_type" in shown:
+        shown["defect_type"] = shown["defect_type"].map(
+            lambda v: _("unknown") if v == "unknown" else v
+        )
     if "reason" in shown:
-        reasons = {key: _(value) for key, value in _reasons().items()}
-        shown["reason"] = shown["reason"].map(lambda v: reasons.get(v, v))
+        shown["reason"] = shown["reason"].map(
+            {v: reason_words(v) for v in shown["reason"].unique()}
+        )
     return shown.rename(columns={c: _(t) for c, t in COLUMN_TITLES.items() if c in shown})
