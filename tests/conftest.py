@@ -3,6 +3,7 @@ per test session (each module training its own made the suite slow)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,20 @@ from soartlab.prepare import PreparedData
 from soartlab.record import RunRecord
 from soartlab.runs import Run, RunStore
 from soartlab.training import TrainConfig, TrainResult
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores for torch, and so do
+    the commands it starts: two workers of two threads each on two cores wait on each
+    other's threads and ran some tests 30-60× slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+
 
 TINY_CONFIG = TrainConfig(epochs=2, pairs_per_epoch=512, batch_size=64, device="cpu")
 
