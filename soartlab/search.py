@@ -15,10 +15,24 @@ A reference outside the candidates can still be the true nearest one (gamma meas
 spread out the residual is, not only its size), so the result agrees with the exhaustive
 search on most queries, not by construction on all. `BENCHMARKS.md` gives the measured
 agreement on embeddings of the demo set; `exact=True` scores every pair instead.
+
+With many references (`INDEX_MIN_REFS`) both stages would still visit every reference for
+every query, so the search's cost would grow with the square of the data set. There a
+cell index comes first (`CellIndex`): the references are grouped into cells of about
+`CELL_REFS` by direction (spherical k-means; the residual's size, the first prefilter
+score, depends on the angle between query and reference and on nothing else about the
+reference), each query is scored against the cells' centres by `|cos|` (a reference and
+its negative are equally near: `beta` takes the sign) and the two stages run on the
+references of its `PROBES` nearest cells only. A query then costs about the same whatever
+the number of references, up to where scanning the centres dominates (millions of
+references). The index is built once per reference set and kept for the next call.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +58,25 @@ _QUERY_BLOCK_BYTES = 64 * 2**20
 # (block, tile) float32 matrix of 512 KiB, so that its elementwise passes stay in cache.
 _MAX_QUERY_BLOCK = 128
 _TILE_REFS = 1024
+# The cell index (see the module's docstring): used from this many references, with cells
+# of about `CELL_REFS` references, `PROBES` of them searched per query. With 32 probes the
+# nearest reference was found for 99 % of queries of the 200,000-sample benchmark
+# (BENCHMARKS.md §9, bench/bench_scale.py), and a reference 0.02 % farther on average.
+INDEX_MIN_REFS = 32_768
+CELL_REFS = 256
+PROBES = 32
+# Before the index answers a call it is checked against the search without it on a
+# seeded sample of the queries: it answers only if it finds as near a reference for at
+# least `INDEX_AGREEMENT` of them (embeddings without structure, such as an untrained
+# network's, can fail this, and are searched without the index).
+INDEX_CHECK_QUERIES = 128
+INDEX_AGREEMENT = 0.95
+# Spherical k-means: rounds, and at most this many references per cell to fit the centres.
+_KMEANS_ROUNDS = 8
+_KMEANS_SAMPLE_PER_CELL = 64
+# Queries a cell-index block handles together: bounds its (block, PROBES, candidates)
+# score buffers (24 MiB at 32 probes and 32 candidates).
+_INDEX_QUERY_BLOCK = 1024
 
 
 def _as_matrix(name: str, a: Any) -> np.ndarray:
@@ -83,7 +116,8 @@ def soart3_knn(
     `candidates`: references kept per query by each of the two prefilter scores before
     exact re-ranking (at least `CANDIDATES_PER_NEIGHBOUR · k`). `exact=True`,
     `candidates=None` or a count `>= Nr` score every pair instead (chunked
-    `soart3_pairwise`, bounded memory).
+    `soart3_pairwise`, bounded memory). From `INDEX_MIN_REFS` references the two stages
+    run on each query's cells of a `CellIndex` only.
     """
     q, r = _as_matrix("Q", Q), _as_matrix("R", R)
     if q.shape[1] != r.shape[1]:
@@ -119,6 +153,21 @@ def soart3_knn(
         n_candidates = None
 
     q_t, r_t = torch.from_numpy(q), torch.from_numpy(r)
+    if (
+        n_candidates is not None
+        and n_r >= INDEX_MIN_REFS
+        and n_candidates * 2 <= CELL_REFS * PROBES // 4
+    ):
+        with torch.no_grad():
+            index = cell_index(r, eps)
+            if index.agrees(q_t, n_candidates, p_v, p_m):
+                for start in range(0, n_q, _INDEX_QUERY_BLOCK):
+                    found, values = index.search(
+                        q_t[start : start + _INDEX_QUERY_BLOCK], n_candidates, k, p_v, p_m
+                    )
+                    indices[start : start + len(found)] = found.numpy()
+                    gamma[start : start + len(found)] = values.numpy()
+                return indices, gamma
     with torch.no_grad():
         terms = _prefilter_terms(r_t, eps) if n_candidates is not None else {}
         for start in range(0, n_q, block):
@@ -152,10 +201,49 @@ def _candidates(
     q_block: torch.Tensor, terms: dict[str, torch.Tensor], n_candidates: int, eps: float
 ) -> torch.Tensor:
     """Candidate references `(b, 2·C)` for a query block `(b, d)`: the `C` smallest by
-    each of two cheap scores of the residual `r = y − beta·x`, both from matrix products.
+    each of two cheap scores of the residual (`_scores`). A column may appear twice.
+    References are taken in tiles so that the dozen elementwise passes run in cache."""
+    b = q_block.shape[0]
+    n_r = terms["r_t"].shape[1]
+    query = _query_terms(q_block)
+    size = q_block.new_empty((b, n_r))
+    shape = q_block.new_empty((b, n_r))
+    for start in range(0, n_r, _TILE_REFS):
+        tile = slice(start, min(start + _TILE_REFS, n_r))
+        _scores(query, terms, tile, eps, size[:, tile], shape[:, tile])
+    by_size = torch.topk(size, n_candidates, dim=1, largest=False, sorted=False).indices
+    by_shape = torch.topk(shape, n_candidates, dim=1, largest=False, sorted=False).indices
+    return torch.cat([by_size, by_shape], dim=1)
+
+
+def _query_terms(q_block: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What `_scores` needs of a query block `(b, d)`, with the expansion's coefficients
+    folded into the small query-side factors."""
+    q2 = q_block * q_block
+    return {
+        "q": q_block,
+        "sq": q2.sum(1, keepdim=True),
+        "fourth": (q2 * q2).sum(1, keepdim=True),
+        "minus4": -4 * q_block,
+        "q2_times6": 6 * q2,
+        "q3_minus4": -4 * q2 * q_block,
+    }
+
+
+def _scores(
+    query: dict[str, torch.Tensor],
+    terms: dict[str, torch.Tensor],
+    tile: slice,
+    eps: float,
+    size: torch.Tensor,
+    shape: torch.Tensor,
+) -> None:
+    """The two prefilter scores of a query block against the references `tile`, written
+    into `size` and `shape` `(b, t)`; both from matrix products of the residual
+    `r = y − beta·x`:
 
     - size: `||r||²₂ = y·y − 2·beta·(x·y) + beta²·(x·x) ≈ y·y − beta·(x·y)` (exact for
-      eps = 0);
+      eps = 0), less the query's own `y·y`;
     - shape: gamma's own ratio `(1 + ||r||₁) / (1 + ||r||₄)` with `||r||₄⁴` expanded
       exactly as `Σy⁴ − 4β·Σy³x + 6β²·Σy²x² − 4β³·Σyx³ + β⁴·Σx⁴` and `||r||₁` estimated
       as `1.38·||r||₂³ / ||r||₄²` (Hölder's lower bound, scaled to be exact for Gaussian
@@ -163,36 +251,19 @@ def _candidates(
 
     The shape score loses precision to cancellation when the residual is much smaller
     than the vectors; there gamma follows the size of the residual, which the first score
-    ranks well. A column may appear twice. References are taken in tiles so that the
-    dozen elementwise passes run in cache.
+    ranks well.
     """
-    b = q_block.shape[0]
-    n_r = terms["r_t"].shape[1]
-    q2 = q_block * q_block
-    q_sq = q2.sum(1, keepdim=True)
-    q_fourth = (q2 * q2).sum(1, keepdim=True)
-    # Coefficients of the expansion folded into the small query-side factors.
-    q_minus4 = -4 * q_block
-    q2_times6 = 6 * q2
-    q3_minus4 = -4 * q2 * q_block
-    size = q_block.new_empty((b, n_r))
-    shape = q_block.new_empty((b, n_r))
-    for start in range(0, n_r, _TILE_REFS):
-        tile = slice(start, start + _TILE_REFS)
-        cross = q_block @ terms["r_t"][:, tile]  # (b, t): x·y
-        beta = (cross + eps).mul_(terms["inv_sq"][tile])
-        size_tile = torch.mul(beta, cross, out=size[:, tile]).neg_()
-        # Horner in beta: Σy⁴ + β(−4Σy³x + β(6Σy²x² + β(−4Σyx³ + β·Σx⁴))).
-        fourth = torch.addmm(beta * terms["fourth"][tile], q_minus4, terms["r3_t"][:, tile])
-        fourth.mul_(beta).addmm_(q2_times6, terms["r2_t"][:, tile]).mul_(beta)
-        fourth.addmm_(q3_minus4, terms["r_t"][:, tile]).mul_(beta).add_(q_fourth)
-        l4_sq = fourth.clamp_(min=1e-30).sqrt_()  # ||r||₄²
-        l2_sq = (size_tile + q_sq).clamp_(min=0)
-        l1_plus1 = l2_sq.sqrt().mul_(l2_sq).div_(l4_sq).mul_(1.38).add_(1)
-        torch.div(l1_plus1, l4_sq.sqrt_().add_(1), out=shape[:, tile])
-    by_size = torch.topk(size, n_candidates, dim=1, largest=False, sorted=False).indices
-    by_shape = torch.topk(shape, n_candidates, dim=1, largest=False, sorted=False).indices
-    return torch.cat([by_size, by_shape], dim=1)
+    cross = query["q"] @ terms["r_t"][:, tile]  # (b, t): x·y
+    beta = (cross + eps).mul_(terms["inv_sq"][tile])
+    torch.mul(beta, cross, out=size).neg_()
+    # Horner in beta: Σy⁴ + β(−4Σy³x + β(6Σy²x² + β(−4Σyx³ + β·Σx⁴))).
+    fourth = torch.addmm(beta * terms["fourth"][tile], query["minus4"], terms["r3_t"][:, tile])
+    fourth.mul_(beta).addmm_(query["q2_times6"], terms["r2_t"][:, tile]).mul_(beta)
+    fourth.addmm_(query["q3_minus4"], terms["r_t"][:, tile]).mul_(beta).add_(query["fourth"])
+    l4_sq = fourth.clamp_(min=1e-30).sqrt_()  # ||r||₄²
+    l2_sq = (size + query["sq"]).clamp_(min=0)
+    l1_plus1 = l2_sq.sqrt().mul_(l2_sq).div_(l4_sq).mul_(1.38).add_(1)
+    torch.div(l1_plus1, l4_sq.sqrt_().add_(1), out=shape)
 
 
 def _rerank(
@@ -207,7 +278,21 @@ def _rerank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidates for one query block `(b, d)`, ranked by exact gamma.
     Returns `(indices (b, k), gamma (b, k))`."""
-    candidate, _ = torch.sort(_candidates(q_block, terms, n_candidates, eps), dim=1)
+    return _exact_rank(q_block, r, _candidates(q_block, terms, n_candidates, eps), k, p_v, p_m, eps)
+
+
+def _exact_rank(
+    q_block: torch.Tensor,
+    r: torch.Tensor,
+    candidate: torch.Tensor,
+    k: int,
+    p_v: float,
+    p_m: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` of each query's candidate references `(b, w)` (indices into `r`, repeats
+    allowed) nearest by exact gamma: `(indices (b, k), gamma (b, k))`."""
+    candidate, _ = torch.sort(candidate, dim=1)
     b, d = q_block.shape
     width = candidate.shape[1]
     signals = q_block[:, None, :].expand(b, width, d).reshape(-1, d)
@@ -220,3 +305,144 @@ def _rerank(
     exact_gamma[repeated] = torch.inf
     values, order = _smallest(exact_gamma, k)
     return candidate.gather(1, order), values
+
+
+@dataclass(frozen=True)
+class CellIndex:
+    """References grouped into cells by direction, for the search from `INDEX_MIN_REFS`
+    references on (see the module's docstring).
+
+    `centres (C, d)`: each cell's mean direction, unit length; `order (Nr,)`: the
+    references' positions sorted by cell, so that cell `c` is `order[bounds[c]:bounds[c+1]]`;
+    `terms`: the prefilter's reference terms in that order.
+    """
+
+    references: torch.Tensor  # (Nr, d), in the caller's order
+    centres: torch.Tensor
+    order: torch.Tensor
+    bounds: np.ndarray
+    terms: dict[str, torch.Tensor]
+    eps: float
+
+    @classmethod
+    def build(cls, r: torch.Tensor, eps: float, seed: int = 0) -> CellIndex:
+        """Spherical k-means of the references' directions into `ceil(Nr / CELL_REFS)`
+        cells, fitted on a seeded sample (`_KMEANS_SAMPLE_PER_CELL` a cell), then every
+        reference assigned to its cell; cells left empty are dropped."""
+        n_r = len(r)
+        n_cells = max(1, -(-n_r // CELL_REFS))
+        directions = r / r.norm(dim=1, keepdim=True).clamp_(min=1e-30)
+        generator = torch.Generator().manual_seed(seed)
+        n_sample = min(n_r, n_cells * _KMEANS_SAMPLE_PER_CELL)
+        sample = directions[torch.randperm(n_r, generator=generator)[:n_sample]]
+        centres = sample[:n_cells].clone()
+        for _ in range(_KMEANS_ROUNDS):
+            cell, sign = _nearest_centre(sample, centres)
+            # a row pointing away from its centre counts with its sign turned
+            sums = torch.zeros_like(centres).index_add_(0, cell, sample * sign[:, None])
+            counts = torch.bincount(cell, minlength=n_cells)
+            empty = counts == 0
+            if empty.any():  # re-seed an empty cell from a random sample row
+                pick = torch.randint(n_sample, (int(empty.sum()),), generator=generator)
+                sums[empty] = sample[pick]
+            centres = sums / sums.norm(dim=1, keepdim=True).clamp_(min=1e-30)
+        cell, _ = _nearest_centre(directions, centres)
+        counts = torch.bincount(cell, minlength=n_cells)
+        kept = counts > 0
+        renumber = torch.cumsum(kept, 0) - 1
+        cell = renumber[cell]
+        order = torch.argsort(cell, stable=True)
+        bounds = np.concatenate([[0], np.cumsum(counts[kept].numpy())])
+        return cls(r, centres[kept], order, bounds, _prefilter_terms(r[order], eps), eps)
+
+    def agrees(self, q: torch.Tensor, n_candidates: int, p_v: float, p_m: float) -> bool:
+        """Whether the index finds as near a reference (gamma within 1e-6) as the search
+        without it, for at least `INDEX_AGREEMENT` of a seeded sample of the queries `q`."""
+        generator = torch.Generator().manual_seed(0)
+        sample = q[torch.randperm(len(q), generator=generator)[:INDEX_CHECK_QUERIES]]
+        _, with_index = self.search(sample, n_candidates, 1, p_v, p_m)
+        flat = self.order[_candidates(sample, self.terms, n_candidates, self.eps)]
+        _, without = _exact_rank(sample, self.references, flat, 1, p_v, p_m, self.eps)
+        as_near = with_index[:, 0] <= without[:, 0] + 1e-6
+        return float(as_near.float().mean()) >= INDEX_AGREEMENT
+
+    def search(
+        self, q_block: torch.Tensor, n_candidates: int, k: int, p_v: float, p_m: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `k` references nearest to each query of `q_block (b, d)` among its
+        `PROBES` cells: `(indices (b, k) into the references, gamma (b, k))`.
+
+        Cell by cell, the queries that probe it are scored against its references and
+        keep their `n_candidates` best by each prefilter score; each query then keeps the
+        `n_candidates` best of those over its cells, and the two stages end as without an
+        index: exact gamma of the (at most 2·n_candidates) candidates."""
+        b = len(q_block)
+        n_cells = len(self.centres)
+        probes = min(PROBES, n_cells)
+        cosine = (q_block @ self.centres.T).abs_()
+        probed = torch.topk(cosine, probes, dim=1).indices  # (b, probes)
+        # the queries probing each cell, found by sorting the (query, probe) pairs by cell
+        flat = probed.reshape(-1)
+        by_cell = torch.argsort(flat, stable=True)
+        starts = np.searchsorted(flat[by_cell].numpy(), np.arange(n_cells + 1))
+        query_of, slot_of = by_cell // probes, by_cell % probes
+        shape_buffer = (b, probes, n_candidates)
+        size_best = q_block.new_full(shape_buffer, torch.inf)
+        shape_best = q_block.new_full(shape_buffer, torch.inf)
+        size_at = torch.zeros(shape_buffer, dtype=torch.int64)
+        shape_at = torch.zeros(shape_buffer, dtype=torch.int64)
+        for c in np.flatnonzero(np.diff(starts)):
+            pairs = slice(int(starts[c]), int(starts[c + 1]))
+            queries, slots = query_of[pairs], slot_of[pairs]
+            low, high = int(self.bounds[c]), int(self.bounds[c + 1])
+            tile = slice(low, high)
+            size = q_block.new_empty((len(queries), high - low))
+            shape = torch.empty_like(size)
+            _scores(_query_terms(q_block[queries]), self.terms, tile, self.eps, size, shape)
+            keep = min(n_candidates, high - low)
+            for best, at, score in ((size_best, size_at, size), (shape_best, shape_at, shape)):
+                values, found = torch.topk(score, keep, dim=1, largest=False, sorted=False)
+                best[queries, slots, :keep] = values
+                at[queries, slots, :keep] = found + low
+        candidate = []
+        for best, at in ((size_best, size_at), (shape_best, shape_at)):
+            pick = torch.topk(best.view(b, -1), n_candidates, dim=1, largest=False).indices
+            candidate.append(at.view(b, -1).gather(1, pick))
+        # positions in cell order → the caller's reference indices
+        candidate = self.order[torch.cat(candidate, dim=1)]
+        return _exact_rank(q_block, self.references, candidate, k, p_v, p_m, self.eps)
+
+
+def _nearest_centre(
+    directions: torch.Tensor, centres: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's centre by largest `|cos|` `(N,)`, and the sign of that cosine `(N,)`,
+    in blocks of rows."""
+    block = max(1, (32 * 2**20) // (4 * max(1, len(centres))))
+    cells, signs = [], []
+    for start in range(0, len(directions), block):
+        cosine = directions[start : start + block] @ centres.T
+        cell = cosine.abs().argmax(1)
+        cells.append(cell)
+        signs.append(torch.sign(cosine.gather(1, cell[:, None])[:, 0]))
+    return torch.cat(cells), torch.cat(signs)
+
+
+_INDEX_CACHE: dict[str, Any] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def cell_index(r: np.ndarray, eps: float) -> CellIndex:
+    """The `CellIndex` of the references `r`, kept for the next call with the same
+    references (the chunks of a streamed lot, a page scoring again): one index is kept,
+    keyed by a hash of the references' bytes, which costs far less than building it."""
+    key = hashlib.blake2b(memoryview(np.ascontiguousarray(r)).cast("B"), digest_size=16)
+    key.update(repr((r.shape, r.dtype.str, eps)).encode())
+    digest = key.hexdigest()
+    with _INDEX_LOCK:
+        if _INDEX_CACHE.get("key") == digest:
+            return _INDEX_CACHE["index"]
+    index = CellIndex.build(torch.from_numpy(r), eps)
+    with _INDEX_LOCK:
+        _INDEX_CACHE.update(key=digest, index=index)
+    return index
