@@ -13,7 +13,9 @@ std; per part: the median and spread of its values). `check_lot` then gives
   defects to review; a pixel outside the images' own value range is another matter);
 - per lot, a drift report: the features whose lot mean moved by more than
   `DRIFT_SD` training standard deviations (and by more than `DRIFT_STANDARD_ERRORS`
-  standard errors of a lot mean, so a small lot is not all drift), largest first;
+  standard errors of a lot mean, so a small lot is not all drift), largest first; a
+  feature (nearly) constant in training is measured against `DRIFT_SD_FLOOR` of the
+  typical training part's spread instead of its own SD of (nearly) zero;
 - a refusal (`DataError`) of a lot plainly on another scale: its typical part spread
   (median over parts of the 1st–99th percentile range of the part's values) is more than
   `SCALE_FACTOR` times the training parts' or less than 1/`SCALE_FACTOR` of it, or its
@@ -38,6 +40,9 @@ DRIFT_SD = 0.5  # a feature's lot mean this many training SDs away is reported a
 DRIFT_STANDARD_ERRORS = 4.0  # ... and this many standard errors of a lot mean (small lots)
 SCALE_FACTOR = 10.0  # a lot whose typical part spread differs this much is refused
 DRIFT_LISTED = 10  # features named in the drift summary
+# The smallest training SD a drift is measured in, as a share of the typical training part's
+# spread: a pixel always 0 in training would otherwise make a lot mean of 0.001 "+1e9 SD".
+DRIFT_SD_FLOOR = 0.02
 
 NOT_FINITE_VALUE = "a value is not finite"
 NOT_FINITE_INPUT = "not finite after normalisation"
@@ -164,10 +169,13 @@ class InputStats:
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str  # "pixel (row, col)" for images, the column name or "feature i"
-    shift_sd: float  # (lot mean − training mean) / training SD
+    shift_sd: float  # (lot mean − training mean) / training SD (floored: DRIFT_SD_FLOOR)
     lot_mean: float
     train_mean: float
     out_of_range: float  # share of the lot's values beyond the allowed range
+    index: int = -1  # the feature's position in a part's values
+    pixel: tuple[int, int] | None = None  # (row, col) for images
+    column: str | None = None  # the column's name for a named feature table
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,11 +227,23 @@ class LotCheck:
         }
 
 
-def feature_name(i: int, input_shape: tuple[int, ...], names=None) -> str:
+def feature_place(
+    i: int, input_shape: tuple[int, ...], names=None
+) -> tuple[tuple[int, int] | None, str | None]:
+    """Where feature ``i`` is: ``(pixel (row, col) or None, column name or None)``."""
     if names is not None and i < len(names):
-        return str(names[i])
+        return None, str(names[i])
     if len(input_shape) == 2:
-        return f"pixel ({i // input_shape[1]}, {i % input_shape[1]})"
+        return (i // input_shape[1], i % input_shape[1]), None
+    return None, None
+
+
+def feature_name(i: int, input_shape: tuple[int, ...], names=None) -> str:
+    pixel, column = feature_place(i, input_shape, names)
+    if column is not None:
+        return column
+    if pixel is not None:
+        return f"pixel ({pixel[0]}, {pixel[1]})"
     return f"feature {i}"
 
 
@@ -309,7 +329,10 @@ def _drift(X, finite, outside, stats: InputStats, input_shape, feature_names):
     counts = finite.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         lot_mean = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1)
-        sd = np.where(stats.std > 0, stats.std, np.maximum(np.abs(stats.mean), 1e-12))
+        floor = DRIFT_SD_FLOOR * stats.part_spread
+        if not floor > 0:  # every training part flat: a share of the values' own size
+            floor = max(DRIFT_SD_FLOOR * float(np.max(np.abs(stats.mean), initial=0)), 1e-12)
+        sd = np.maximum(stats.std, floor)
         shift = (lot_mean - stats.mean) / sd
     share_out = outside.sum(axis=0) / max(len(X), 1)
     # a small lot's mean wanders by chance: also ask for DRIFT_STANDARD_ERRORS of it
@@ -323,6 +346,8 @@ def _drift(X, finite, outside, stats: InputStats, input_shape, feature_names):
             float(lot_mean[i]),
             float(stats.mean[i]),
             float(share_out[i]),
+            int(i),
+            *feature_place(int(i), input_shape, feature_names),
         )
         for i in moved
     )

@@ -9,6 +9,7 @@ import pytest
 from soartlab.data import Normalization
 from soartlab.errors import DataError
 from soartlab.lotcheck import (
+    DRIFT_SD_FLOOR,
     NOT_FINITE_INPUT,
     NOT_FINITE_VALUE,
     OUT_OF_RANGE,
@@ -89,6 +90,34 @@ def test_drift_names_the_features_that_moved(images):
     check = check_lot(lot, InputStats.fit(train, image=True), input_shape=(36, 39))
     assert check.drift[0].feature == "pixel (1, 1)" and check.drift[0].shift_sd > 0.5
     assert "pixel (1, 1)" in check.summary()
+
+
+def test_drift_of_a_pixel_constant_in_training_is_measured_on_the_parts_spread(images):
+    """A pixel at exactly 0 in every training part has an SD of 0: its drift is measured
+    against `DRIFT_SD_FLOOR` of the typical part's spread, so a faint lot value is no
+    drift at all and a bright one is a large, finite one."""
+    train, lot = images
+    train, lot = train.copy(), lot.copy()
+    train[:, 0] = 0.0
+    stats = InputStats.fit(train, image=True)
+    lot[:, 0] = 0.001
+    check = check_lot(lot, stats, input_shape=(36, 39))
+    assert all(d.index != 0 for d in check.drift)
+    lot[:, 0] = 0.3
+    check = check_lot(lot, stats, input_shape=(36, 39))
+    top = check.drift[0]
+    assert (top.index, top.pixel, top.column) == (0, (0, 0), None)
+    expected = 0.3 / (DRIFT_SD_FLOOR * stats.part_spread)
+    assert top.shift_sd == pytest.approx(expected)
+    assert 1 < top.shift_sd < 1000
+
+
+def test_drift_of_a_named_column_carries_its_name():
+    rng = np.random.default_rng(1)
+    train = np.c_[rng.normal(0, 1, 300), rng.normal(5, 1, 300)]
+    lot = np.c_[rng.normal(0, 1, 200), rng.normal(8, 1, 200)]
+    check = check_lot(lot, InputStats.fit(train), feature_names=["幅", "高さ"])
+    assert [(d.column, d.pixel, d.index) for d in check.drift] == [("高さ", None, 1)]
 
 
 def test_stats_round_trip_through_arrays(images):

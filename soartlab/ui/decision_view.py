@@ -170,18 +170,14 @@ def _tuning(run: Any, key: str) -> None:
         st.success(_("Saved: target escape {t} %.").format(t=f"{target:.1f}"))
 
 
-def _feature_words(name: str) -> str:
-    """A drifted feature's name (`lotcheck.feature_name`) in the session's language: a
-    pixel's or a numbered feature's words; a column name as written."""
-    import re
-
-    pixel = re.fullmatch(r"pixel (\(\d+, \d+\))", name)
-    if pixel:
-        return _("pixel {where}").format(where=pixel.group(1))
-    numbered = re.fullmatch(r"feature (\d+)", name)
-    if numbered:
-        return _("feature {i}").format(i=numbered.group(1))
-    return name
+def _feature_words(drift: Any) -> str:
+    """A drifted feature (`lotcheck.FeatureDrift`) in the session's language: a pixel's
+    or a numbered feature's words; a column name as written."""
+    if drift.column is not None:
+        return drift.column
+    if drift.pixel is not None:
+        return _("pixel {where}").format(where=f"({drift.pixel[0]}, {drift.pixel[1]})")
+    return _("feature {i}").format(i=drift.index)
 
 
 def lot_check(check: Any) -> None:
@@ -218,7 +214,7 @@ def lot_check(check: Any) -> None:
             pd.DataFrame(
                 [
                     {
-                        _("feature"): _feature_words(d.feature),
+                        _("feature"): _feature_words(d),
                         _("shift (training SD)"): round(d.shift_sd, 2),
                         _("lot mean"): round(d.lot_mean, 4),
                         _("training mean"): round(d.train_mean, 4),
