@@ -24,7 +24,9 @@ from pathlib import Path
 from soartlab.config import CLI_SETTINGS, TRAIN_SETTINGS, TRANSFORM_SETTINGS, Setting, TrainConfig
 from soartlab.errors import CheckpointError, SoartLabError
 
-EXIT_NOT_FINISHED = 1  # any outcome but finished: stopped, NaN loss, not learning, memorising
+# any outcome but finished: stopped, NaN loss, not learning, memorising, and a good-only
+# run (usable, but not trained)
+EXIT_NOT_FINISHED = 1
 EXIT_BAD_INPUT = 2
 # Not given, the run trains with tuning.default_transform for the data and the network
 # (see workflow.training_setup): the default for a new data set is one that learns there.
@@ -352,7 +354,7 @@ def _train(args, context) -> int:
     dataset = _read_data(args, near=args.out, input_shape=args.input_shape)
     if is_good_only(dataset):
         if context is not None and not context.is_main:
-            return 0  # nothing to train: rank 0 writes the run
+            return EXIT_NOT_FINISHED  # not trained: rank 0 writes the run
         return _good_only(args, config, dataset, run)
     # Refuses (exit 2) a transform under which nothing would be learnt.
     setup = training_setup(dataset, config, auto_transform=args.scale is None)
@@ -460,7 +462,7 @@ def _good_only(args, config: TrainConfig, dataset, run) -> int:
         file=sys.stderr,
     )
     print(decision_line(record.decision), file=sys.stderr)
-    return 0
+    return EXIT_NOT_FINISHED
 
 
 def _cmd_evaluate(args) -> int:

@@ -80,6 +80,9 @@ class Outcome(enum.Enum):
     # the training loss fell while validation accuracy stayed below raw-pixel kNN or the
     # majority class (see memorising_reason); the best epoch's weights are kept to inspect
     MEMORISING = "memorising"
+    # good parts only: nothing to learn from, so not trained; the run scores parts with the
+    # untrained network and a threshold from the good parts (workflow.good_only_run)
+    GOOD_ONLY = "good_only"
 
 
 # Rows of each split the raw-kNN baseline uses when the data is read on demand (see

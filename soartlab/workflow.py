@@ -822,8 +822,8 @@ def good_only_run(
         history=[],
         metrics=metrics,
         references=(references, data.y_train.astype(np.int64)),
-        outcome=Outcome.FINISHED,
-        stop_reason="",
+        outcome=Outcome.GOOD_ONLY,
+        stop_reason=GOOD_ONLY_TRAINING,
         baselines=None,
     )
     stats = lotcheck.InputStats.fit(data.x_train, data.is_image)

@@ -120,10 +120,13 @@ def test_good_parts_only_make_a_run_without_an_escape_rate(demo_csv, tmp_path, c
     good = y == names.index("good")
     data = write_lot(tmp_path / "good.csv", X[good], y[good], names)
     out = tmp_path / "good-run"
-    assert main(["train", "--data", str(data), "--out", str(out), *TINY]) == 0
+    # usable, but not a run trained to the end: its status says so, and so does the exit
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY]) == 1
     err = capsys.readouterr().err
     assert "no escape rate can be measured" in err and "not trained" in err
-    block = json.loads((out / "run.json").read_text())["decision"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "good_only" and "not trained" in record["stop_reason"]
+    block = record["decision"]
     assert block["rule"] == "good_only" and block["escape_rate"] is None
     assert block["overkill_upper_95"] is not None
     # it predicts a lot with defects; unknown parts never pass

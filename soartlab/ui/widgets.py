@@ -19,6 +19,7 @@ OUTCOME_WORDS = {
     "not_learning": N_("Not learning"),
     "nan_loss": N_("NaN loss"),
     "memorising": N_("Memorising"),
+    "good_only": N_("Good parts only, not trained"),
     "": N_("Failed"),
 }
 # A run's loss (config.LOSSES), in words.
