@@ -51,6 +51,7 @@ RULE_GOOD_ONLY = "good_only"  # thresholds from good parts' leave-one-out distan
 RULES = (RULE_TARGET, RULE_COST, RULE_GOOD_ONLY)
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
+FLAGGED = (FAIL, REVIEW)  # the decisions a person looks at
 UNKNOWN = "unknown"  # the defect type of a part far from every reference
 
 # The reason of a part decided from its score alone (other reasons: lot checks).

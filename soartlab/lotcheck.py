@@ -198,6 +198,9 @@ class LotCheck:
     train_spread: float
     n_flagged: int = 0  # parts with a reason
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # (N,) bool: every value finite, in the file and after the model's normalisation (the
+    # parts a model can score); None when no normalisation was given
+    scorable: np.ndarray | None = None
 
     def summary(self) -> str:
         """One paragraph for stderr or a page."""
@@ -295,11 +298,12 @@ def check_lot(
     reasons = np.full(len(X), "", dtype=object)
     finite = np.isfinite(X)
     reasons[~finite.all(axis=1)] = NOT_FINITE_VALUE
+    scorable = None
     if normalization is not None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             normalised = normalization.apply(X.astype(np.float32, copy=False))
-        bad = ~np.isfinite(normalised.reshape(len(X), -1)).all(axis=1)
-        reasons[bad & (reasons == "")] = NOT_FINITE_INPUT
+        scorable = np.isfinite(normalised.reshape(len(X), -1)).all(axis=1)
+        reasons[~scorable & (reasons == "")] = NOT_FINITE_INPUT
     if stats is None:
         return LotCheck(
             reasons,
@@ -309,6 +313,7 @@ def check_lot(
             float("nan"),
             int((reasons != "").sum()),
             ("no training statistics in this run: only finiteness was checked.",),
+            scorable,
         )
     if X.shape[1] != stats.n_features:
         raise DataError(
@@ -321,7 +326,13 @@ def check_lot(
     reasons[outside.any(axis=1) & (reasons == "")] = OUT_OF_RANGE
     drift = _drift(X, finite, outside, stats, input_shape, feature_names)
     return LotCheck(
-        reasons, drift, X.shape[1], lot_spread, stats.part_spread, int((reasons != "").sum())
+        reasons,
+        drift,
+        X.shape[1],
+        lot_spread,
+        stats.part_spread,
+        int((reasons != "").sum()),
+        scorable=scorable,
     )
 
 

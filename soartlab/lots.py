@@ -114,12 +114,11 @@ def evaluate_rows(run, rows: ArrowRows, progress: Callable[[str], None] | None =
     `decision` the pass/review/fail figures of the run's operating point. A class the run
     has never seen counts as a defect, never classified correctly."""
     from soartlab import decision as rule
+    from soartlab.workflow import lot_class_names
 
     if not rows.is_labelled:
         raise DataError("These samples have no labels; metrics need a 'label' column.")
-    names = list(run.label_names)
-    # the run's classes, then the lot's classes it does not know (new defect types)
-    all_names = names + sorted(set(rows.label_names) - set(names))
+    all_names = lot_class_names(run, rows.label_names)
     position = {n: k for k, n in enumerate(all_names)}
     truth, predicted, decisions = [], [], []
     for table in predicted_chunks(run, rows, progress=progress):

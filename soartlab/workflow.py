@@ -499,17 +499,23 @@ def _finite_inputs(run: LoadedRun, X) -> np.ndarray:
 
 
 def _score(
-    run: LoadedRun, X: np.ndarray, emb: np.ndarray, reason: np.ndarray | None = None
+    run: LoadedRun,
+    X: np.ndarray,
+    emb: np.ndarray,
+    reason: np.ndarray | None = None,
+    scorable: np.ndarray | None = None,
 ) -> Scored:
     """Score the parts ``X`` (N, d) raw, ``emb`` (N, e) their embeddings, checking
     finiteness where the model sees the numbers: the normalised input, the embedding,
     the distances to the references. A part that cannot be scored honestly keeps NaN
     distances and class `NOT_SCORED`, and its reason says why. The one place where a
     non-finite number is kept from becoming a class. ``reason``: reasons found before
-    (the lot check); such parts are scored all the same (their decision is review)."""
+    (the lot check); such parts are scored all the same (their decision is review).
+    ``scorable``: the lot check's finiteness of the normalised input, when it was made
+    (`lotcheck.LotCheck.scorable`), so that the lot is not normalised twice."""
     ref_emb, ref_labels = _references(run)
     reason = np.full(len(X), "", dtype=object) if reason is None else reason.copy()
-    not_scorable = ~_finite_inputs(run, X)
+    not_scorable = ~(_finite_inputs(run, X) if scorable is None else scorable)
     reason[not_scorable & (reason == "")] = NOT_FINITE_INPUT
     bad_embedding = ~not_scorable & ~np.isfinite(emb).all(axis=1)
     reason[bad_embedding & (reason == "")] = NOT_FINITE_EMBEDDING
@@ -901,7 +907,7 @@ def predict_lot(
     check = _check_lot(run, X)
     if embeddings is None:
         embeddings = embed(run.model, X)
-    scored = _score(run, X, embeddings, check.reasons)
+    scored = _score(run, X, embeddings, check.reasons, check.scorable)
     point = run.operating_point(target_escape)
     names = np.array([*run.label_names, ""], dtype=object)  # NOT_SCORED (-1) → ""
     s = scored.scores
@@ -948,11 +954,23 @@ def _lot_labels(run: LoadedRun, dataset) -> tuple[np.ndarray, list[str]]:
     does not know: (ids (N,), those class names)."""
     names = D.label_names(dataset)
     _, y = D.to_arrays(dataset)
-    known = list(run.label_names)
-    extra = sorted(set(names[i] for i in np.unique(y)) - set(known))
-    all_names = known + extra
+    all_names = lot_class_names(run, [names[i] for i in np.unique(y)])
     lookup = np.array([all_names.index(n) if n in all_names else -1 for n in names])
     return lookup[y], all_names
+
+
+def flagged(table: pd.DataFrame, most: int | None = None) -> np.ndarray:
+    """Positions in a `predict` table of the parts judged fail or review
+    (`decision.FLAGGED`), in the lot's order, the first ``most``."""
+    return np.flatnonzero(table["decision"].isin(rule.FLAGGED).to_numpy())[:most]
+
+
+def lot_class_names(run: LoadedRun, lot_names) -> list[str]:
+    """The classes a labelled lot is counted in: the run's, then the lot's classes the
+    run does not know (new defect types: counted as defects, never classified
+    correctly), sorted."""
+    known = list(run.label_names)
+    return known + sorted(set(lot_names) - set(known))
 
 
 def _defect_distance(run: LoadedRun, emb: np.ndarray, scored: Scored) -> np.ndarray:

@@ -204,9 +204,9 @@ def flagged_parts(table: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     parts of a ``workflow.predict`` table whose decision is ``fail`` or ``review``, and
     their raw values from the lot ``dataset``."""
     from soartlab.data import to_arrays
+    from soartlab.workflow import flagged
 
-    flagged = table["decision"].isin(["fail", "review"]).to_numpy()
-    rows = table["index"].to_numpy()[flagged][:MAX_EXPLAINED]
+    rows = table["index"].to_numpy()[flagged(table, MAX_EXPLAINED)]
     X, _labels = to_arrays(dataset.select(rows.tolist()))
     return rows, X
 

@@ -100,15 +100,14 @@ def flagged_thumbnails(dataset: Any, table: Any) -> tuple[Any, list[str], list[s
     """The parts judged ``fail`` or ``review`` as images ``(n, H, W)`` (the first
     ``MAX_FLAGGED_THUMBNAILS``), their titles (decision · predicted class) and captions
     (file names, or row numbers); None for feature data or when nothing is flagged."""
-    import numpy as np
 
     from soartlab.data import input_shape, to_arrays
+    from soartlab.workflow import flagged
 
     shape = tuple(input_shape(dataset))
     if len(shape) != 2:
         return None
-    rows = np.flatnonzero(table["decision"].isin(["fail", "review"]).to_numpy())
-    rows = rows[:MAX_FLAGGED_THUMBNAILS]
+    rows = flagged(table, MAX_FLAGGED_THUMBNAILS)
     if not len(rows):
         return None
     X, _y = to_arrays(dataset.select(rows.tolist()))
