@@ -520,13 +520,15 @@ def _cmd_predict(args) -> int:
     run = load_run(args.run)
     lot = _read_data(args, near=args.out, input_shape=run.input_shape, require_labels=False)
     if isinstance(lot, ArrowRows):  # streamed in and out, a chunk at a time
-        counts = predict_to_file(
+        streamed = predict_to_file(
             run,
             lot,
             args.out,
             target_escape=args.target_escape,
             progress=lambda line: print(line, file=sys.stderr),
         )
+        counts = streamed.counts
+        print(streamed.check.summary(), file=sys.stderr)
         print(
             f"wrote {len(lot)} predictions to {args.out} ({counts.get('pass', 0)} pass, "
             f"{counts.get('review', 0)} review, {counts.get('fail', 0)} fail)",

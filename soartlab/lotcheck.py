@@ -188,6 +188,34 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True)
+class DriftTally:
+    """What the drift report and the typical part spread need of a lot, kept as sums, so
+    that the chunks of a lot read apart add up to the whole lot (`combine`)."""
+
+    counts: np.ndarray  # (d,) finite values per feature
+    sums: np.ndarray  # (d,) their sum
+    outside: np.ndarray  # (d,) values beyond the allowed range
+    part_spreads: np.ndarray  # (N,) each part's spread (see `_part_profile`)
+
+    @classmethod
+    def of(cls, X: np.ndarray, finite: np.ndarray, outside: np.ndarray, spreads) -> DriftTally:
+        return cls(
+            finite.sum(axis=0),
+            np.where(finite, X, 0.0).sum(axis=0),
+            outside.sum(axis=0),
+            np.asarray(spreads, dtype=np.float64),
+        )
+
+    def merge(self, other: DriftTally) -> DriftTally:
+        return DriftTally(
+            self.counts + other.counts,
+            self.sums + other.sums,
+            self.outside + other.outside,
+            np.concatenate([self.part_spreads, other.part_spreads]),
+        )
+
+
+@dataclass(frozen=True)
 class LotCheck:
     """`check_lot`'s answer for a lot of N parts."""
 
@@ -201,6 +229,7 @@ class LotCheck:
     # (N,) bool: every value finite, in the file and after the model's normalisation (the
     # parts a model can score); None when no normalisation was given
     scorable: np.ndarray | None = None
+    tally: DriftTally | None = None  # None without training statistics
 
     def summary(self) -> str:
         """One paragraph for stderr or a page."""
@@ -254,6 +283,12 @@ def check_scale(X: np.ndarray, stats: InputStats, source: str = "The lot") -> tu
     """`DataError` naming the scale found and the scale expected when the lot ``X``
     (N, d) is plainly on another scale than the training data (see the module's
     docstring); returns the lot's (typical part median, typical part spread)."""
+    lot_median, lot_spread, _ = _check_scale(X, stats, source)
+    return lot_median, lot_spread
+
+
+def _check_scale(X: np.ndarray, stats: InputStats, source: str) -> tuple[float, float, np.ndarray]:
+    """`check_scale`, also returning each part's spread (N,)."""
     median, spread = _part_profile(X)
     if not np.isfinite(spread).any():
         raise DataError(f"{source} holds no finite values to score.")
@@ -277,7 +312,7 @@ def check_scale(X: np.ndarray, stats: InputStats, source: str = "The lot") -> tu
             f"around {stats.part_median:.4g}), {ratio:.3g}× apart. Export the lot as the "
             "training data was (e.g. 0–1, not 0–255), or train on data like it."
         )
-    return lot_median, lot_spread
+    return lot_median, lot_spread, spread
 
 
 def check_lot(
@@ -319,33 +354,81 @@ def check_lot(
         raise DataError(
             f"{source} has {X.shape[1]} features; the run was trained on {stats.n_features}."
         )
-    _, lot_spread = check_scale(X, stats, source)
+    _, lot_spread, spreads = _check_scale(X, stats, source)
     low, high = stats.allowed_range()
     with np.errstate(invalid="ignore"):
         outside = finite & ((X < low) | (X > high))
     reasons[outside.any(axis=1) & (reasons == "")] = OUT_OF_RANGE
-    drift = _drift(X, finite, outside, stats, input_shape, feature_names)
+    tally = DriftTally.of(X, finite, outside, spreads)
     return LotCheck(
         reasons,
-        drift,
+        _drift(tally, stats, input_shape, feature_names),
         X.shape[1],
         lot_spread,
         stats.part_spread,
         int((reasons != "").sum()),
         scorable=scorable,
+        tally=tally,
     )
 
 
-def _drift(X, finite, outside, stats: InputStats, input_shape, feature_names):
-    counts = finite.sum(axis=0)
+def combine(
+    checks: list[LotCheck],
+    stats: InputStats | None,
+    *,
+    input_shape: tuple[int, ...] = (),
+    feature_names=None,
+) -> LotCheck:
+    """The `LotCheck` of a whole lot from those of its chunks, in order (a lot too large
+    to hold, checked a chunk at a time): the reasons one after another, and the drift
+    report and typical part spread of all the parts together, as `check_lot` of the
+    whole lot would give them."""
+    if not checks:
+        raise SoartLabError("combine needs the check of at least one chunk.")
+    reasons = np.concatenate([c.reasons for c in checks])
+    scorable = None
+    if all(c.scorable is not None for c in checks):
+        scorable = np.concatenate([c.scorable for c in checks])
+    tallies = [c.tally for c in checks]
+    if stats is None or any(t is None for t in tallies):
+        return LotCheck(
+            reasons,
+            (),
+            checks[0].n_features,
+            float("nan"),
+            float("nan"),
+            int((reasons != "").sum()),
+            checks[0].notes,
+            scorable,
+        )
+    tally = tallies[0]
+    for more in tallies[1:]:
+        tally = tally.merge(more)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every part without finite values
+        lot_spread = float(np.nanmedian(tally.part_spreads))
+    return LotCheck(
+        reasons,
+        _drift(tally, stats, input_shape, feature_names),
+        checks[0].n_features,
+        lot_spread,
+        stats.part_spread,
+        int((reasons != "").sum()),
+        scorable=scorable,
+        tally=tally,
+    )
+
+
+def _drift(tally: DriftTally, stats: InputStats, input_shape, feature_names):
+    counts = tally.counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        lot_mean = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1)
+        lot_mean = tally.sums / np.maximum(counts, 1)
         floor = DRIFT_SD_FLOOR * stats.part_spread
         if not floor > 0:  # every training part flat: a share of the values' own size
             floor = max(DRIFT_SD_FLOOR * float(np.max(np.abs(stats.mean), initial=0)), 1e-12)
         sd = np.maximum(stats.std, floor)
         shift = (lot_mean - stats.mean) / sd
-    share_out = outside.sum(axis=0) / max(len(X), 1)
+    share_out = tally.outside / max(len(tally.part_spreads), 1)
     # a small lot's mean wanders by chance: also ask for DRIFT_STANDARD_ERRORS of it
     limit = np.maximum(DRIFT_SD, DRIFT_STANDARD_ERRORS / np.sqrt(np.maximum(counts, 1)))
     moved = np.flatnonzero((np.abs(shift) > limit) & (counts > 0))

@@ -10,18 +10,32 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from soartlab import data as D
 from soartlab.errors import DataError, SoartLabError
 from soartlab.evaluation import classification_metrics
+from soartlab.lotcheck import LotCheck, combine
 from soartlab.rows import ArrowRows
+
+if TYPE_CHECKING:
+    from soartlab.workflow import LotPrediction
 
 PREDICT_CHUNK = 8192  # rows scored at a time
 OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class StreamedLot:
+    """`predict_to_file`'s answer: the count of each decision, and the lot check of the
+    whole lot (`lotcheck.combine` of its chunks': the drift report of every part)."""
+
+    counts: dict[str, int]
+    check: LotCheck
 
 
 def predicted_chunks(
@@ -31,11 +45,11 @@ def predicted_chunks(
     progress: Callable[[str], None] | None = None,
     *,
     target_escape: float | None = None,
-) -> Iterator[pd.DataFrame]:
-    """`workflow.predict` of ``rows``, a chunk at a time: tables whose ``index`` counts
-    from the first row of the lot, with a ``file`` column after it when the lot is a
-    folder of images."""
-    from soartlab.workflow import predict
+) -> Iterator[LotPrediction]:
+    """`workflow.predict_lot` of ``rows``, a chunk at a time: its tables' ``index``
+    counts from the first row of the lot, with a ``file`` column after it when the lot
+    is a folder of images."""
+    from soartlab.workflow import predict_lot
 
     expected = int(np.prod(run.input_shape))
     if rows.shape[1] != expected:
@@ -52,7 +66,8 @@ def predicted_chunks(
             rows.label_names,
             input_shape=run.input_shape,
         )
-        table = predict(run, chunk, labelled=rows.is_labelled, target_escape=target_escape)
+        lot = predict_lot(run, chunk, labelled=rows.is_labelled, target_escape=target_escape)
+        table = lot.table
         table["index"] = table["index"].to_numpy() + start
         if rows.names is not None:
             table.insert(1, "file", rows.names[start:stop])
@@ -61,7 +76,7 @@ def predicted_chunks(
             last = now
             rate = stop / max(now - started, 1e-9)
             progress(f"predicted {stop:,}/{len(rows):,} parts ({rate:,.0f} per second)")
-        yield table
+        yield lot
 
 
 def predict_to_file(
@@ -72,9 +87,10 @@ def predict_to_file(
     chunk_rows: int = PREDICT_CHUNK,
     progress: Callable[[str], None] | None = None,
     target_escape: float | None = None,
-) -> dict[str, int]:
+) -> StreamedLot:
     """Write the predictions of ``rows`` to ``out`` (``.csv`` or ``.parquet``), chunk by
-    chunk, into a temporary file renamed at the end; returns the count of each decision."""
+    chunk, into a temporary file renamed at the end; returns the count of each decision
+    and the whole lot's check."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -84,12 +100,15 @@ def predict_to_file(
         raise SoartLabError(f"--out must end in .csv or .parquet; got {out.name!r}.")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     counts: dict[str, int] = {}
+    checks: list[LotCheck] = []
     writer = None
     try:
         with open(tmp, "wb") as handle:
-            for k, table in enumerate(
+            for k, lot in enumerate(
                 predicted_chunks(run, rows, chunk_rows, progress, target_escape=target_escape)
             ):
+                table = lot.table
+                checks.append(lot.check)
                 for decision, n in table["decision"].value_counts().items():
                     counts[decision] = counts.get(decision, 0) + int(n)
                 if suffix == ".csv":
@@ -105,7 +124,13 @@ def predict_to_file(
     finally:
         if tmp.exists():
             tmp.unlink()
-    return counts
+    return StreamedLot(counts, whole_lot_check(run, rows, checks))
+
+
+def whole_lot_check(run, rows: ArrowRows, checks: list[LotCheck]) -> LotCheck:
+    """The check of the whole lot ``rows`` from its chunks' ``checks``."""
+    stats = None if run.calibration is None else run.calibration.stats
+    return combine(checks, stats, input_shape=run.input_shape)
 
 
 def evaluate_rows(run, rows: ArrowRows, progress: Callable[[str], None] | None = None) -> dict:
@@ -121,7 +146,8 @@ def evaluate_rows(run, rows: ArrowRows, progress: Callable[[str], None] | None =
     all_names = lot_class_names(run, rows.label_names)
     position = {n: k for k, n in enumerate(all_names)}
     truth, predicted, decisions = [], [], []
-    for table in predicted_chunks(run, rows, progress=progress):
+    for lot in predicted_chunks(run, rows, progress=progress):
+        table = lot.table
         truth.append(np.array([position[n] for n in table["label"]], dtype=np.int64))
         predicted.append(
             np.array([position[n] if n else -1 for n in table["predicted"]], dtype=np.int64)

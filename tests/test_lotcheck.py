@@ -16,6 +16,7 @@ from soartlab.lotcheck import (
     InputStats,
     check_lot,
     check_scale,
+    combine,
 )
 
 
@@ -118,6 +119,25 @@ def test_drift_of_a_named_column_carries_its_name():
     lot = np.c_[rng.normal(0, 1, 200), rng.normal(8, 1, 200)]
     check = check_lot(lot, InputStats.fit(train), feature_names=["幅", "高さ"])
     assert [(d.column, d.pixel, d.index) for d in check.drift] == [("高さ", None, 1)]
+
+
+def test_the_checks_of_a_lot_s_chunks_combine_into_the_whole_lot_s(images):
+    train, lot = images
+    lot = lot.copy()
+    lot[:, 40] += 0.3
+    lot[3, 7] = 50.0  # out of range
+    stats = InputStats.fit(train, image=True)
+    whole = check_lot(lot, stats, input_shape=(36, 39))
+    chunks = [
+        check_lot(lot[i : i + 17], stats, input_shape=(36, 39)) for i in range(0, len(lot), 17)
+    ]
+    combined = combine(chunks, stats, input_shape=(36, 39))
+    assert combined.summary() == whole.summary()
+    assert list(combined.reasons) == list(whole.reasons)
+    assert combined.lot_spread == whole.lot_spread
+    for a, b in zip(combined.drift, whole.drift, strict=True):
+        assert (a.index, a.pixel) == (b.index, b.pixel)
+        assert a.shift_sd == pytest.approx(b.shift_sd) and a.out_of_range == b.out_of_range
 
 
 def test_stats_round_trip_through_arrays(images):

@@ -21,10 +21,11 @@ from soartlab.cli import main
 from soartlab.data import Normalization, from_arrays, load_dataset
 from soartlab.errors import DataError
 from soartlab.io import Limits, command_line_limits
+from soartlab.lots import predict_to_file
 from soartlab.prepare import dataset_fingerprint, prepare
 from soartlab.rows import ArrowRows, fit_normalization, is_rows
 from soartlab.sources import is_source, open_source
-from soartlab.workflow import load_run, predict
+from soartlab.workflow import load_run, predict_lot
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("good", "dent", "scratch")
@@ -190,9 +191,20 @@ def test_cli_trains_and_predicts_on_a_large_source(sources, tmp_path, kind, caps
     streamed = pd.read_parquet(out)
     assert len(streamed) == 90 and streamed["index"].tolist() == list(range(90))
     assert set(streamed["decision"]) <= {"pass", "fail", "review"}
+    err = capsys.readouterr().err
+    assert "lot check: " in err and "drift: " in err  # the whole lot's, as in memory
     if kind == "glob":  # the same columns and decisions as the lot predicted in memory
-        in_memory = predict(run, load_dataset(sources["tmp"] / "all.parquet"))
+        whole = predict_lot(run, load_dataset(sources["tmp"] / "all.parquet"))
+        in_memory = whole.table
         pd.testing.assert_frame_equal(streamed, in_memory, check_dtype=False)
+        assert whole.check.summary() in err
+        # read in chunks of 25, the lot check is still the whole lot's
+        rows = open_source(data, cache_dir=tmp_path / ".soartlab-cache")
+        chunked = predict_to_file(run, rows, tmp_path / "c.csv", chunk_rows=25)
+        assert chunked.check.summary() == whole.check.summary()
+        assert [(d.index, round(d.shift_sd, 9)) for d in chunked.check.drift] == [
+            (d.index, round(d.shift_sd, 9)) for d in whole.check.drift
+        ]
         csv = tmp_path / "p.csv"
         assert (
             main(["predict", "--run", str(tmp_path / "run"), "--data", data, "--out", str(csv)])
@@ -279,8 +291,9 @@ def _save_uint8_images(path: Path, images: np.ndarray, labels: np.ndarray) -> No
 @pytest.mark.slow
 def test_a_source_larger_than_the_memory_limit_trains_under_it(tmp_path):
     # 6,000 images of 128×128: 393 MB as float32, 98 MB as uint8 on disk; the child may
-    # allocate 320 MB beyond what its imports left (Arrow's memory pool keeps some of what
-    # it read; 256 MB was too tight on some runs), still less than the 393 MB of samples.
+    # allocate 352 MB beyond what its imports left (Arrow's memory pool and the allocator's
+    # per-thread arenas keep some of what was freed: 320 MB failed on 3 runs of 5 on a loaded
+    # machine), still less than the 393 MB of samples, which the child checks do not fit.
     n, size = 6000, (128, 128)
     images = np.random.default_rng(0).integers(0, 256, (n, *size), dtype=np.uint8)
     labels = np.arange(n) % 2
@@ -291,7 +304,7 @@ def test_a_source_larger_than_the_memory_limit_trains_under_it(tmp_path):
     rows = open_source(folder, cache_dir=tmp_path / "cache")
     assert rows.shape == (n, 128 * 128)
     child = subprocess.run(
-        [sys.executable, "-c", _LIMITED_CHILD, str(rows.folder), str(320 * 2**20)],
+        [sys.executable, "-c", _LIMITED_CHILD, str(rows.folder), str(352 * 2**20)],
         capture_output=True,
         text=True,
         timeout=600,
