@@ -173,9 +173,11 @@ def index_agreement(queries: np.ndarray, references: np.ndarray, labels: np.ndar
     from soartlab import search
 
     found, gamma = search.soart3_knn(queries, references, k=1)
+    index = search.cell_index(references, 4, 1, 1e-4)
     exact, exact_gamma = search.soart3_knn(queries, references, k=1, exact=True)
     return {
         "queries": len(queries),
+        "probes": None if index is None else [index.probes, len(index.centres)],
         "as_near": float(np.mean(gamma[:, 0] <= exact_gamma[:, 0] + 1e-6)),
         "same_class": float(np.mean(labels[found[:, 0]] == labels[exact[:, 0]])),
         "farther": float(np.mean((gamma[:, 0] - exact_gamma[:, 0]) / exact_gamma[:, 0])),
@@ -346,15 +348,23 @@ def _cell(measure: dict | None, key: str = "cpu", fmt: str = "{:.1f} s") -> str:
     return fmt.format(measure[key])
 
 
+def _probes(index: dict) -> str:
+    if index.get("probes") is None:
+        return "not used: no number of cells agreed with every pair scored"
+    probes, cells = index["probes"]
+    return f"{probes} of {cells} cells searched a part"
+
+
 def table(results: list[dict]) -> str:
     rows = [
         "Times are CPU seconds of the process (user + system; 2 torch threads), wall seconds "
         "in brackets: the machine is shared, and wall time follows its load. `predict` scores "
         "a lot of one shard (10,000 parts; 3,000 for the smallest set) against the run's "
         "references, converting the lot first; parts per CPU second. From 32,768 "
-        "references the nearest-neighbour search first narrows each part to 32 cells of "
-        "about 256 references grouped by direction (`soartlab.search.CellIndex`); below "
-        "the table, how often it finds as near a reference as scoring every pair.",
+        "references the nearest-neighbour search first narrows each part to the cells of "
+        "about 256 references nearest it in direction (`soartlab.search.CellIndex`, as "
+        "many cells as its references need); below the table, how often it finds as near "
+        "a reference as scoring every pair.",
         "",
         "| samples | shards | conversion | conversion peak RSS | `train` 1 epoch | "
         "`train` peak RSS | epoch (20,000 pairs) | evaluation | `predict`: parts/s | "
@@ -377,8 +387,9 @@ def table(results: list[dict]) -> str:
         if index:
             rows += [
                 "",
-                f"The cell index at {r['n']:,} samples, {index['queries']} held-out parts "
-                "checked against every pair: as near a reference for "
+                f"The cell index at {r['n']:,} samples ({_probes(index)}), "
+                f"{index['queries']} held-out parts checked against every pair: as near a "
+                "reference for "
                 f"{index['as_near']:.1%}, a nearest reference of the same class for "
                 f"{index['same_class']:.1%}, and {index['farther']:.3%} farther on average.",
             ]

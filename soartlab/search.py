@@ -23,16 +23,22 @@ cell index comes first (`CellIndex`): the references are grouped into cells of a
 score, depends on the angle between query and reference and on nothing else about the
 reference), each query is scored against the cells' centres by `|cos|` (a reference and
 its negative are equally near: `beta` takes the sign) and the two stages run on the
-references of its `PROBES` nearest cells only. A query then costs about the same whatever
-the number of references, up to where scanning the centres dominates (millions of
-references). The index is built once per reference set and kept for the next call.
+references of its nearest cells only. How many cells is set once per reference set, on
+the references themselves (`CellIndex.tuned`): the fewest that find as near a reference as
+every pair scored exactly, for 95 % of a sample. Where the references are tightly
+clustered that is a fixed number of cells, and a query costs about the same whatever the
+number of references; where the nearest reference could be anywhere in a large class, it
+is a share of the class, and the search saves that share's complement only; where even a
+quarter of the cells is not enough, the references are searched without the index. The
+index holds no copy of the references and is kept for the next calls.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,24 +65,25 @@ _QUERY_BLOCK_BYTES = 64 * 2**20
 _MAX_QUERY_BLOCK = 128
 _TILE_REFS = 1024
 # The cell index (see the module's docstring): used from this many references, with cells
-# of about `CELL_REFS` references, `PROBES` of them searched per query. With 32 probes the
-# nearest reference was found for 99 % of queries of the 200,000-sample benchmark
-# (BENCHMARKS.md §9, bench/bench_scale.py), and a reference 0.02 % farther on average.
+# of about `CELL_REFS` references, at least `PROBES` of them searched per query, for up to
+# `INDEX_CANDIDATES` candidates a score (k <= 16).
 INDEX_MIN_REFS = 32_768
 CELL_REFS = 256
 PROBES = 32
-# Before the index answers a call it is checked against the search without it on a
-# seeded sample of the queries: it answers only if it finds as near a reference for at
-# least `INDEX_AGREEMENT` of them (embeddings without structure, such as an untrained
-# network's, can fail this, and are searched without the index).
+INDEX_CANDIDATES = 256
+# How many cells a query probes is set once per reference set: the fewest (from `PROBES`,
+# doubling, at most a quarter of the cells) with which a seeded sample of
+# `INDEX_CHECK_QUERIES` references finds a reference as near as the nearest other one
+# scored exactly, for at least `INDEX_AGREEMENT` of them; references for which no count
+# does are searched without the index.
 INDEX_CHECK_QUERIES = 128
 INDEX_AGREEMENT = 0.95
 # Spherical k-means: rounds, and at most this many references per cell to fit the centres.
 _KMEANS_ROUNDS = 8
 _KMEANS_SAMPLE_PER_CELL = 64
-# Queries a cell-index block handles together: bounds its (block, PROBES, candidates)
-# score buffers (24 MiB at 32 probes and 32 candidates).
-_INDEX_QUERY_BLOCK = 1024
+# A cell-index block of queries holds (block, probes, candidates) score buffers of at most
+# this many bytes (24 bytes an entry).
+_INDEX_BUFFER_BYTES = 32 * 2**20
 
 
 def _as_matrix(name: str, a: Any) -> np.ndarray:
@@ -153,23 +160,18 @@ def soart3_knn(
         n_candidates = None
 
     q_t, r_t = torch.from_numpy(q), torch.from_numpy(r)
-    if (
-        n_candidates is not None
-        and n_r >= INDEX_MIN_REFS
-        and n_candidates * 2 <= CELL_REFS * PROBES // 4
-    ):
-        with torch.no_grad():
-            index = cell_index(r, eps)
-            if index.agrees(q_t, n_candidates, p_v, p_m):
-                for start in range(0, n_q, _INDEX_QUERY_BLOCK):
-                    found, values = index.search(
-                        q_t[start : start + _INDEX_QUERY_BLOCK], n_candidates, k, p_v, p_m
-                    )
-                    indices[start : start + len(found)] = found.numpy()
-                    gamma[start : start + len(found)] = values.numpy()
-                return indices, gamma
+    index = None
+    if n_candidates is not None and n_r >= INDEX_MIN_REFS and n_candidates <= INDEX_CANDIDATES:
+        index = cell_index(r, p_v, p_m, eps)
     with torch.no_grad():
-        terms = _prefilter_terms(r_t, eps) if n_candidates is not None else {}
+        if index is not None:
+            step = max(1, _INDEX_BUFFER_BYTES // (24 * index.probes * n_candidates))
+            for start in range(0, n_q, step):
+                q_block = q_t[start : start + step]
+                found, values = index.search(q_block, r_t, n_candidates, k, p_v, p_m)
+                indices[start : start + len(found)] = found.numpy()
+                gamma[start : start + len(found)] = values.numpy()
+            return indices, gamma
         for start in range(0, n_q, block):
             q_block = q_t[start : start + block]  # (b, d)
             if n_candidates is None:
@@ -178,15 +180,16 @@ def soart3_knn(
                 )
                 values, found = _smallest(scores, k)
             else:
-                found, values = _rerank(q_block, r_t, terms, n_candidates, k, p_v, p_m, eps)
+                found, values = _rerank(q_block, r_t, n_candidates, k, p_v, p_m, eps)
             indices[start : start + block] = found.numpy()
             gamma[start : start + block] = values.numpy()
     return indices, gamma
 
 
 def _prefilter_terms(r: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
-    """What the prefilter needs of the references, computed once: `R`, `R²`, `R³`
-    transposed `(d, Nr)` for the matrix products, `1 / (x·x + eps)` and `Σx⁴` `(Nr,)`."""
+    """What the prefilter needs of a tile of references `(t, d)`: `R`, `R²`, `R³`
+    transposed `(d, t)` for the matrix products, `1 / (x·x + eps)` and `Σx⁴` `(t,)`.
+    Computed per tile, so that no copy of all the references is held."""
     r2 = r * r
     return {
         "r_t": r.T.contiguous(),
@@ -198,19 +201,21 @@ def _prefilter_terms(r: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
 
 
 def _candidates(
-    q_block: torch.Tensor, terms: dict[str, torch.Tensor], n_candidates: int, eps: float
+    q_block: torch.Tensor, r: torch.Tensor, n_candidates: int, eps: float
 ) -> torch.Tensor:
-    """Candidate references `(b, 2·C)` for a query block `(b, d)`: the `C` smallest by
-    each of two cheap scores of the residual (`_scores`). A column may appear twice.
-    References are taken in tiles so that the dozen elementwise passes run in cache."""
+    """Candidate references `(b, 2·C)` for a query block `(b, d)` among `r (Nr, d)`: the
+    `C` smallest by each of two cheap scores of the residual (`_scores`). A column may
+    appear twice. References are taken in tiles so that the dozen elementwise passes run
+    in cache."""
     b = q_block.shape[0]
-    n_r = terms["r_t"].shape[1]
+    n_r = len(r)
     query = _query_terms(q_block)
     size = q_block.new_empty((b, n_r))
     shape = q_block.new_empty((b, n_r))
     for start in range(0, n_r, _TILE_REFS):
         tile = slice(start, min(start + _TILE_REFS, n_r))
-        _scores(query, terms, tile, eps, size[:, tile], shape[:, tile])
+        terms = _prefilter_terms(r[tile], eps)
+        _scores(query, terms, eps, size[:, tile], shape[:, tile])
     by_size = torch.topk(size, n_candidates, dim=1, largest=False, sorted=False).indices
     by_shape = torch.topk(shape, n_candidates, dim=1, largest=False, sorted=False).indices
     return torch.cat([by_size, by_shape], dim=1)
@@ -233,12 +238,12 @@ def _query_terms(q_block: torch.Tensor) -> dict[str, torch.Tensor]:
 def _scores(
     query: dict[str, torch.Tensor],
     terms: dict[str, torch.Tensor],
-    tile: slice,
     eps: float,
     size: torch.Tensor,
     shape: torch.Tensor,
 ) -> None:
-    """The two prefilter scores of a query block against the references `tile`, written
+    """The two prefilter scores of a query block against a tile of references (its
+    `_prefilter_terms`), written
     into `size` and `shape` `(b, t)`; both from matrix products of the residual
     `r = y − beta·x`:
 
@@ -253,13 +258,13 @@ def _scores(
     than the vectors; there gamma follows the size of the residual, which the first score
     ranks well.
     """
-    cross = query["q"] @ terms["r_t"][:, tile]  # (b, t): x·y
-    beta = (cross + eps).mul_(terms["inv_sq"][tile])
+    cross = query["q"] @ terms["r_t"]  # (b, t): x·y
+    beta = (cross + eps).mul_(terms["inv_sq"])
     torch.mul(beta, cross, out=size).neg_()
     # Horner in beta: Σy⁴ + β(−4Σy³x + β(6Σy²x² + β(−4Σyx³ + β·Σx⁴))).
-    fourth = torch.addmm(beta * terms["fourth"][tile], query["minus4"], terms["r3_t"][:, tile])
-    fourth.mul_(beta).addmm_(query["q2_times6"], terms["r2_t"][:, tile]).mul_(beta)
-    fourth.addmm_(query["q3_minus4"], terms["r_t"][:, tile]).mul_(beta).add_(query["fourth"])
+    fourth = torch.addmm(beta * terms["fourth"], query["minus4"], terms["r3_t"])
+    fourth.mul_(beta).addmm_(query["q2_times6"], terms["r2_t"]).mul_(beta)
+    fourth.addmm_(query["q3_minus4"], terms["r_t"]).mul_(beta).add_(query["fourth"])
     l4_sq = fourth.clamp_(min=1e-30).sqrt_()  # ||r||₄²
     l2_sq = (size + query["sq"]).clamp_(min=0)
     l1_plus1 = l2_sq.sqrt().mul_(l2_sq).div_(l4_sq).mul_(1.38).add_(1)
@@ -269,7 +274,6 @@ def _scores(
 def _rerank(
     q_block: torch.Tensor,
     r: torch.Tensor,
-    terms: dict[str, torch.Tensor],
     n_candidates: int,
     k: int,
     p_v: float,
@@ -278,7 +282,7 @@ def _rerank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidates for one query block `(b, d)`, ranked by exact gamma.
     Returns `(indices (b, k), gamma (b, k))`."""
-    return _exact_rank(q_block, r, _candidates(q_block, terms, n_candidates, eps), k, p_v, p_m, eps)
+    return _exact_rank(q_block, r, _candidates(q_block, r, n_candidates, eps), k, p_v, p_m, eps)
 
 
 def _exact_rank(
@@ -310,18 +314,17 @@ def _exact_rank(
 @dataclass(frozen=True)
 class CellIndex:
     """References grouped into cells by direction, for the search from `INDEX_MIN_REFS`
-    references on (see the module's docstring).
+    references on (see the module's docstring). Holds no copy of the references.
 
     `centres (C, d)`: each cell's mean direction, unit length; `order (Nr,)`: the
     references' positions sorted by cell, so that cell `c` is `order[bounds[c]:bounds[c+1]]`;
-    `terms`: the prefilter's reference terms in that order.
+    `probes`: the cells searched per query, as many as the references need (`tuned`).
     """
 
-    references: torch.Tensor  # (Nr, d), in the caller's order
     centres: torch.Tensor
     order: torch.Tensor
     bounds: np.ndarray
-    terms: dict[str, torch.Tensor]
+    probes: int
     eps: float
 
     @classmethod
@@ -346,31 +349,54 @@ class CellIndex:
                 pick = torch.randint(n_sample, (int(empty.sum()),), generator=generator)
                 sums[empty] = sample[pick]
             centres = sums / sums.norm(dim=1, keepdim=True).clamp_(min=1e-30)
+        del sample
         cell, _ = _nearest_centre(directions, centres)
+        del directions
         counts = torch.bincount(cell, minlength=n_cells)
         kept = counts > 0
         renumber = torch.cumsum(kept, 0) - 1
-        cell = renumber[cell]
-        order = torch.argsort(cell, stable=True)
+        order = torch.argsort(renumber[cell], stable=True)
         bounds = np.concatenate([[0], np.cumsum(counts[kept].numpy())])
-        return cls(r, centres[kept], order, bounds, _prefilter_terms(r[order], eps), eps)
+        return cls(centres[kept], order, bounds, PROBES, eps)
 
-    def agrees(self, q: torch.Tensor, n_candidates: int, p_v: float, p_m: float) -> bool:
-        """Whether the index finds as near a reference (gamma within 1e-6) as the search
-        without it, for at least `INDEX_AGREEMENT` of a seeded sample of the queries `q`."""
-        generator = torch.Generator().manual_seed(0)
-        sample = q[torch.randperm(len(q), generator=generator)[:INDEX_CHECK_QUERIES]]
-        _, with_index = self.search(sample, n_candidates, 1, p_v, p_m)
-        flat = self.order[_candidates(sample, self.terms, n_candidates, self.eps)]
-        _, without = _exact_rank(sample, self.references, flat, 1, p_v, p_m, self.eps)
-        as_near = with_index[:, 0] <= without[:, 0] + 1e-6
-        return float(as_near.float().mean()) >= INDEX_AGREEMENT
+    def tuned(self, r: torch.Tensor, p_v: float, p_m: float) -> CellIndex | None:
+        """This index with as few probes (from `PROBES`, doubling) as find, for at least
+        `INDEX_AGREEMENT` of a seeded sample of `INDEX_CHECK_QUERIES` references, a
+        reference as near as the nearest other one scored exactly; None when even a
+        quarter of the cells do not (references without structure, such as an untrained
+        network's embeddings: they are searched without the index). Decided on the
+        references alone, so that every lot scored against them is scored alike."""
+        n_r, n_cells = len(r), len(self.centres)
+        generator = torch.Generator().manual_seed(1)
+        rows = torch.randperm(n_r, generator=generator)[:INDEX_CHECK_QUERIES]
+        sample = r[rows]
+        exact_idx, exact_gamma = soart3_knn(
+            sample.numpy(), r.numpy(), 2, exact=True, p_v=p_v, p_m=p_m, eps=self.eps
+        )
+        nearest_other = _other_than(rows.numpy(), exact_idx, exact_gamma)
+        probes = min(PROBES, n_cells)
+        while probes <= max(1, n_cells // 4):
+            index = replace(self, probes=probes)
+            n_candidates = max(DEFAULT_CANDIDATES, 2 * CANDIDATES_PER_NEIGHBOUR)
+            found, gamma = index.search(sample, r, n_candidates, 2, p_v, p_m)
+            got = _other_than(rows.numpy(), found.numpy(), gamma.numpy())
+            if np.mean(got <= nearest_other + 1e-6) >= INDEX_AGREEMENT:
+                return index
+            probes *= 2
+        return None
 
     def search(
-        self, q_block: torch.Tensor, n_candidates: int, k: int, p_v: float, p_m: float
+        self,
+        q_block: torch.Tensor,
+        r: torch.Tensor,
+        n_candidates: int,
+        k: int,
+        p_v: float,
+        p_m: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The `k` references nearest to each query of `q_block (b, d)` among its
-        `PROBES` cells: `(indices (b, k) into the references, gamma (b, k))`.
+        """The `k` references of `r` (the references the index was built on) nearest to
+        each query of `q_block (b, d)` among its `probes` cells: `(indices (b, k) into
+        `r`, gamma (b, k))`.
 
         Cell by cell, the queries that probe it are scored against its references and
         keep their `n_candidates` best by each prefilter score; each query then keeps the
@@ -378,7 +404,7 @@ class CellIndex:
         index: exact gamma of the (at most 2·n_candidates) candidates."""
         b = len(q_block)
         n_cells = len(self.centres)
-        probes = min(PROBES, n_cells)
+        probes = min(self.probes, n_cells)
         cosine = (q_block @ self.centres.T).abs_()
         probed = torch.topk(cosine, probes, dim=1).indices  # (b, probes)
         # the queries probing each cell, found by sorting the (query, probe) pairs by cell
@@ -386,31 +412,35 @@ class CellIndex:
         by_cell = torch.argsort(flat, stable=True)
         starts = np.searchsorted(flat[by_cell].numpy(), np.arange(n_cells + 1))
         query_of, slot_of = by_cell // probes, by_cell % probes
-        shape_buffer = (b, probes, n_candidates)
-        size_best = q_block.new_full(shape_buffer, torch.inf)
-        shape_best = q_block.new_full(shape_buffer, torch.inf)
-        size_at = torch.zeros(shape_buffer, dtype=torch.int64)
-        shape_at = torch.zeros(shape_buffer, dtype=torch.int64)
+        buffer = (b, probes, n_candidates)
+        size_best = q_block.new_full(buffer, torch.inf)
+        shape_best = q_block.new_full(buffer, torch.inf)
+        size_at = torch.zeros(buffer, dtype=torch.int64)
+        shape_at = torch.zeros(buffer, dtype=torch.int64)
         for c in np.flatnonzero(np.diff(starts)):
             pairs = slice(int(starts[c]), int(starts[c + 1]))
             queries, slots = query_of[pairs], slot_of[pairs]
-            low, high = int(self.bounds[c]), int(self.bounds[c + 1])
-            tile = slice(low, high)
-            size = q_block.new_empty((len(queries), high - low))
+            members = self.order[int(self.bounds[c]) : int(self.bounds[c + 1])]
+            size = q_block.new_empty((len(queries), len(members)))
             shape = torch.empty_like(size)
-            _scores(_query_terms(q_block[queries]), self.terms, tile, self.eps, size, shape)
-            keep = min(n_candidates, high - low)
+            terms = _prefilter_terms(r[members], self.eps)
+            _scores(_query_terms(q_block[queries]), terms, self.eps, size, shape)
+            keep = min(n_candidates, len(members))
             for best, at, score in ((size_best, size_at, size), (shape_best, shape_at, shape)):
                 values, found = torch.topk(score, keep, dim=1, largest=False, sorted=False)
                 best[queries, slots, :keep] = values
-                at[queries, slots, :keep] = found + low
+                at[queries, slots, :keep] = members[found]
         candidate = []
         for best, at in ((size_best, size_at), (shape_best, shape_at)):
             pick = torch.topk(best.view(b, -1), n_candidates, dim=1, largest=False).indices
             candidate.append(at.view(b, -1).gather(1, pick))
-        # positions in cell order → the caller's reference indices
-        candidate = self.order[torch.cat(candidate, dim=1)]
-        return _exact_rank(q_block, self.references, candidate, k, p_v, p_m, self.eps)
+        return _exact_rank(q_block, r, torch.cat(candidate, dim=1), k, p_v, p_m, self.eps)
+
+
+def _other_than(rows: np.ndarray, idx: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Of each row's two nearest `(n, 2)`, the gamma of the nearest that is not the row
+    itself `(n,)`."""
+    return np.where(idx[:, 0] == rows, gamma[:, 1], gamma[:, 0])
 
 
 def _nearest_centre(
@@ -428,21 +458,29 @@ def _nearest_centre(
     return torch.cat(cells), torch.cat(signs)
 
 
-_INDEX_CACHE: dict[str, Any] = {}
+# Indexes of recent reference sets (small: centres and an order each), by a hash of the
+# references' bytes and the distance's parameters; None for references searched without.
+_INDEX_CACHE: OrderedDict[str, CellIndex | None] = OrderedDict()
+_INDEX_CACHE_SIZE = 8
 _INDEX_LOCK = threading.Lock()
 
 
-def cell_index(r: np.ndarray, eps: float) -> CellIndex:
-    """The `CellIndex` of the references `r`, kept for the next call with the same
-    references (the chunks of a streamed lot, a page scoring again): one index is kept,
-    keyed by a hash of the references' bytes, which costs far less than building it."""
+def cell_index(r: np.ndarray, p_v: float, p_m: float, eps: float) -> CellIndex | None:
+    """The tuned `CellIndex` of the references `r`, or None when they are to be searched
+    without one; kept for the next calls with the same references (the chunks of a lot,
+    its good and defective references, a page scoring again)."""
     key = hashlib.blake2b(memoryview(np.ascontiguousarray(r)).cast("B"), digest_size=16)
-    key.update(repr((r.shape, r.dtype.str, eps)).encode())
+    key.update(repr((r.shape, r.dtype.str, p_v, p_m, eps)).encode())
     digest = key.hexdigest()
     with _INDEX_LOCK:
-        if _INDEX_CACHE.get("key") == digest:
-            return _INDEX_CACHE["index"]
-    index = CellIndex.build(torch.from_numpy(r), eps)
+        if digest in _INDEX_CACHE:
+            _INDEX_CACHE.move_to_end(digest)
+            return _INDEX_CACHE[digest]
+    r_t = torch.from_numpy(r)
+    with torch.no_grad():
+        index = CellIndex.build(r_t, eps).tuned(r_t, p_v, p_m)
     with _INDEX_LOCK:
-        _INDEX_CACHE.update(key=digest, index=index)
+        _INDEX_CACHE[digest] = index
+        while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+            _INDEX_CACHE.popitem(last=False)
     return index
