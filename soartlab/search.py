@@ -25,7 +25,7 @@ reference), each query is scored against the cells' centres by `|cos|` (a refere
 its negative are equally near: `beta` takes the sign) and the two stages run on the
 references of its nearest cells only. How many cells is set once per reference set, on
 the references themselves (`CellIndex.tuned`): the fewest that find as near a reference as
-every pair scored exactly, for 95 % of a sample. Where the references are tightly
+the two stages over every reference do, for 95 % of a sample. Where the references are tightly
 clustered that is a fixed number of cells, and a query costs about the same whatever the
 number of references; where the nearest reference could be anywhere in a large class, it
 is a share of the class, and the search saves that share's complement only; where even a
@@ -73,9 +73,9 @@ PROBES = 32
 INDEX_CANDIDATES = 256
 # How many cells a query probes is set once per reference set: the fewest (from `PROBES`,
 # doubling, at most a quarter of the cells) with which a seeded sample of
-# `INDEX_CHECK_QUERIES` references finds a reference as near as the nearest other one
-# scored exactly, for at least `INDEX_AGREEMENT` of them; references for which no count
-# does are searched without the index.
+# `INDEX_CHECK_QUERIES` references finds a reference as near as the nearest other one the
+# search over every reference finds, for at least `INDEX_AGREEMENT` of them; references
+# for which no count does are searched without the index.
 INDEX_CHECK_QUERIES = 128
 INDEX_AGREEMENT = 0.95
 # Spherical k-means: rounds, and at most this many references per cell to fit the centres.
@@ -172,6 +172,7 @@ def soart3_knn(
                 indices[start : start + len(found)] = found.numpy()
                 gamma[start : start + len(found)] = values.numpy()
             return indices, gamma
+        tiles = _tiles(r_t, eps) if n_candidates is not None else []
         for start in range(0, n_q, block):
             q_block = q_t[start : start + block]  # (b, d)
             if n_candidates is None:
@@ -180,7 +181,7 @@ def soart3_knn(
                 )
                 values, found = _smallest(scores, k)
             else:
-                found, values = _rerank(q_block, r_t, n_candidates, k, p_v, p_m, eps)
+                found, values = _rerank(q_block, r_t, tiles, n_candidates, k, p_v, p_m, eps)
             indices[start : start + block] = found.numpy()
             gamma[start : start + block] = values.numpy()
     return indices, gamma
@@ -200,21 +201,34 @@ def _prefilter_terms(r: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
     }
 
 
+def _tiles(r: torch.Tensor, eps: float) -> list[tuple[slice, dict[str, torch.Tensor]]]:
+    """The references `r (Nr, d)` in tiles of `_TILE_REFS`, each with its
+    `_prefilter_terms`, computed once for every query block of a search."""
+    return [
+        (
+            slice(start, min(start + _TILE_REFS, len(r))),
+            _prefilter_terms(r[start : start + _TILE_REFS], eps),
+        )
+        for start in range(0, len(r), _TILE_REFS)
+    ]
+
+
 def _candidates(
-    q_block: torch.Tensor, r: torch.Tensor, n_candidates: int, eps: float
+    q_block: torch.Tensor,
+    tiles: list[tuple[slice, dict[str, torch.Tensor]]],
+    n_r: int,
+    n_candidates: int,
+    eps: float,
 ) -> torch.Tensor:
-    """Candidate references `(b, 2·C)` for a query block `(b, d)` among `r (Nr, d)`: the
-    `C` smallest by each of two cheap scores of the residual (`_scores`). A column may
-    appear twice. References are taken in tiles so that the dozen elementwise passes run
-    in cache."""
+    """Candidate references `(b, 2·C)` for a query block `(b, d)` among the `n_r`
+    references of `tiles` (`_tiles`): the `C` smallest by each of two cheap scores of the
+    residual (`_scores`). A column may appear twice. References are taken in tiles so
+    that the dozen elementwise passes run in cache."""
     b = q_block.shape[0]
-    n_r = len(r)
     query = _query_terms(q_block)
     size = q_block.new_empty((b, n_r))
     shape = q_block.new_empty((b, n_r))
-    for start in range(0, n_r, _TILE_REFS):
-        tile = slice(start, min(start + _TILE_REFS, n_r))
-        terms = _prefilter_terms(r[tile], eps)
+    for tile, terms in tiles:
         _scores(query, terms, eps, size[:, tile], shape[:, tile])
     by_size = torch.topk(size, n_candidates, dim=1, largest=False, sorted=False).indices
     by_shape = torch.topk(shape, n_candidates, dim=1, largest=False, sorted=False).indices
@@ -274,6 +288,7 @@ def _scores(
 def _rerank(
     q_block: torch.Tensor,
     r: torch.Tensor,
+    tiles: list[tuple[slice, dict[str, torch.Tensor]]],
     n_candidates: int,
     k: int,
     p_v: float,
@@ -282,7 +297,8 @@ def _rerank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidates for one query block `(b, d)`, ranked by exact gamma.
     Returns `(indices (b, k), gamma (b, k))`."""
-    return _exact_rank(q_block, r, _candidates(q_block, r, n_candidates, eps), k, p_v, p_m, eps)
+    candidate = _candidates(q_block, tiles, len(r), n_candidates, eps)
+    return _exact_rank(q_block, r, candidate, k, p_v, p_m, eps)
 
 
 def _exact_rank(
@@ -362,22 +378,22 @@ class CellIndex:
     def tuned(self, r: torch.Tensor, p_v: float, p_m: float) -> CellIndex | None:
         """This index with as few probes (from `PROBES`, doubling) as find, for at least
         `INDEX_AGREEMENT` of a seeded sample of `INDEX_CHECK_QUERIES` references, a
-        reference as near as the nearest other one scored exactly; None when even a
-        quarter of the cells do not (references without structure, such as an untrained
-        network's embeddings: they are searched without the index). Decided on the
-        references alone, so that every lot scored against them is scored alike."""
+        reference as near as the nearest other one the search without the index finds;
+        None when even a quarter of the cells do not (references without structure:
+        they are searched without the index). Decided on the references alone, so that
+        every lot scored against them is scored alike."""
         n_r, n_cells = len(r), len(self.centres)
         generator = torch.Generator().manual_seed(1)
         rows = torch.randperm(n_r, generator=generator)[:INDEX_CHECK_QUERIES]
         sample = r[rows]
-        exact_idx, exact_gamma = soart3_knn(
-            sample.numpy(), r.numpy(), 2, exact=True, p_v=p_v, p_m=p_m, eps=self.eps
+        n_candidates = max(DEFAULT_CANDIDATES, 2 * CANDIDATES_PER_NEIGHBOUR)
+        without, without_gamma = _rerank(
+            sample, r, _tiles(r, self.eps), n_candidates, 2, p_v, p_m, self.eps
         )
-        nearest_other = _other_than(rows.numpy(), exact_idx, exact_gamma)
+        nearest_other = _other_than(rows.numpy(), without.numpy(), without_gamma.numpy())
         probes = min(PROBES, n_cells)
         while probes <= max(1, n_cells // 4):
             index = replace(self, probes=probes)
-            n_candidates = max(DEFAULT_CANDIDATES, 2 * CANDIDATES_PER_NEIGHBOUR)
             found, gamma = index.search(sample, r, n_candidates, 2, p_v, p_m)
             got = _other_than(rows.numpy(), found.numpy(), gamma.numpy())
             if np.mean(got <= nearest_other + 1e-6) >= INDEX_AGREEMENT:

@@ -157,7 +157,8 @@ def _tuning(run: Any, key: str) -> None:
                 r=figures.n_parts,
             )
         )
-        st.dataframe(per_type_table(figures), hide_index=True, width="stretch")
+    # below the curve, at the page's width: six columns beside it were cut off at the right
+    st.dataframe(per_type_table(figures), hide_index=True, width="stretch")
     saved_target = run.record.decision.get("target")
     changed = saved_target is None or abs(100 * saved_target - target) > 1e-9
     if st.button(

@@ -3,7 +3,9 @@ row of held-out rates."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -169,10 +171,32 @@ def session_status() -> dict[str, str | None]:
             scale=t.scale, offset=t.offset, floor=t.floor
         )
     if run_dir is not None:
-        status["model"] = run_dir.name
+        status["model"] = run_name(run_dir)
     if job is not None and job.is_running():
         status["training"] = job.summary()
     return status
+
+
+def run_name(run_dir: Path) -> str:
+    """A saved run's label and id (as `run_title`), read from its record once per
+    version of it; the id alone when the record cannot be read."""
+    try:
+        stamp = (run_dir / "run.json").stat().st_mtime_ns
+    except OSError:
+        return run_dir.name
+    return _label_and_id(str(run_dir), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_and_id(path: str, stamp: int) -> str:
+    from soartlab.errors import SoartLabError
+    from soartlab.runs import Run, RunInfo
+
+    try:
+        info = RunInfo.of(Run(path))
+    except SoartLabError:
+        return Path(path).name
+    return f"{info.label} ({info.run_id})" if info.label else info.run_id
 
 
 def sidebar_status(place: Any = None) -> None:
