@@ -557,3 +557,10 @@ def test_explore_names_the_run_by_its_label(app_with_run):
     assert any(c.value.startswith("Run tiny run (") for c in at.caption), [
         c.value for c in at.caption
     ]
+
+
+def test_the_sidebar_names_the_open_model_by_its_label(trained_run, tmp_path):
+    from soartlab.ui.widgets import run_name
+
+    assert run_name(trained_run) == f"tiny run ({trained_run.name})"
+    assert run_name(tmp_path / "gone") == "gone"  # deleted from another tab: its id
