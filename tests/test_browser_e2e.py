@@ -153,7 +153,7 @@ def test_a_cnn_run_trains_from_the_train_page(server, browser):
         visit(page, "train")
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Network").click()
         page.get_by_role("option", name="cnn: convolutional, defects anywhere").click()
-        for label, value in (("Epochs", "2"), ("Pairs per epoch", "1024")):
+        for label, value in (("Epochs", "2"), ("Pairs per epoch", "256")):
             field = page.get_by_label(label, exact=True)
             field.fill(value)
             field.press("Tab")

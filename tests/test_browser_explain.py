@@ -41,6 +41,7 @@ def test_a_clicked_confusion_cell_shows_heatmaps(server, browser, tiny_run):  # 
         assert picked.startswith(f"{names[row]} → {names[column]}"), picked
         images = page.locator('[data-testid="stImage"] img')
         images.first.wait_for(timeout=120_000)
+        settle(page)  # every heatmap and its button drawn, not only the first
         assert images.count() >= 1
         width = images.first.evaluate("img => img.naturalWidth")
         assert width > 4 * 39 * 4  # four tiles of the 39-pixel-wide part, upscaled
