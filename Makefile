@@ -24,15 +24,17 @@ run: $(STAMP)
 # Three stages, so that a failure says which kind it is: the fast unit and page tests,
 # the model-quality checks (real trainings, marked slow), then the real browser. The unit
 # stage runs on two workers (pytest-xdist): much of its time is one Python thread; the
-# model-quality trainings too (one torch thread each); the browser tests (a server, Chromium
-# and a training each) run one at a time.
+# model-quality trainings too (one torch thread each), but for a memory-limit check that
+# failed beside another worker; the browser tests (a server, Chromium and a training each)
+# run one at a time.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(PY) -m ruff check soartlab tests bench app.py pages
 	@echo "== unit and page tests"
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not browser"
 	@echo "== model-quality tests (slow)"
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow and not browser" --durations=5
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow and not browser and not alone" --durations=5
+	$(PY) -m pytest -q -m "slow and alone"
 	@echo "== browser tests (headless Chromium)"
 	$(PY) -m pytest -q -m browser --durations=5
 

@@ -289,6 +289,7 @@ def _save_uint8_images(path: Path, images: np.ndarray, labels: np.ndarray) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_source_larger_than_the_memory_limit_trains_under_it(tmp_path):
     # 8,000 images of 128×128: 524 MB as float32, 131 MB as uint8 on disk; the child may
     # allocate 400 MB beyond what its imports left (Arrow's memory pool keeps some of what
