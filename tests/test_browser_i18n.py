@@ -63,6 +63,8 @@ def english_words(page, data: tuple[str, ...] = ()) -> list[str]:
     )
     for shown in data:
         text = text.replace(shown, " ")
+    # a run id's hex letters ("…-4bbe3f") read as a word: ids are data
+    text = re.sub(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", " ", text)
     allowed = ALLOWED | DEMO_CLASSES
     words = [w for w in ENGLISH_WORD.findall(text) if w.lower() not in allowed]
     # run ids (20261130-181500-a1b2c3) and file names (soartlab-<id>.pth) are data too
